@@ -5,4 +5,5 @@
 #![deny(unsafe_code)]
 
 pub mod event;
+pub mod handles;
 pub mod sys;
