@@ -384,7 +384,9 @@ fn events_resolve_on_tmpfs_under_dev_shm() {
 
 /// Parser throughput on a synthetic buffer of DFID_NAME events (one record each, 8-byte
 /// handles, 12-byte names, 60 bytes per event). Run:
-/// `cargo test -p syncer --test fanotify_sys -- --ignored --nocapture parser_throughput`
+/// `cargo test -p syncer --config 'profile.dev.package.syncer.opt-level=3' --test fanotify_sys
+/// -- --ignored --nocapture parser_throughput` (optimizes only this crate: no release build).
+/// Measured here (2 cores shared, kernel 6.18): ~31 M records/s at opt-level 3, ~3 M at 0.
 #[test]
 #[ignore]
 fn parser_throughput() {
@@ -416,15 +418,10 @@ fn parser_throughput() {
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(records % per_pass, 0);
     eprintln!(
-        "parser: {:.1} M records/s ({} events per 1 MiB buffer, {} name bytes; {} profile)",
+        "parser: {:.1} M records/s ({} events per 1 MiB buffer, {} name bytes walked)",
         records as f64 / secs / 1e6,
         per_pass,
         name_bytes,
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
     );
 }
 
