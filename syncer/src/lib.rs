@@ -11,6 +11,7 @@ pub mod control;
 pub mod entry;
 pub mod event;
 pub mod exclude;
+pub mod handles;
 pub mod log;
 pub mod pending;
 pub mod pipeline;
