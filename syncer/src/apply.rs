@@ -1,17 +1,19 @@
 //! One target's queue and its applier thread: `Change`s in (from the reader and reconciles),
 //! batches applied to the target out. An idle applier takes the dirty set at once; a busy one
 //! lets the next batch grow (adaptive batching). Transient failures back off exponentially.
+//! Subtree compares (rescans) run here too, so what they find is re-keyed through renames
+//! that arrive meanwhile (see `pending`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::Change;
 use crate::control::Control;
-use crate::pending::{Mark, Pending, Timing};
+use crate::pending::{Mark, Pending, RescanJob, Timing};
 use crate::stats::{TargetStats, unix_ns};
-use crate::target::Target;
+use crate::target::{Found, Target};
 
 /// Longest sleep of an applier with nothing due, so a stop is noticed even without a wakeup.
 const IDLE_TICK: Duration = Duration::from_millis(500);
@@ -53,12 +55,9 @@ impl TargetQueue {
         self.work.notify_one();
     }
 
-    pub fn mark_all(&self, paths: Vec<PathBuf>, now_ns: u64) {
-        let mut pending = self.lock();
-        for path in paths {
-            pending.mark(path, Mark::Changed, now_ns);
-        }
-        drop(pending);
+    /// Marks one path (a reconcile request).
+    pub fn mark(&self, path: PathBuf, mark: Mark, now_ns: u64) {
+        self.lock().mark(path, mark, now_ns);
         self.work.notify_one();
     }
 
@@ -85,8 +84,44 @@ pub struct Applier {
     pub control: Arc<Control>,
     pub stats_index: usize,
     pub stats: Arc<crate::stats::Stats>,
-    /// Where rescans asked for by the target go.
-    pub rescan: Box<dyn Fn(PathBuf) + Send>,
+}
+
+/// A compare walk longer than this logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs a target's compare walk, logging progress every 2 s for big trees.
+fn walk_with_progress(target: &dyn Target, job: &RescanJob) -> std::io::Result<Found> {
+    let progress = AtomicU64::new(0);
+    let started = Instant::now();
+    let found = std::thread::scope(|scope| {
+        let walker =
+            scope.spawn(|| target.reconcile(&job.subtree, job.changed_since_ns, &progress));
+        let mut next_report = started + PROGRESS_EVERY;
+        while !walker.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+            if Instant::now() >= next_report {
+                crate::info!(
+                    "reconcile of {} {:?}: {} entries compared",
+                    target.name(),
+                    job.subtree,
+                    progress.load(Relaxed)
+                );
+                next_report += PROGRESS_EVERY;
+            }
+        }
+        walker
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("reconcile walk panicked")))
+    })?;
+    crate::debug!(
+        "reconcile of {} {:?}: {} entries compared, {} differ, {:.3} s",
+        target.name(),
+        job.subtree,
+        progress.load(Relaxed),
+        found.dirty.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(found)
 }
 
 impl Applier {
@@ -150,6 +185,21 @@ impl Applier {
             let stats = self.target_stats();
             stats.batches.fetch_add(1, Relaxed);
             let outcome = self.target.apply(&batch, stats);
+            let mut found = Vec::new();
+            for job in &batch.rescans {
+                self.stats.reconciles.fetch_add(1, Relaxed);
+                match walk_with_progress(self.target.as_ref(), job) {
+                    Ok(result) => found.push((job.changed_since_ns, result)),
+                    Err(err) => {
+                        stats.errors.fetch_add(1, Relaxed);
+                        crate::error!(
+                            "reconcile of {} {:?} failed: {err}",
+                            self.target.name(),
+                            job.subtree
+                        );
+                    }
+                }
+            }
             let now = self.control.now_ns();
             let retry_at = if outcome.backoff {
                 failures += 1;
@@ -181,11 +231,17 @@ impl Applier {
             };
             {
                 let mut pending = self.queue.lock();
-                pending.finish(&batch, &outcome.retry, now, retry_at);
+                let seq = batch.rename_seq;
+                for (changed_since_ns, result) in found {
+                    pending.mark_since(result.dirty, Mark::Changed, seq, now);
+                    pending.mark_since(result.rescan, Mark::Rescan { changed_since_ns }, seq, now);
+                }
+                let rescan = Mark::Rescan {
+                    changed_since_ns: None,
+                };
+                pending.mark_since(outcome.rescan, rescan, seq, now);
+                pending.finish(&batch, outcome.retry, now, retry_at);
                 self.publish(&pending);
-            }
-            for subtree in outcome.rescan {
-                (self.rescan)(subtree);
             }
         }
         // Let anyone waiting for idleness re-check (we are done).

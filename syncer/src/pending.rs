@@ -5,8 +5,13 @@
 //! path as it is when applied". Renames are kept in arrival order and applied first in a batch
 //! (an ordering barrier); every dirty key is re-keyed through each rename as it arrives, so all
 //! keys of a batch name paths in the namespace after its renames.
+//!
+//! Work reported back by an applier (retries, subtrees to rescan, paths a rescan found) names
+//! paths as they were when its batch was taken; renames that arrived meanwhile are kept in a
+//! log while anything is in flight, and that work is re-keyed through them. Without this a
+//! rescan aimed at `d1` after `d1` became `d2` would check the wrong name and lose `d2`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +23,16 @@ pub enum Mark {
     /// Written but not closed (IN_MODIFY alone, e.g. a growing log): wait for a quiet period or
     /// a maximum age, so a file is not copied on every write.
     Modified,
+    /// Compare the whole subtree with the replica (overflow, a directory that had to be
+    /// rebuilt); files with a source ctime at or after `changed_since_ns` count as changed.
+    Rescan { changed_since_ns: Option<i128> },
+}
+
+/// A subtree to compare, as handed to the applier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RescanJob {
+    pub subtree: PathBuf,
+    pub changed_since_ns: Option<i128>,
 }
 
 /// A rename paired by the event source (inotify cookie, fanotify FAN_RENAME).
@@ -29,11 +44,14 @@ pub struct Rename {
 }
 
 /// Work handed to a target's applier: renames first (in order), then paths in sorted order, so
-/// a parent directory comes before its children.
+/// a parent directory comes before its children, then subtrees to compare.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub renames: Vec<Rename>,
     pub paths: Vec<PathBuf>,
+    pub rescans: Vec<RescanJob>,
+    /// Position in the rename log when the batch was taken.
+    pub rename_seq: u64,
 }
 
 /// Batching and deferral knobs.
@@ -66,6 +84,8 @@ struct Entry {
     last_ns: u64,
     modified_only: bool,
     not_before_ns: u64,
+    /// Some: the subtree is to be compared (with this ctime guard).
+    rescan: Option<Option<i128>>,
 }
 
 /// The dirty paths, queued renames and in-flight paths of one target.
@@ -73,8 +93,23 @@ struct Entry {
 pub struct Pending {
     dirty: BTreeMap<PathBuf, Entry>,
     renames: Vec<Rename>,
-    in_flight: BTreeSet<PathBuf>,
+    /// In-flight paths; the value is the rescan guard for in-flight subtree compares.
+    in_flight: BTreeMap<PathBuf, Option<Option<i128>>>,
+    /// Renames seen while something was in flight, numbered; cleared once nothing is.
+    rename_log: Vec<(u64, Rename)>,
+    rename_seq: u64,
     timing: Timing,
+}
+
+/// The more conservative of two ctime guards (the earlier time re-copies more).
+fn merge_guard(a: Option<Option<i128>>, b: Option<Option<i128>>) -> Option<Option<i128>> {
+    match (a, b) {
+        (None, x) | (x, None) => x,
+        (Some(x), Some(y)) => Some(match (x, y) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }),
+    }
 }
 
 /// Keys of `map` equal to `prefix` or below it: one contiguous range, because `Path` orders
@@ -105,18 +140,44 @@ impl Pending {
     /// Marks `path` dirty at `now_ns`.
     pub fn mark(&mut self, path: PathBuf, mark: Mark, now_ns: u64) {
         let modified_only = mark == Mark::Modified;
+        let rescan = match mark {
+            Mark::Rescan { changed_since_ns } => Some(changed_since_ns),
+            _ => None,
+        };
         self.dirty
             .entry(path)
             .and_modify(|entry| {
                 entry.last_ns = now_ns;
                 entry.modified_only &= modified_only;
+                entry.rescan = merge_guard(entry.rescan, rescan);
             })
             .or_insert(Entry {
                 first_ns: now_ns,
                 last_ns: now_ns,
                 modified_only,
                 not_before_ns: 0,
+                rescan,
             });
+    }
+
+    fn mark_entry(&mut self, path: PathBuf, entry: &Entry, now_ns: u64) {
+        let mark = match entry.rescan {
+            Some(changed_since_ns) => Mark::Rescan { changed_since_ns },
+            None if entry.modified_only => Mark::Modified,
+            None => Mark::Changed,
+        };
+        self.mark(path, mark, now_ns);
+    }
+
+    /// Marks paths named as they were at rename-log position `since_seq` (work reported for
+    /// a batch), re-keyed through every rename logged after it.
+    pub fn mark_since(&mut self, paths: Vec<PathBuf>, mark: Mark, since_seq: u64, now_ns: u64) {
+        for mut path in paths {
+            for (_, rename) in self.rename_log.iter().filter(|(seq, _)| *seq > since_seq) {
+                path = rekey(&path, &rename.from, &rename.to);
+            }
+            self.mark(path, mark, now_ns);
+        }
     }
 
     /// Records a paired rename: re-keys dirty paths below `from` to `to`, re-marks in-flight
@@ -126,24 +187,27 @@ impl Pending {
         for old in keys_under(&self.dirty, &rename.from) {
             if let Some(entry) = self.dirty.remove(&old) {
                 let new = rekey(&old, &rename.from, &rename.to);
-                let mark = if entry.modified_only {
-                    Mark::Modified
-                } else {
-                    Mark::Changed
-                };
-                self.mark(new, mark, now_ns);
+                self.mark_entry(new, &entry, now_ns);
             }
         }
-        let flying: Vec<PathBuf> = self
+        let flying: Vec<(PathBuf, Option<Option<i128>>)> = self
             .in_flight
             .range::<Path, _>((Bound::Included(rename.from.as_path()), Bound::Unbounded))
-            .take_while(|path| path.starts_with(&rename.from))
-            .map(|path| rekey(path, &rename.from, &rename.to))
+            .take_while(|(path, _)| path.starts_with(&rename.from))
+            .map(|(path, rescan)| (rekey(path, &rename.from, &rename.to), *rescan))
             .collect();
-        for path in flying {
-            self.mark(path, Mark::Changed, now_ns);
+        for (path, rescan) in flying {
+            let mark = match rescan {
+                Some(changed_since_ns) => Mark::Rescan { changed_since_ns },
+                None => Mark::Changed,
+            };
+            self.mark(path, mark, now_ns);
         }
         self.mark(rename.to.clone(), Mark::Changed, now_ns);
+        if !self.in_flight.is_empty() {
+            self.rename_seq += 1;
+            self.rename_log.push((self.rename_seq, rename.clone()));
+        }
         self.renames.push(rename);
     }
 
@@ -172,37 +236,62 @@ impl Pending {
                 return None;
             }
         }
-        let paths: Vec<PathBuf> = self
+        let taken: Vec<(PathBuf, Option<Option<i128>>)> = self
             .dirty
             .iter()
             .filter(|(_, entry)| self.is_ready(entry, now_ns))
             .take(self.timing.max_batch)
-            .map(|(path, _)| path.clone())
+            .map(|(path, entry)| (path.clone(), entry.rescan))
             .collect();
-        if paths.is_empty() && self.renames.is_empty() {
+        if taken.is_empty() && self.renames.is_empty() {
             return None;
         }
-        for path in &paths {
-            self.dirty.remove(path);
-            self.in_flight.insert(path.clone());
-        }
-        Some(Batch {
+        let mut batch = Batch {
             renames: std::mem::take(&mut self.renames),
-            paths,
-        })
+            rename_seq: self.rename_seq,
+            ..Batch::default()
+        };
+        for (path, rescan) in taken {
+            self.dirty.remove(&path);
+            self.in_flight.insert(path.clone(), rescan);
+            if let Some(changed_since_ns) = rescan {
+                batch.rescans.push(RescanJob {
+                    subtree: path.clone(),
+                    changed_since_ns,
+                });
+            }
+            // A rescanned path is also applied itself (its own entry may differ).
+            batch.paths.push(path);
+        }
+        Some(batch)
     }
 
-    /// Ends a batch: its paths leave the in-flight set; `retry` paths come back dirty, not
-    /// before `retry_at_ns`. Paths marked again while in flight are already dirty again.
-    pub fn finish(&mut self, batch: &Batch, retry: &[PathBuf], now_ns: u64, retry_at_ns: u64) {
+    /// Ends a batch: its paths leave the in-flight set; `retry` paths (named as when the batch
+    /// was taken) come back dirty, not before `retry_at_ns`. Paths marked again while in
+    /// flight are already dirty again.
+    pub fn finish(&mut self, batch: &Batch, retry: Vec<PathBuf>, now_ns: u64, retry_at_ns: u64) {
         for path in &batch.paths {
             self.in_flight.remove(path);
         }
-        for path in retry {
+        let mut renamed = Vec::with_capacity(retry.len());
+        for mut path in retry {
+            for (_, rename) in self
+                .rename_log
+                .iter()
+                .filter(|(seq, _)| *seq > batch.rename_seq)
+            {
+                path = rekey(&path, &rename.from, &rename.to);
+            }
+            renamed.push(path);
+        }
+        for path in renamed {
             self.mark(path.clone(), Mark::Changed, now_ns);
-            if let Some(entry) = self.dirty.get_mut(path) {
+            if let Some(entry) = self.dirty.get_mut(&path) {
                 entry.not_before_ns = entry.not_before_ns.max(retry_at_ns);
             }
+        }
+        if self.in_flight.is_empty() {
+            self.rename_log.clear();
         }
     }
 
@@ -255,7 +344,7 @@ mod tests {
         let batch = pending.take_batch(0).unwrap();
         assert_eq!(batch.paths, vec![p("a")]);
         assert!(!pending.is_idle());
-        pending.finish(&batch, &[], 1, 0);
+        pending.finish(&batch, vec![], 1, 0);
         assert!(pending.is_idle());
     }
 
@@ -287,7 +376,7 @@ mod tests {
         pending.mark(p("f"), Mark::Changed, 0);
         let first = pending.take_batch(0).unwrap();
         pending.mark(p("f"), Mark::Changed, 1);
-        pending.finish(&first, &[], 2, 0);
+        pending.finish(&first, vec![], 2, 0);
         assert_eq!(pending.take_batch(3).unwrap().paths, vec![p("f")]);
     }
 
@@ -324,7 +413,7 @@ mod tests {
             },
             1,
         );
-        pending.finish(&flying, &[], 2, 0);
+        pending.finish(&flying, vec![], 2, 0);
         let next = pending.take_batch(3).unwrap();
         assert_eq!(next.paths, vec![p("new"), p("new/f")]);
     }
@@ -347,7 +436,7 @@ mod tests {
         let mut pending = Pending::new(Timing::default());
         pending.mark(p("f"), Mark::Changed, 0);
         let batch = pending.take_batch(0).unwrap();
-        pending.finish(&batch, &[p("f")], 1, 500 * MS);
+        pending.finish(&batch, vec![p("f")], 1, 500 * MS);
         assert!(pending.take_batch(100 * MS).is_none());
         assert_eq!(pending.next_due_ns(100 * MS), Some(500 * MS));
         assert!(pending.take_batch(500 * MS).is_some());
@@ -367,5 +456,115 @@ mod tests {
         assert!(pending.take_batch(10 * MS).is_none());
         assert_eq!(pending.take_batch(50 * MS).unwrap().paths.len(), 2);
         assert_eq!(pending.backlog(), 1);
+    }
+
+    #[test]
+    fn rescans_follow_renames_while_queued_and_in_flight() {
+        let mut pending = Pending::new(Timing::default());
+        let guard = Mark::Rescan {
+            changed_since_ns: Some(5),
+        };
+        pending.mark(p("d1"), guard, 0);
+        pending.rename(
+            Rename {
+                from: p("d1"),
+                to: p("d2"),
+                is_dir: true,
+            },
+            1,
+        );
+        let batch = pending.take_batch(2).unwrap();
+        assert_eq!(
+            batch.rescans,
+            vec![RescanJob {
+                subtree: p("d2"),
+                changed_since_ns: Some(5)
+            }]
+        );
+        // While d2 is being compared it becomes d3: the compare is redone under d3.
+        pending.rename(
+            Rename {
+                from: p("d2"),
+                to: p("d3"),
+                is_dir: true,
+            },
+            3,
+        );
+        pending.finish(&batch, vec![], 4, 0);
+        let next = pending.take_batch(5).unwrap();
+        assert_eq!(
+            next.rescans,
+            vec![RescanJob {
+                subtree: p("d3"),
+                changed_since_ns: Some(5)
+            }]
+        );
+    }
+
+    #[test]
+    fn work_reported_for_a_batch_is_rekeyed_through_later_renames() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("d1/x"), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        pending.rename(
+            Rename {
+                from: p("d1"),
+                to: p("d2"),
+                is_dir: true,
+            },
+            1,
+        );
+        pending.rename(
+            Rename {
+                from: p("d2"),
+                to: p("d3"),
+                is_dir: true,
+            },
+            1,
+        );
+        // The applier found d1/y and d1/sub to rescan, named as when it took the batch.
+        pending.mark_since(vec![p("d1/y")], Mark::Changed, batch.rename_seq, 2);
+        pending.mark_since(
+            vec![p("d1/sub")],
+            Mark::Rescan {
+                changed_since_ns: None,
+            },
+            batch.rename_seq,
+            2,
+        );
+        pending.finish(&batch, vec![p("d1/z")], 2, 0);
+        let next = pending.take_batch(3).unwrap();
+        assert!(next.paths.contains(&p("d3/y")), "{next:?}");
+        assert!(next.paths.contains(&p("d3/z")), "{next:?}");
+        assert!(next.paths.contains(&p("d3/x")), "{next:?}");
+        assert_eq!(next.rescans[0].subtree, p("d3/sub"));
+        assert!(
+            !next
+                .paths
+                .iter()
+                .any(|path| path.starts_with("d1") || path.starts_with("d2"))
+        );
+    }
+
+    #[test]
+    fn guards_merge_to_the_earlier_time() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(
+            p(""),
+            Mark::Rescan {
+                changed_since_ns: Some(10),
+            },
+            0,
+        );
+        pending.mark(
+            p(""),
+            Mark::Rescan {
+                changed_since_ns: Some(3),
+            },
+            0,
+        );
+        pending.mark(p(""), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        assert_eq!(batch.rescans[0].changed_since_ns, Some(3));
     }
 }

@@ -17,7 +17,8 @@ use crate::backend::inotify::InotifyBackend;
 use crate::backend::{Backend, Change, Sink};
 use crate::cli::Config;
 use crate::control::Control;
-use crate::reconcile::{Reconciler, Request, reconcile_into};
+use crate::pending::Mark;
+use crate::reconcile::{Reconciler, Request};
 use crate::source::SourceTree;
 use crate::state::{CHECKPOINT_MARGIN_NS, StateFile};
 use crate::stats::Stats;
@@ -216,25 +217,12 @@ pub fn run(config: Config) -> Result<i32, String> {
 
     let mut appliers = Vec::new();
     for (index, (target, queue)) in targets.iter().enumerate() {
-        let rescan_tx = rescan_tx.clone();
-        let rescan_control = control.clone();
         let applier = Applier {
             queue: queue.clone(),
             target: target.clone(),
             control: control.clone(),
             stats_index: index,
             stats: stats.clone(),
-            rescan: Box::new(move |subtree| {
-                send_rescan(
-                    &rescan_tx,
-                    &rescan_control,
-                    Request {
-                        subtree,
-                        recapture: false,
-                        ctime_guard: false,
-                    },
-                )
-            }),
         };
         appliers.push(
             spawn(&format!("applier-{index}"), move || applier.run()).map_err(|e| e.to_string())?,
@@ -283,9 +271,8 @@ pub fn run(config: Config) -> Result<i32, String> {
     let reconciler = Reconciler {
         requests: rescan_rx,
         backend: backend.clone(),
-        targets: targets.clone(),
+        queues: queues.clone(),
         control: control.clone(),
-        stats: stats.clone(),
         rescan_interval: config.rescan_interval,
     };
     let reconciler = spawn("reconciler", move || reconciler.run()).map_err(|e| e.to_string())?;
@@ -298,23 +285,26 @@ pub fn run(config: Config) -> Result<i32, String> {
             state.path.display()
         );
     }
-    let since = |_: &TargetQueue| {
-        Some(checkpoint.map_or(i128::MIN, |c| i128::from(c) - CHECKPOINT_MARGIN_NS))
-    };
-    let dirty = reconcile_into(std::path::Path::new(""), &targets, &since, &control, &stats);
+    let changed_since_ns =
+        Some(checkpoint.map_or(i128::MIN, |c| i128::from(c) - CHECKPOINT_MARGIN_NS));
+    for queue in &queues {
+        let mark = Mark::Rescan { changed_since_ns };
+        queue.mark(PathBuf::new(), mark, control.now_ns());
+    }
     control.reconciling.fetch_sub(1, SeqCst);
     for queue in &queues {
         queue.wait_idle(&control);
     }
     if !control.stopping() {
         stats.ready_ns.store(stats.elapsed_ns(), Relaxed);
+        let copied: u64 = stats.targets.iter().map(|t| t.ops.copy.load(Relaxed)).sum();
         crate::info!(
-            "ready in {:.3} s: {} directories watched, {} paths synced",
+            "ready in {:.3} s: {} directories watched, {} files copied, initial compare and copy took {:.3} s",
             stats.ready_ns.load(Relaxed) as f64 / 1e9,
             stats.dirs_watched.load(Relaxed),
-            dirty
+            copied,
+            started.elapsed().as_secs_f64()
         );
-        let _ = started;
     }
     if config.once {
         control.request_stop();

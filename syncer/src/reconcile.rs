@@ -1,18 +1,18 @@
-//! Reconciles: requests (overflow, rename fallback, watch-limit coverage) in, every target's
-//! dirty set filled with what differs out. Runs on its own thread so events keep flowing; the
-//! initial sync uses the same `reconcile_into` from the main thread.
+//! The reconciler thread: requests (queue overflow, periodic cover of unwatched directories)
+//! in; missing watches added, then a subtree compare (with the ctime guard) queued for every
+//! target out. The compares themselves run on each target's applier.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::apply::TargetQueue;
 use crate::backend::Backend;
 use crate::control::Control;
-use crate::stats::Stats;
-use crate::target::Target;
+use crate::pending::Mark;
+use crate::state::CHECKPOINT_MARGIN_NS;
 
 /// One request for the reconciler thread.
 #[derive(Debug, Clone)]
@@ -22,63 +22,6 @@ pub struct Request {
     pub recapture: bool,
     /// Re-copy files changed (ctime) since the target last caught up, minus the margin.
     pub ctime_guard: bool,
-}
-
-/// A reconcile longer than this logs its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-
-/// Compares `subtree` for every target and marks what differs. `changed_since` gives, per
-/// target, the ctime (ns since the epoch) from which files are re-copied regardless.
-pub fn reconcile_into(
-    subtree: &Path,
-    targets: &[(Arc<dyn Target>, Arc<TargetQueue>)],
-    changed_since: &dyn Fn(&TargetQueue) -> Option<i128>,
-    control: &Control,
-    stats: &Stats,
-) -> usize {
-    stats.reconciles.fetch_add(1, Relaxed);
-    let mut total = 0;
-    for (target, queue) in targets {
-        let progress = AtomicU64::new(0);
-        let started = Instant::now();
-        let since = changed_since(queue);
-        let result = std::thread::scope(|scope| {
-            let walker = scope.spawn(|| target.reconcile(subtree, since, &progress));
-            let mut next_report = started + PROGRESS_EVERY;
-            while !walker.is_finished() {
-                std::thread::sleep(Duration::from_millis(50));
-                if Instant::now() >= next_report {
-                    crate::info!(
-                        "reconcile of {}: {} entries compared",
-                        target.name(),
-                        progress.load(Relaxed)
-                    );
-                    next_report += PROGRESS_EVERY;
-                }
-            }
-            walker.join()
-        });
-        match result {
-            Ok(Ok(dirty)) => {
-                total += dirty.len();
-                crate::debug!(
-                    "reconcile of {} {:?}: {} entries compared, {} differ, {:.3} s",
-                    target.name(),
-                    subtree,
-                    progress.load(Relaxed),
-                    dirty.len(),
-                    started.elapsed().as_secs_f64()
-                );
-                queue.mark_all(dirty, control.now_ns());
-            }
-            Ok(Err(err)) => {
-                stats.errors.fetch_add(1, Relaxed);
-                crate::error!("reconcile of {} {:?} failed: {err}", target.name(), subtree);
-            }
-            Err(_) => crate::error!("reconcile of {} {:?} panicked", target.name(), subtree),
-        }
-    }
-    total
 }
 
 /// Drops requests covered by another (a subtree below another one's subtree).
@@ -97,12 +40,20 @@ fn coalesce(mut requests: Vec<Request>) -> Vec<Request> {
     kept
 }
 
+/// The rescan mark for a queue: with the guard, files changed since it last caught up (minus
+/// the margin) are re-copied even when size and mtime match.
+pub fn rescan_mark(queue: &TargetQueue, ctime_guard: bool) -> Mark {
+    let caught_up = i128::from(queue.caught_up_unix_ns.load(Relaxed));
+    Mark::Rescan {
+        changed_since_ns: ctime_guard.then(|| caught_up - CHECKPOINT_MARGIN_NS),
+    }
+}
+
 pub struct Reconciler {
     pub requests: Receiver<Request>,
     pub backend: Option<Arc<dyn Backend>>,
-    pub targets: Vec<(Arc<dyn Target>, Arc<TargetQueue>)>,
+    pub queues: Vec<Arc<TargetQueue>>,
     pub control: Arc<Control>,
-    pub stats: Arc<Stats>,
     /// While the backend is degraded (watch limit), a full reconcile runs this often.
     pub rescan_interval: Duration,
 }
@@ -150,20 +101,10 @@ impl Reconciler {
                 }
             }
         }
-        let guard = request.ctime_guard;
-        let since = |queue: &TargetQueue| {
-            guard.then(|| {
-                i128::from(queue.caught_up_unix_ns.load(Relaxed))
-                    - crate::state::CHECKPOINT_MARGIN_NS
-            })
-        };
-        reconcile_into(
-            &request.subtree,
-            &self.targets,
-            &since,
-            &self.control,
-            &self.stats,
-        );
+        for queue in &self.queues {
+            let mark = rescan_mark(queue, request.ctime_guard);
+            queue.mark(request.subtree.clone(), mark, self.control.now_ns());
+        }
     }
 }
 

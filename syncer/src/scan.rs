@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::entry::{Kind, Meta, is_ancestor_gone, list_dir, split, stat_at};
 use crate::source::SourceTree;
 use crate::sys::fs::open_dir_beneath;
+use crate::target::Found;
 
 pub struct Compare<'a> {
     source: &'a SourceTree,
@@ -25,6 +26,7 @@ pub struct Compare<'a> {
     compare_owner: bool,
     progress: &'a AtomicU64,
     dirty: Mutex<Vec<PathBuf>>,
+    vanished: Mutex<Vec<PathBuf>>,
     first_error: Mutex<Option<io::Error>>,
 }
 
@@ -55,12 +57,13 @@ impl<'a> Compare<'a> {
             compare_owner,
             progress,
             dirty: Mutex::new(Vec::new()),
+            vanished: Mutex::new(Vec::new()),
             first_error: Mutex::new(None),
         }
     }
 
-    /// Walks `subtree` (a directory or any path) and returns the dirty paths.
-    pub fn run(self, subtree: &Path) -> io::Result<Vec<PathBuf>> {
+    /// Walks `subtree` (a directory or any path) and returns what differs.
+    pub fn run(self, subtree: &Path) -> io::Result<Found> {
         // The subtree's own entry is always checked by the applier.
         self.push(subtree.to_path_buf());
         let target_present = match split(subtree) {
@@ -92,8 +95,14 @@ impl<'a> Compare<'a> {
         Ok(self.into_dirty())
     }
 
-    fn into_dirty(self) -> Vec<PathBuf> {
-        self.dirty.into_inner().unwrap_or_else(|e| e.into_inner())
+    fn into_dirty(self) -> Found {
+        Found {
+            dirty: self.dirty.into_inner().unwrap_or_else(|e| e.into_inner()),
+            rescan: self
+                .vanished
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     fn push(&self, path: PathBuf) {
@@ -123,8 +132,15 @@ impl<'a> Compare<'a> {
     fn walk<'s>(&'s self, scope: &rayon::Scope<'s>, rel: PathBuf, target_present: bool) {
         let sdir = match self.source.open_dir(&rel) {
             Ok(fd) => fd,
-            // Gone or replaced meanwhile: its parent's entry is dirty or has an event coming.
-            Err(err) if is_ancestor_gone(&err) => return,
+            // Renamed or deleted since its parent was listed: compare it again under the name
+            // it has by then (the caller re-keys through renames), or find it gone.
+            Err(err) if is_ancestor_gone(&err) => {
+                self.vanished
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(rel);
+                return;
+            }
             Err(err) => return self.fail(err),
         };
         let entries = match list_dir(&sdir) {

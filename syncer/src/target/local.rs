@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::local_ops::Ops;
-use super::{Outcome, Target, is_transient};
+use super::{Found, Outcome, Target, is_transient};
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
 use crate::pending::{Batch, Rename};
 use crate::scan::Compare;
@@ -34,6 +34,9 @@ pub struct LocalTarget {
     pool: rayon::ThreadPool,
     /// Source paths already reported as unreadable (each is reported once).
     reported: Mutex<HashSet<PathBuf>>,
+    /// Directories this batch had to create as missing parents: their contents may be
+    /// incomplete, so they are compared afterwards.
+    rebuilt: Mutex<Vec<PathBuf>>,
 }
 
 /// What the structural pass decided for one path.
@@ -87,6 +90,7 @@ impl LocalTarget {
             ops: Ops::new(fsync),
             pool,
             reported: Mutex::new(HashSet::new()),
+            rebuilt: Mutex::new(Vec::new()),
         })
     }
 
@@ -103,7 +107,12 @@ impl LocalTarget {
         let sparent = self.source.open_dir(parent)?;
         match stat_at(sparent.as_fd(), name)? {
             Some(meta) if meta.kind == Kind::Dir => {
-                self.ops.ensure_dir(tparent.as_fd(), name, &meta, stats)?;
+                if self.ops.ensure_dir(tparent.as_fd(), name, &meta, stats)? {
+                    self.rebuilt
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(rel.to_path_buf());
+                }
                 open_dir_beneath(self.root.as_fd(), rel)
             }
             _ => Err(io::Error::from_raw_os_error(libc::ENOENT)),
@@ -352,6 +361,9 @@ impl Target for LocalTarget {
         }
         drop((sources, targets));
         outcome.merge(self.copy_files(&files, stats));
+        outcome
+            .rescan
+            .append(&mut self.rebuilt.lock().unwrap_or_else(|e| e.into_inner()));
         // Directory mtimes last, children first: adding entries above changed them.
         for (rel, meta) in dirs.iter().rev() {
             if let Some((parent, name)) = split(rel) {
@@ -370,7 +382,7 @@ impl Target for LocalTarget {
         subtree: &Path,
         changed_since_ns: Option<i128>,
         progress: &AtomicU64,
-    ) -> io::Result<Vec<PathBuf>> {
+    ) -> io::Result<Found> {
         let compare = Compare::new(
             &self.source,
             self.root.as_fd(),

@@ -35,6 +35,16 @@ impl Outcome {
     }
 }
 
+/// What a reconcile walk found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Paths whose replica differs (or whose source changed since the guard).
+    pub dirty: Vec<PathBuf>,
+    /// Directories that vanished during the walk (renamed or deleted): compare them again
+    /// under whatever name they have by then.
+    pub rescan: Vec<PathBuf>,
+}
+
 /// A replica kept equal to the source.
 pub trait Target: Send + Sync {
     /// Human-readable name for logs and stats.
@@ -51,7 +61,7 @@ pub trait Target: Send + Sync {
         subtree: &Path,
         changed_since_ns: Option<i128>,
         progress: &AtomicU64,
-    ) -> io::Result<Vec<PathBuf>>;
+    ) -> io::Result<Found>;
 }
 
 /// Errors worth retrying later rather than reporting as permanent.
