@@ -103,11 +103,15 @@ fn overflow_during_a_20000_file_storm_converges() {
     let s = Scratch::new();
     let original = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events").unwrap();
     let guard = SysctlGuard::set("fs.inotify.max_queued_events", 64);
+    // The directories exist and are watched before the storm, so its 20,000 creates all
+    // queue events (in unwatched new directories they would not).
+    for d in 0..20 {
+        fs::create_dir(s.src.join(format!("d{d}"))).unwrap();
+    }
     let syncer = s.syncer(&[]);
     syncer.signal(Signal::SIGSTOP);
     for d in 0..20 {
         let dir = s.src.join(format!("d{d}"));
-        fs::create_dir(&dir).unwrap();
         for i in 0..1000 {
             write(&dir.join(format!("{i}")), b"");
         }

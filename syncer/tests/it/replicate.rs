@@ -243,3 +243,32 @@ fn once_syncs_and_exits() {
     assert_eq!(status.code(), Some(0));
     compare_trees(&s.src, &s.dst).unwrap();
 }
+
+#[test]
+fn a_growing_file_is_copied_after_quiet_or_max_age_not_per_write() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let syncer = s.syncer(&[]);
+    let mut log = fs::File::create(s.src.join("growing.log")).unwrap();
+    // The create and first open are events of their own; count copies from here on.
+    assert!(wait_until(CONVERGE, || s.dst.join("growing.log").exists()));
+    let copies_before = syncer.fresh_status()["ops"]["copy"].as_u64().unwrap();
+    let started = std::time::Instant::now();
+    let mut seen_partial = false;
+    for i in 0..60 {
+        std::io::Write::write_all(&mut log, format!("line {i}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let replica = fs::read(s.dst.join("growing.log")).unwrap_or_default();
+        seen_partial |= !replica.is_empty();
+    }
+    // Written for 3 s without a close: the 1 s maximum age delivered copies meanwhile.
+    assert!(seen_partial, "no copy while the file kept growing");
+    drop(log);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    let copies = syncer.fresh_status()["ops"]["copy"].as_u64().unwrap() - copies_before;
+    assert!(
+        copies <= 8,
+        "{copies} copies for 60 writes in {:?}",
+        started.elapsed()
+    );
+}
