@@ -22,8 +22,10 @@ pub enum BackendChoice {
 pub struct Args {
     /// Directory to replicate.
     pub source: PathBuf,
-    /// Replica directory (created if missing). Must not be inside SOURCE, nor SOURCE inside it.
-    pub target: PathBuf,
+    /// Replicas: local directories (created if missing; not inside SOURCE, nor SOURCE inside
+    /// them). Several targets are kept in sync at once, each with its own backlog.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
     /// Event backend.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
@@ -77,11 +79,27 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// One validated replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// A local directory (absolute, canonical).
+    Local(PathBuf),
+}
+
+impl TargetSpec {
+    /// The name used in logs, stats and the checkpoint file's key.
+    pub fn name(&self) -> String {
+        match self {
+            TargetSpec::Local(path) => path.display().to_string(),
+        }
+    }
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: PathBuf,
-    pub target: PathBuf,
+    pub targets: Vec<TargetSpec>,
     pub backend: BackendChoice,
     pub excludes: Excludes,
     pub once: bool,
@@ -132,46 +150,22 @@ impl Args {
                 self.source.display()
             ));
         }
-        if self.target.to_string_lossy().contains("::")
-            || self.target.to_string_lossy().starts_with("rsync://")
-        {
-            return Err(format!(
-                "TARGET {}: rsync daemon targets are not supported by this build yet; give a local directory",
-                self.target.display()
-            ));
-        }
-        let target = canonical_maybe_missing(&self.target)?;
-        if target.exists() && !target.is_dir() {
-            return Err(format!(
-                "TARGET {} exists and is not a directory",
-                self.target.display()
-            ));
-        }
-        if target == source {
-            return Err(format!(
-                "TARGET {} is the same directory as SOURCE",
-                self.target.display()
-            ));
-        }
-        if target.starts_with(&source) {
-            return Err(format!(
-                "TARGET {} is inside SOURCE {}: the replica would replicate itself; choose a target outside the source",
-                target.display(),
-                source.display()
-            ));
-        }
-        if source.starts_with(&target) {
-            return Err(format!(
-                "SOURCE {} is inside TARGET {}: replicating would delete the source; choose a target outside it",
-                source.display(),
-                target.display()
-            ));
+        let mut targets = Vec::new();
+        for target in &self.targets {
+            let spec = validate_local_target(target, &source)?;
+            if targets.contains(&spec) {
+                return Err(format!("TARGET {} is given twice", target.display()));
+            }
+            targets.push(spec);
         }
         let state_dir = match self.state_dir {
             Some(dir) => canonical_maybe_missing(&dir)?,
             None => crate::state::default_dir(),
         };
-        if state_dir.starts_with(&source) || state_dir.starts_with(&target) {
+        let inside_target = targets.iter().any(|t| match t {
+            TargetSpec::Local(path) => state_dir.starts_with(path),
+        });
+        if state_dir.starts_with(&source) || inside_target {
             return Err(format!(
                 "--state-dir {} must be outside SOURCE and TARGET",
                 state_dir.display()
@@ -187,7 +181,7 @@ impl Args {
         let ms = |v: u64| v.saturating_mul(1_000_000);
         Ok(Config {
             source,
-            target,
+            targets,
             backend: self.backend,
             excludes,
             once: self.once,
@@ -210,4 +204,36 @@ impl Args {
             },
         })
     }
+}
+
+/// Checks one local TARGET against SOURCE.
+fn validate_local_target(target: &Path, source: &Path) -> Result<TargetSpec, String> {
+    let text = target.to_string_lossy();
+    if text.contains("::") || text.starts_with("rsync://") {
+        return Err(format!(
+            "TARGET {text}: rsync daemon targets are not supported by this build yet; give a local directory"
+        ));
+    }
+    let canonical = canonical_maybe_missing(target)?;
+    if canonical.exists() && !canonical.is_dir() {
+        return Err(format!("TARGET {text} exists and is not a directory"));
+    }
+    if canonical == source {
+        return Err(format!("TARGET {text} is the same directory as SOURCE"));
+    }
+    if canonical.starts_with(source) {
+        return Err(format!(
+            "TARGET {} is inside SOURCE {}: the replica would replicate itself; choose a target outside the source",
+            canonical.display(),
+            source.display()
+        ));
+    }
+    if source.starts_with(&canonical) {
+        return Err(format!(
+            "SOURCE {} is inside TARGET {}: replicating would delete the source; choose a target outside it",
+            source.display(),
+            canonical.display()
+        ));
+    }
+    Ok(TargetSpec::Local(canonical))
 }

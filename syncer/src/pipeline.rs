@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::apply::{Applier, TargetQueue};
-use crate::backend::inotify::InotifyBackend;
 use crate::backend::{Backend, Change, Sink};
-use crate::cli::Config;
+use crate::cli::{Config, TargetSpec};
 use crate::control::Control;
 use crate::pending::Mark;
 use crate::reconcile::{Reconciler, Request};
@@ -28,7 +27,39 @@ use crate::target::local::LocalTarget;
 /// How long a stopping syncer keeps applying what is pending.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-type TargetPair = (Arc<dyn Target>, Arc<TargetQueue>);
+/// One replica: its target, its queue, its checkpoint file.
+struct Replica {
+    target: Arc<dyn Target>,
+    queue: Arc<TargetQueue>,
+    state: StateFile,
+    /// The checkpoint loaded at start (ns since the epoch).
+    checkpoint: Option<u64>,
+}
+
+fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replica>, String> {
+    let mut replicas = Vec::new();
+    for spec in &config.targets {
+        let target: Arc<dyn Target> = match spec {
+            TargetSpec::Local(path) => Arc::new(
+                LocalTarget::open(source.clone(), path, config.fsync, config.jobs)
+                    .map_err(|err| format!("cannot open TARGET {}: {err}", path.display()))?,
+            ),
+        };
+        let state = StateFile::new(&config.state_dir, &config.source, &spec.name());
+        let checkpoint = state.load();
+        let queue = Arc::new(TargetQueue::new(config.timing));
+        queue
+            .caught_up_unix_ns
+            .store(checkpoint.unwrap_or(0), Relaxed);
+        replicas.push(Replica {
+            target,
+            queue,
+            state,
+            checkpoint,
+        });
+    }
+    Ok(replicas)
+}
 
 /// Delivers the reader's changes to every target's queue; rescans to the reconciler.
 struct Fanout {
@@ -177,49 +208,27 @@ pub fn run(config: Config) -> Result<i32, String> {
         SourceTree::open(config.source.clone(), config.excludes.clone())
             .map_err(|err| format!("cannot open SOURCE {}: {err}", config.source.display()))?,
     );
-    let target_name = config.target.display().to_string();
-    let stats = Arc::new(Stats::new(vec![target_name.clone()]));
+    let stats = Arc::new(Stats::new(
+        config.targets.iter().map(TargetSpec::name).collect(),
+    ));
     let control = Arc::new(Control::new(DRAIN_LIMIT));
-    let target: Arc<dyn Target> = Arc::new(
-        LocalTarget::open(source.clone(), &config.target, config.fsync, config.jobs)
-            .map_err(|err| format!("cannot open TARGET {}: {err}", config.target.display()))?,
-    );
-    let state = StateFile::new(&config.state_dir, &config.source, &target_name);
-    let checkpoint = state.load();
-    let queue = Arc::new(TargetQueue::new(config.timing));
-    queue
-        .caught_up_unix_ns
-        .store(checkpoint.unwrap_or(0), Relaxed);
-    let targets: Vec<TargetPair> = vec![(target, queue.clone())];
-    let queues: Vec<Arc<TargetQueue>> = targets.iter().map(|(_, q)| q.clone()).collect();
-
+    let replicas = open_replicas(&config, &source)?;
+    let queues: Vec<Arc<TargetQueue>> = replicas.iter().map(|r| r.queue.clone()).collect();
     let (rescan_tx, rescan_rx) = channel::<Request>();
-    let rescan_tx = Arc::new(Mutex::new(rescan_tx));
 
     let backend: Option<Arc<dyn Backend>> = if config.once {
         None
     } else {
-        let inotify = InotifyBackend::new(source.clone(), stats.clone()).map_err(|err| {
-            format!("cannot create an inotify instance: {err} (fs.inotify.max_user_instances may be exhausted: sysctl -w fs.inotify.max_user_instances=512)")
-        })?;
-        stats.set_backend(inotify.name());
-        crate::info!(
-            "backend: inotify ({} requested)",
-            match config.backend {
-                crate::cli::BackendChoice::Auto => "auto",
-                crate::cli::BackendChoice::Inotify => "inotify",
-            }
-        );
-        Some(Arc::new(inotify))
+        Some(crate::backend::open(config.backend, &source, &stats)?)
     };
     spawn_signal_waiter(signals, control.clone(), backend.clone(), queues.clone())
         .map_err(|e| e.to_string())?;
 
     let mut appliers = Vec::new();
-    for (index, (target, queue)) in targets.iter().enumerate() {
+    for (index, replica) in replicas.iter().enumerate() {
         let applier = Applier {
-            queue: queue.clone(),
-            target: target.clone(),
+            queue: replica.queue.clone(),
+            target: replica.target.clone(),
             control: control.clone(),
             stats_index: index,
             stats: stats.clone(),
@@ -228,45 +237,22 @@ pub fn run(config: Config) -> Result<i32, String> {
             spawn(&format!("applier-{index}"), move || applier.run()).map_err(|e| e.to_string())?,
         );
     }
-    let housekeeper = spawn_housekeeper(
-        &config,
-        stats.clone(),
-        control.clone(),
-        vec![(state.clone(), queue.clone())],
-    )
-    .map_err(|e| e.to_string())?;
+    let states = replicas
+        .iter()
+        .map(|r| (r.state.clone(), r.queue.clone()))
+        .collect();
+    let housekeeper = spawn_housekeeper(&config, stats.clone(), control.clone(), states)
+        .map_err(|e| e.to_string())?;
 
     let mut reader = None;
     if let Some(backend) = &backend {
         let fanout = Fanout {
             queues: queues.clone(),
             control: control.clone(),
-            rescans: Mutex::new(rescan_tx.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            rescans: Mutex::new(rescan_tx.clone()),
         };
-        let reader_backend = backend.clone();
-        let reader_control = control.clone();
-        reader = Some(
-            spawn("reader", move || {
-                if let Err(err) = reader_backend.run(&fanout) {
-                    crate::error!("the event reader failed: {err}; exiting so a supervisor can restart the syncer (the restart reconciles)");
-                    reader_control.fail(1);
-                }
-            })
-            .map_err(|e| e.to_string())?,
-        );
-        let started = Instant::now();
-        let report = backend
-            .capture(std::path::Path::new(""))
-            .map_err(|err| format!("cannot watch SOURCE: {err}"))?;
-        stats.capture_ns.store(stats.elapsed_ns(), Relaxed);
-        crate::info!(
-            "watching {} directories in {:.3} s",
-            report.dirs - report.unwatched,
-            started.elapsed().as_secs_f64()
-        );
-        if report.unwatched > 0 && config.strict {
-            control.fail(1);
-        }
+        reader = Some(spawn_reader(backend.clone(), fanout, control.clone())?);
+        capture(backend.as_ref(), &stats, &control, config.strict)?;
     }
     let reconciler = Reconciler {
         requests: rescan_rx,
@@ -277,73 +263,131 @@ pub fn run(config: Config) -> Result<i32, String> {
     };
     let reconciler = spawn("reconciler", move || reconciler.run()).map_err(|e| e.to_string())?;
 
-    // Initial sync: compare everything; re-copy files changed since the saved checkpoint.
-    let started = Instant::now();
-    if checkpoint.is_none() {
-        crate::info!(
-            "no checkpoint in {}: every file is compared and re-copied",
-            state.path.display()
-        );
-    }
-    let changed_since_ns =
-        Some(checkpoint.map_or(i128::MIN, |c| i128::from(c) - CHECKPOINT_MARGIN_NS));
-    for queue in &queues {
-        let mark = Mark::Rescan { changed_since_ns };
-        queue.mark(PathBuf::new(), mark, control.now_ns());
-    }
-    control.reconciling.fetch_sub(1, SeqCst);
-    for queue in &queues {
-        queue.wait_idle(&control);
-    }
-    if !control.stopping() {
-        stats.ready_ns.store(stats.elapsed_ns(), Relaxed);
-        let copied: u64 = stats.targets.iter().map(|t| t.ops.copy.load(Relaxed)).sum();
-        crate::info!(
-            "ready in {:.3} s: {} directories watched, {} files copied, initial compare and copy took {:.3} s",
-            stats.ready_ns.load(Relaxed) as f64 / 1e9,
-            stats.dirs_watched.load(Relaxed),
-            copied,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    initial_sync(&replicas, &control, &stats);
     if config.once {
         control.request_stop();
     }
     control.wait_stop();
 
+    // Shutdown: stop reading, let the appliers drain (bounded), then the last files.
     if let Some(backend) = &backend {
         backend.stop();
     }
     if let Some(reader) = reader {
-        let _ = reader.join();
+        join(reader, "reader");
     }
     for queue in &queues {
         queue.wake();
     }
     for applier in appliers {
-        let _ = applier.join();
+        join(applier, "applier");
     }
     drop(rescan_tx);
-    let _ = housekeeper.join();
-    let _ = reconciler;
-    let mut saved = vec![0u64];
-    if !stats.watch_limit_hit.load(Relaxed)
-        && queue.caught_up_unix_ns.load(Relaxed) > checkpoint.unwrap_or(0)
-    {
-        save_checkpoints(&[(state, queue.clone())], &mut saved);
+    join(housekeeper, "housekeeping");
+    join(reconciler, "reconciler");
+    if !stats.watch_limit_hit.load(Relaxed) {
+        let states: Vec<_> = replicas
+            .iter()
+            .map(|r| (r.state.clone(), r.queue.clone()))
+            .collect();
+        let mut saved: Vec<u64> = replicas.iter().map(|r| r.checkpoint.unwrap_or(0)).collect();
+        save_checkpoints(&states, &mut saved);
     }
     if let Some(path) = &config.status {
         if let Err(err) = stats.write_status(path) {
             crate::warn!("cannot write status file {}: {err}", path.display());
         }
     }
-    let backlog: u64 = stats
+    let left: u64 = stats
         .targets
         .iter()
         .map(|t| t.backlog.load(Relaxed) + t.in_flight.load(Relaxed))
         .sum();
-    if backlog > 0 {
-        crate::warn!("exiting with {backlog} paths not applied; the next start reconciles them");
+    if left > 0 {
+        crate::warn!("exiting with {left} paths not applied; the next start reconciles them");
     }
     Ok(control.exit_code.load(SeqCst))
+}
+
+fn join(handle: JoinHandle<()>, what: &str) {
+    if handle.join().is_err() {
+        crate::error!("the {what} thread panicked");
+    }
+}
+
+fn spawn_reader(
+    backend: Arc<dyn Backend>,
+    fanout: Fanout,
+    control: Arc<Control>,
+) -> Result<JoinHandle<()>, String> {
+    spawn("reader", move || {
+        if let Err(err) = backend.run(&fanout) {
+            crate::error!(
+                "the event reader failed: {err}; exiting so a supervisor can restart the syncer (the restart reconciles)"
+            );
+            control.fail(1);
+        }
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Starts capturing changes for the whole tree and reports it.
+fn capture(
+    backend: &dyn Backend,
+    stats: &Stats,
+    control: &Control,
+    strict: bool,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let report = backend
+        .capture(std::path::Path::new(""))
+        .map_err(|err| format!("cannot watch SOURCE: {err}"))?;
+    stats.capture_ns.store(stats.elapsed_ns(), Relaxed);
+    crate::info!(
+        "capturing changes: {} directories watched in {:.3} s",
+        report.dirs - report.unwatched,
+        started.elapsed().as_secs_f64()
+    );
+    if report.unwatched > 0 && strict {
+        control.fail(1);
+    }
+    Ok(())
+}
+
+/// Compares everything, re-copying files changed since each replica's checkpoint, and waits
+/// until every replica has applied it: then the syncer is ready.
+fn initial_sync(replicas: &[Replica], control: &Control, stats: &Stats) {
+    let started = Instant::now();
+    for replica in replicas {
+        if replica.checkpoint.is_none() {
+            crate::info!(
+                "{}: no checkpoint in {}: every file is compared and re-copied",
+                replica.target.name(),
+                replica.state.path.display()
+            );
+        }
+        let changed_since_ns = Some(
+            replica
+                .checkpoint
+                .map_or(i128::MIN, |c| i128::from(c) - CHECKPOINT_MARGIN_NS),
+        );
+        let mark = Mark::Rescan { changed_since_ns };
+        replica.queue.mark(PathBuf::new(), mark, control.now_ns());
+    }
+    control.reconciling.fetch_sub(1, SeqCst);
+    for replica in replicas {
+        replica.queue.wait_idle(control);
+    }
+    if control.stopping() {
+        return;
+    }
+    stats.ready_ns.store(stats.elapsed_ns(), Relaxed);
+    let copied: u64 = stats.targets.iter().map(|t| t.ops.copy.load(Relaxed)).sum();
+    crate::info!(
+        "ready in {:.3} s: {} directories watched, {} files copied (initial compare and copy {:.3} s)",
+        stats.ready_ns.load(Relaxed) as f64 / 1e9,
+        stats.dirs_watched.load(Relaxed),
+        copied,
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -3,6 +3,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::BackendChoice;
+use crate::source::SourceTree;
+use crate::stats::Stats;
 
 use crate::pending::{Mark, Rename};
 
@@ -50,4 +55,24 @@ pub trait Backend: Send + Sync {
     /// True while part of the tree is not covered by events (e.g. watch limit reached), so
     /// periodic reconciles must cover it.
     fn degraded(&self) -> bool;
+}
+
+/// Opens the backend `choice` asks for, logging which one and why.
+pub fn open(
+    choice: BackendChoice,
+    source: &Arc<SourceTree>,
+    stats: &Arc<Stats>,
+) -> Result<Arc<dyn Backend>, String> {
+    let reason = match choice {
+        BackendChoice::Auto => "auto: inotify is the only backend of this build",
+        BackendChoice::Inotify => "requested",
+    };
+    let backend = inotify::InotifyBackend::new(source.clone(), stats.clone()).map_err(|err| {
+        format!(
+            "cannot create an inotify instance: {err} (if fs.inotify.max_user_instances is exhausted: sysctl -w fs.inotify.max_user_instances=512)"
+        )
+    })?;
+    stats.set_backend(backend.name());
+    crate::info!("backend: {} ({reason})", backend.name());
+    Ok(Arc::new(backend))
 }

@@ -87,7 +87,10 @@ pub fn syncer_bin() -> &'static str {
 }
 
 impl Syncer {
+    /// `extra` holds options; anything after a `--` in it is more targets after `dst`.
     pub fn spawn(src: &Path, dst: &Path, state: &Path, status: &Path, extra: &[&str]) -> Self {
+        let split = extra.iter().position(|a| *a == "--").unwrap_or(extra.len());
+        let (options, more_targets) = (&extra[..split], extra.get(split + 1..).unwrap_or(&[]));
         let stderr = status.with_extension(format!("stderr.{}", std::process::id()));
         let log = fs::OpenOptions::new()
             .create(true)
@@ -100,9 +103,10 @@ impl Syncer {
             .arg(state)
             .arg("--status")
             .arg(status)
-            .args(extra)
+            .args(options)
             .arg(src)
             .arg(dst)
+            .args(more_targets)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

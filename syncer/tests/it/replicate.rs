@@ -272,3 +272,21 @@ fn a_growing_file_is_copied_after_quiet_or_max_age_not_per_write() {
         started.elapsed()
     );
 }
+
+#[test]
+fn several_local_targets_converge_together() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let second = s.dir.path().join("dst2");
+    let syncer = s.syncer(&["--", second.to_str().unwrap()]);
+    fs::create_dir_all(s.src.join("a/b")).unwrap();
+    for i in 0..50 {
+        write(&s.src.join(format!("a/b/{i}")), b"both");
+    }
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    assert_converges(&s.src, &second, CONVERGE, &syncer);
+    assert_eq!(
+        syncer.fresh_status()["targets"].as_array().unwrap().len(),
+        2
+    );
+}
