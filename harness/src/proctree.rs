@@ -160,13 +160,20 @@ impl TreeTracker {
     }
 
     /// Reaps tree members that were reparented to the harness (subreaper) and have exited.
+    /// Waits up to 2 s for killed ones to die, so no zombie outlives the run.
     pub fn reap_orphans(&self) {
         let me = std::process::id() as i32;
-        for &pid in &self.seen {
-            if pid != self.root && read_stat(pid).is_some_and(|s| s.ppid == me) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let ours: Vec<i32> = self.seen.iter().copied().filter(|&p| p != self.root && read_stat(p).is_some_and(|s| s.ppid == me)).collect();
+            if ours.is_empty() || std::time::Instant::now() > deadline {
+                return;
+            }
+            for pid in ours {
                 // ECHILD or "still running" are both fine here: we only collect zombies.
                 let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
             }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }

@@ -76,20 +76,20 @@ pub fn summary(
             c.latency.count
         );
     }
-    out.push_str("| syncer | rep | result | storm s | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | converge s | idle s | CPU s | daemon CPU s | peak RSS MiB | procs | overflows (probe/self) | missing/extra/mismatched | floor ratio |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| syncer | rep | result | storm s | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | converge s | idle s | CPU s | daemon CPU s | peak RSS MiB | procs | daemon conns | overflows (probe/self) | missing/extra/mismatched | floor ratio |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in runs {
         if r.outcome == Outcome::Skipped {
             let _ = writeln!(
                 out,
-                "| {} | {} | skipped | | | | | | | | | | | | | | | | |",
+                "| {} | {} | skipped | | | | | | | | | | | | | | | | | |",
                 r.sut, r.repeat
             );
             continue;
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {}/{} | {}/{}/{} | {} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {}/{} | {}/{}/{} | {} |",
             r.sut,
             r.repeat,
             if r.outcome == Outcome::Passed {
@@ -110,6 +110,7 @@ pub fn summary(
             r.daemon_cpu_ns as f64 / 1e9,
             r.peak_rss_kib as f64 / 1024.0,
             r.processes_seen,
+            r.daemon_connections,
             r.probe_overflows,
             r.self_overflows
                 .map_or_else(|| "—".into(), |n| n.to_string()),
