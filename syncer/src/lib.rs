@@ -4,5 +4,22 @@
 //! watch-then-scan) ─▶ `pending` (dirty set per target) ─▶ `apply` ─▶ `target` ─▶ replica.
 #![deny(unsafe_code)]
 
+pub mod apply;
+pub mod backend;
+pub mod cli;
+pub mod control;
+pub mod entry;
 pub mod event;
+pub mod exclude;
+pub mod handles;
+pub mod log;
+pub mod pending;
+pub mod pipeline;
+pub mod reconcile;
+pub mod scan;
+pub mod source;
+pub mod state;
+pub mod stats;
 pub mod sys;
+pub mod target;
+pub mod watch;

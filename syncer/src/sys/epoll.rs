@@ -34,13 +34,16 @@ pub struct Waker(OwnedFd);
 impl Poller {
     pub fn new(source: BorrowedFd<'_>) -> io::Result<Self> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(to_io)?;
-        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(to_io)?;
+        let wake =
+            EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(to_io)?;
         epoll
             .add(source, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SOURCE))
             .map_err(to_io)?;
         epoll
-            .add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))
+            .add(
+                wake.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE),
+            )
             .map_err(to_io)?;
         Ok(Self { epoll, wake })
     }

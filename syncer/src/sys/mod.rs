@@ -5,5 +5,6 @@
 
 pub mod epoll;
 pub mod errno;
+pub mod fanotify;
 pub mod fs;
 pub mod inotify;

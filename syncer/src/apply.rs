@@ -1,0 +1,194 @@
+//! One target's queue and its applier thread: `Change`s in (from the reader and reconciles),
+//! batches applied to the target out. An idle applier takes the dirty set at once; a busy one
+//! lets the next batch grow (adaptive batching). Transient failures back off exponentially.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::backend::Change;
+use crate::control::Control;
+use crate::pending::{Mark, Pending, Timing};
+use crate::stats::{TargetStats, unix_ns};
+use crate::target::Target;
+
+/// Longest sleep of an applier with nothing due, so a stop is noticed even without a wakeup.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+const BACKOFF_FIRST_NS: u64 = 100_000_000;
+const BACKOFF_MAX_NS: u64 = 10_000_000_000;
+
+pub struct TargetQueue {
+    pending: Mutex<Pending>,
+    work: Condvar,
+    idle: Condvar,
+    /// Wall-clock ns of the last moment this target had caught up (0: never this run).
+    pub caught_up_unix_ns: AtomicU64,
+}
+
+impl TargetQueue {
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            pending: Mutex::new(Pending::new(timing)),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            caught_up_unix_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds changes (cloned: every target gets its own copy).
+    pub fn push(&self, changes: &[Change], now_ns: u64) {
+        let mut pending = self.lock();
+        for change in changes {
+            match change {
+                Change::Mark(path, mark) => pending.mark(path.clone(), *mark, now_ns),
+                Change::Rename(rename) => pending.rename(rename.clone(), now_ns),
+            }
+        }
+        drop(pending);
+        self.work.notify_one();
+    }
+
+    pub fn mark_all(&self, paths: Vec<PathBuf>, now_ns: u64) {
+        let mut pending = self.lock();
+        for path in paths {
+            pending.mark(path, Mark::Changed, now_ns);
+        }
+        drop(pending);
+        self.work.notify_one();
+    }
+
+    /// Blocks until nothing is dirty or in flight (or a stop is requested).
+    pub fn wait_idle(&self, control: &Control) {
+        let mut pending = self.lock();
+        while !pending.is_idle() && !control.stopping() {
+            pending = self
+                .idle
+                .wait_timeout(pending, IDLE_TICK)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    pub fn wake(&self) {
+        self.work.notify_all();
+    }
+}
+
+pub struct Applier {
+    pub queue: Arc<TargetQueue>,
+    pub target: Arc<dyn Target>,
+    pub control: Arc<Control>,
+    pub stats_index: usize,
+    pub stats: Arc<crate::stats::Stats>,
+    /// Where rescans asked for by the target go.
+    pub rescan: Box<dyn Fn(PathBuf) + Send>,
+}
+
+impl Applier {
+    fn target_stats(&self) -> &TargetStats {
+        &self.stats.targets[self.stats_index]
+    }
+
+    /// Waits for the next batch; None when stopping and drained (or out of drain time).
+    fn next_batch(&self) -> Option<crate::pending::Batch> {
+        let queue = &self.queue;
+        let mut pending = queue.lock();
+        loop {
+            let now = self.control.now_ns();
+            let stopping = self.control.stopping();
+            if stopping && self.control.drain_expired() {
+                return None;
+            }
+            // When stopping, deferred paths (quiet periods, backoff) are due at once.
+            let horizon = if stopping {
+                now + 3_600_000_000_000
+            } else {
+                now
+            };
+            if let Some(batch) = pending.take_batch(horizon) {
+                self.publish(&pending);
+                return Some(batch);
+            }
+            self.publish(&pending);
+            if pending.is_idle() {
+                if stopping {
+                    return None;
+                }
+                if !self.control.reconciling() && !self.stats.watch_limit_hit.load(Relaxed) {
+                    queue
+                        .caught_up_unix_ns
+                        .store(unix_ns(SystemTime::now()), Relaxed);
+                }
+                queue.idle.notify_all();
+            }
+            let wait = pending.next_due_ns(now).map_or(IDLE_TICK, |due| {
+                Duration::from_nanos(due - now).min(IDLE_TICK)
+            });
+            pending = queue
+                .work
+                .wait_timeout(pending, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn publish(&self, pending: &Pending) {
+        let stats = self.target_stats();
+        stats.backlog.store(pending.backlog() as u64, Relaxed);
+        stats.in_flight.store(pending.in_flight() as u64, Relaxed);
+    }
+
+    /// The applier thread's body.
+    pub fn run(self) {
+        let mut failures: u32 = 0;
+        while let Some(batch) = self.next_batch() {
+            let stats = self.target_stats();
+            stats.batches.fetch_add(1, Relaxed);
+            let outcome = self.target.apply(&batch, stats);
+            let now = self.control.now_ns();
+            let retry_at = if outcome.backoff {
+                failures += 1;
+                let delay = BACKOFF_FIRST_NS
+                    .saturating_mul(1 << failures.min(16))
+                    .min(BACKOFF_MAX_NS);
+                if failures == 1 || delay == BACKOFF_MAX_NS && failures % 10 == 0 {
+                    crate::warn!(
+                        "{}: {} paths failed ({}); retrying with backoff (now {} ms)",
+                        self.target.name(),
+                        outcome.retry.len(),
+                        outcome.first_error.as_deref().unwrap_or("transient error"),
+                        delay / 1_000_000
+                    );
+                }
+                now + delay
+            } else {
+                if failures > 0 {
+                    crate::info!(
+                        "{}: recovered after {failures} failed attempts",
+                        self.target.name()
+                    );
+                }
+                failures = 0;
+                stats
+                    .last_success_unix_ns
+                    .store(unix_ns(SystemTime::now()), Relaxed);
+                now
+            };
+            {
+                let mut pending = self.queue.lock();
+                pending.finish(&batch, &outcome.retry, now, retry_at);
+                self.publish(&pending);
+            }
+            for subtree in outcome.rescan {
+                (self.rescan)(subtree);
+            }
+        }
+        // Let anyone waiting for idleness re-check (we are done).
+        self.queue.idle.notify_all();
+    }
+}

@@ -1,0 +1,89 @@
+//! `--exclude GLOB` patterns: a relative path in, excluded or not out.
+//!
+//! A pattern is matched against the path relative to SOURCE (`*` does not cross `/`, `**`
+//! does). A leading `/` anchors a pattern at SOURCE. A pattern without `/` matches the last component anywhere (so `*.tmp` or
+//! `.git` work as people expect from rsync). An excluded directory is neither watched nor
+//! entered, so everything below it is excluded too.
+
+use std::path::Path;
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    whole_path: GlobSet,
+    last_component: GlobSet,
+    empty: bool,
+}
+
+impl Excludes {
+    pub fn new(patterns: &[String]) -> Result<Self, String> {
+        let mut whole = GlobSetBuilder::new();
+        let mut last = GlobSetBuilder::new();
+        for pattern in patterns {
+            let trimmed = pattern.trim_start_matches('/').trim_end_matches('/');
+            let glob: Glob = GlobBuilder::new(trimmed)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|err| format!("--exclude {pattern:?}: {err}"))?;
+            if trimmed.contains('/') || pattern.starts_with('/') {
+                whole.add(glob);
+            } else {
+                last.add(glob);
+            }
+        }
+        let build = |builder: GlobSetBuilder| builder.build().map_err(|err| err.to_string());
+        Ok(Self {
+            whole_path: build(whole)?,
+            last_component: build(last)?,
+            empty: patterns.is_empty(),
+        })
+    }
+
+    pub fn none() -> Self {
+        Self::new(&[]).expect("no patterns always build")
+    }
+
+    /// True when `rel` itself matches (its ancestors were checked when they were entered).
+    pub fn is_excluded(&self, rel: &Path) -> bool {
+        if self.empty || rel.as_os_str().is_empty() {
+            return false;
+        }
+        if self.whole_path.is_match(rel) {
+            return true;
+        }
+        rel.file_name()
+            .is_some_and(|name| self.last_component.is_match(Path::new(name)))
+    }
+
+    /// True when `rel` or any ancestor matches (for paths that did not come from a walk).
+    pub fn covers(&self, rel: &Path) -> bool {
+        !self.empty && rel.ancestors().any(|ancestor| self.is_excluded(ancestor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_relative_paths_and_names() {
+        let ex = Excludes::new(&["*.tmp".into(), "cache/**".into(), "/build".into()]).unwrap();
+        assert!(ex.is_excluded(Path::new("x.tmp")));
+        assert!(ex.is_excluded(Path::new("deep/dir/x.tmp")));
+        assert!(ex.is_excluded(Path::new("cache/a/b")));
+        assert!(ex.is_excluded(Path::new("build")));
+        assert!(!ex.is_excluded(Path::new("src/build.rs")));
+        assert!(!ex.is_excluded(Path::new("src/build")));
+        assert!(!ex.is_excluded(Path::new("tmp")));
+        assert!(ex.covers(Path::new("build/out/file")));
+        assert!(!ex.covers(Path::new("src/file")));
+    }
+
+    #[test]
+    fn bad_pattern_names_itself() {
+        let err = Excludes::new(&["a[".into()]).unwrap_err();
+        assert!(err.contains("a["), "{err}");
+    }
+}

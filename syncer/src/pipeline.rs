@@ -1,0 +1,359 @@
+//! Wiring: a validated `Config` in, threads started and joined, an exit code out.
+//!
+//! Threads: the backend's reader (never waits for replica I/O), one applier per target, the
+//! reconciler, the housekeeper (status and checkpoint files every second) and a signal waiter.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::apply::{Applier, TargetQueue};
+use crate::backend::inotify::InotifyBackend;
+use crate::backend::{Backend, Change, Sink};
+use crate::cli::Config;
+use crate::control::Control;
+use crate::reconcile::{Reconciler, Request, reconcile_into};
+use crate::source::SourceTree;
+use crate::state::{CHECKPOINT_MARGIN_NS, StateFile};
+use crate::stats::Stats;
+use crate::target::Target;
+use crate::target::local::LocalTarget;
+
+/// How long a stopping syncer keeps applying what is pending.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+type TargetPair = (Arc<dyn Target>, Arc<TargetQueue>);
+
+/// Delivers the reader's changes to every target's queue; rescans to the reconciler.
+struct Fanout {
+    queues: Vec<Arc<TargetQueue>>,
+    control: Arc<Control>,
+    rescans: Mutex<Sender<Request>>,
+}
+
+impl Sink for Fanout {
+    fn push(&self, changes: &mut Vec<Change>) {
+        let now = self.control.now_ns();
+        for queue in &self.queues {
+            queue.push(changes, now);
+        }
+        changes.clear();
+    }
+
+    fn rescan(&self, subtree: PathBuf, recapture: bool) {
+        send_rescan(
+            &self.rescans,
+            &self.control,
+            Request {
+                subtree,
+                recapture,
+                ctime_guard: recapture,
+            },
+        );
+    }
+}
+
+fn send_rescan(sender: &Mutex<Sender<Request>>, control: &Control, request: Request) {
+    // Counted before it is queued, so no checkpoint is taken while it waits.
+    control.reconciling.fetch_add(1, SeqCst);
+    let sent = sender
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(request);
+    if sent.is_err() {
+        control.reconciling.fetch_sub(1, SeqCst);
+    }
+}
+
+fn block_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    // Blocked before any thread starts, so every thread inherits the mask and only the
+    // signal thread's sigwait takes them.
+    if let Err(err) = set.thread_block() {
+        crate::warn!("cannot block signals ({err}); Ctrl-C may stop without a final drain");
+    }
+    set
+}
+
+fn spawn<F: FnOnce() + Send + 'static>(name: &str, body: F) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(body)
+}
+
+fn spawn_signal_waiter(
+    set: SigSet,
+    control: Arc<Control>,
+    backend: Option<Arc<dyn Backend>>,
+    queues: Vec<Arc<TargetQueue>>,
+) -> std::io::Result<()> {
+    spawn("signals", move || {
+        if let Ok(signal) = set.wait() {
+            crate::info!(
+                "{signal:?}: applying what is pending (at most {} s), then exiting",
+                DRAIN_LIMIT.as_secs()
+            );
+            control.request_stop();
+            if let Some(backend) = &backend {
+                backend.stop();
+            }
+            for queue in &queues {
+                queue.wake();
+            }
+        }
+    })
+    .map(drop)
+}
+
+/// Writes the status file and saves checkpoints once a second until stopped.
+fn spawn_housekeeper(
+    config: &Config,
+    stats: Arc<Stats>,
+    control: Arc<Control>,
+    states: Vec<(StateFile, Arc<TargetQueue>)>,
+) -> std::io::Result<JoinHandle<()>> {
+    let status = config.status.clone();
+    let strict = config.strict;
+    spawn("housekeeping", move || {
+        let mut saved = vec![0u64; states.len()];
+        loop {
+            if let Some(path) = &status {
+                if let Err(err) = stats.write_status(path) {
+                    crate::warn!("cannot write status file {}: {err}", path.display());
+                }
+            }
+            if !stats.watch_limit_hit.load(Relaxed) {
+                save_checkpoints(&states, &mut saved);
+            } else if strict {
+                crate::error!("--strict: exiting because the watch limit was reached");
+                control.fail(1);
+            }
+            if control.stopping() {
+                return;
+            }
+            let _ = control_sleep(&control, Duration::from_secs(1));
+        }
+    })
+}
+
+/// Sleeps up to `duration`, returning early when a stop is requested.
+fn control_sleep(control: &Control, duration: Duration) -> bool {
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        if control.stopping() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn save_checkpoints(states: &[(StateFile, Arc<TargetQueue>)], saved: &mut [u64]) {
+    for ((state, queue), last) in states.iter().zip(saved.iter_mut()) {
+        let now = queue.caught_up_unix_ns.load(Relaxed);
+        if now > *last {
+            match state.save(now) {
+                Ok(()) => *last = now,
+                Err(err) => crate::warn!("cannot save checkpoint {}: {err}", state.path.display()),
+            }
+        }
+    }
+}
+
+/// Runs the syncer; returns the process exit code.
+pub fn run(config: Config) -> Result<i32, String> {
+    crate::log::set_level(config.log_level);
+    let signals = block_signals();
+    let source = Arc::new(
+        SourceTree::open(config.source.clone(), config.excludes.clone())
+            .map_err(|err| format!("cannot open SOURCE {}: {err}", config.source.display()))?,
+    );
+    let target_name = config.target.display().to_string();
+    let stats = Arc::new(Stats::new(vec![target_name.clone()]));
+    let control = Arc::new(Control::new(DRAIN_LIMIT));
+    let target: Arc<dyn Target> = Arc::new(
+        LocalTarget::open(source.clone(), &config.target, config.fsync, config.jobs)
+            .map_err(|err| format!("cannot open TARGET {}: {err}", config.target.display()))?,
+    );
+    let state = StateFile::new(&config.state_dir, &config.source, &target_name);
+    let checkpoint = state.load();
+    let queue = Arc::new(TargetQueue::new(config.timing));
+    queue
+        .caught_up_unix_ns
+        .store(checkpoint.unwrap_or(0), Relaxed);
+    let targets: Vec<TargetPair> = vec![(target, queue.clone())];
+    let queues: Vec<Arc<TargetQueue>> = targets.iter().map(|(_, q)| q.clone()).collect();
+
+    let (rescan_tx, rescan_rx) = channel::<Request>();
+    let rescan_tx = Arc::new(Mutex::new(rescan_tx));
+
+    let backend: Option<Arc<dyn Backend>> = if config.once {
+        None
+    } else {
+        let inotify = InotifyBackend::new(source.clone(), stats.clone()).map_err(|err| {
+            format!("cannot create an inotify instance: {err} (fs.inotify.max_user_instances may be exhausted: sysctl -w fs.inotify.max_user_instances=512)")
+        })?;
+        stats.set_backend(inotify.name());
+        crate::info!(
+            "backend: inotify ({} requested)",
+            match config.backend {
+                crate::cli::BackendChoice::Auto => "auto",
+                crate::cli::BackendChoice::Inotify => "inotify",
+            }
+        );
+        Some(Arc::new(inotify))
+    };
+    spawn_signal_waiter(signals, control.clone(), backend.clone(), queues.clone())
+        .map_err(|e| e.to_string())?;
+
+    let mut appliers = Vec::new();
+    for (index, (target, queue)) in targets.iter().enumerate() {
+        let rescan_tx = rescan_tx.clone();
+        let rescan_control = control.clone();
+        let applier = Applier {
+            queue: queue.clone(),
+            target: target.clone(),
+            control: control.clone(),
+            stats_index: index,
+            stats: stats.clone(),
+            rescan: Box::new(move |subtree| {
+                send_rescan(
+                    &rescan_tx,
+                    &rescan_control,
+                    Request {
+                        subtree,
+                        recapture: false,
+                        ctime_guard: false,
+                    },
+                )
+            }),
+        };
+        appliers.push(
+            spawn(&format!("applier-{index}"), move || applier.run()).map_err(|e| e.to_string())?,
+        );
+    }
+    let housekeeper = spawn_housekeeper(
+        &config,
+        stats.clone(),
+        control.clone(),
+        vec![(state.clone(), queue.clone())],
+    )
+    .map_err(|e| e.to_string())?;
+
+    let mut reader = None;
+    if let Some(backend) = &backend {
+        let fanout = Fanout {
+            queues: queues.clone(),
+            control: control.clone(),
+            rescans: Mutex::new(rescan_tx.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        };
+        let reader_backend = backend.clone();
+        let reader_control = control.clone();
+        reader = Some(
+            spawn("reader", move || {
+                if let Err(err) = reader_backend.run(&fanout) {
+                    crate::error!("the event reader failed: {err}; exiting so a supervisor can restart the syncer (the restart reconciles)");
+                    reader_control.fail(1);
+                }
+            })
+            .map_err(|e| e.to_string())?,
+        );
+        let started = Instant::now();
+        let report = backend
+            .capture(std::path::Path::new(""))
+            .map_err(|err| format!("cannot watch SOURCE: {err}"))?;
+        stats.capture_ns.store(stats.elapsed_ns(), Relaxed);
+        crate::info!(
+            "watching {} directories in {:.3} s",
+            report.dirs - report.unwatched,
+            started.elapsed().as_secs_f64()
+        );
+        if report.unwatched > 0 && config.strict {
+            control.fail(1);
+        }
+    }
+    let reconciler = Reconciler {
+        requests: rescan_rx,
+        backend: backend.clone(),
+        targets: targets.clone(),
+        control: control.clone(),
+        stats: stats.clone(),
+        rescan_interval: config.rescan_interval,
+    };
+    let reconciler = spawn("reconciler", move || reconciler.run()).map_err(|e| e.to_string())?;
+
+    // Initial sync: compare everything; re-copy files changed since the saved checkpoint.
+    let started = Instant::now();
+    if checkpoint.is_none() {
+        crate::info!(
+            "no checkpoint in {}: every file is compared and re-copied",
+            state.path.display()
+        );
+    }
+    let since = |_: &TargetQueue| {
+        Some(checkpoint.map_or(i128::MIN, |c| i128::from(c) - CHECKPOINT_MARGIN_NS))
+    };
+    let dirty = reconcile_into(std::path::Path::new(""), &targets, &since, &control, &stats);
+    control.reconciling.fetch_sub(1, SeqCst);
+    for queue in &queues {
+        queue.wait_idle(&control);
+    }
+    if !control.stopping() {
+        stats.ready_ns.store(stats.elapsed_ns(), Relaxed);
+        crate::info!(
+            "ready in {:.3} s: {} directories watched, {} paths synced",
+            stats.ready_ns.load(Relaxed) as f64 / 1e9,
+            stats.dirs_watched.load(Relaxed),
+            dirty
+        );
+        let _ = started;
+    }
+    if config.once {
+        control.request_stop();
+    }
+    control.wait_stop();
+
+    if let Some(backend) = &backend {
+        backend.stop();
+    }
+    if let Some(reader) = reader {
+        let _ = reader.join();
+    }
+    for queue in &queues {
+        queue.wake();
+    }
+    for applier in appliers {
+        let _ = applier.join();
+    }
+    drop(rescan_tx);
+    let _ = housekeeper.join();
+    let _ = reconciler;
+    let mut saved = vec![0u64];
+    if !stats.watch_limit_hit.load(Relaxed)
+        && queue.caught_up_unix_ns.load(Relaxed) > checkpoint.unwrap_or(0)
+    {
+        save_checkpoints(&[(state, queue.clone())], &mut saved);
+    }
+    if let Some(path) = &config.status {
+        if let Err(err) = stats.write_status(path) {
+            crate::warn!("cannot write status file {}: {err}", path.display());
+        }
+    }
+    let backlog: u64 = stats
+        .targets
+        .iter()
+        .map(|t| t.backlog.load(Relaxed) + t.in_flight.load(Relaxed))
+        .sum();
+    if backlog > 0 {
+        crate::warn!("exiting with {backlog} paths not applied; the next start reconciles them");
+    }
+    Ok(control.exit_code.load(SeqCst))
+}

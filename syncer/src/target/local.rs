@@ -1,0 +1,383 @@
+//! The local directory target: a `Batch` in, the replica directory made equal to the source for
+//! every path of it out. Renames first, then structure in sorted order (parents before
+//! children: deletes, directories, symlinks), then file contents in parallel chunks.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use super::local_ops::Ops;
+use super::{Outcome, Target, is_transient};
+use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
+use crate::pending::{Batch, Rename};
+use crate::scan::Compare;
+use crate::source::SourceTree;
+use crate::stats::TargetStats;
+use crate::sys::fs::open_dir_beneath;
+
+/// Files per parallel chunk: each chunk opens its two parent directories once.
+const CHUNK: usize = 256;
+/// Open directory fds kept per side during the structural pass.
+const DIR_CACHE: usize = 64;
+
+pub struct LocalTarget {
+    name: String,
+    source: Arc<SourceTree>,
+    root: OwnedFd,
+    ops: Ops,
+    pool: rayon::ThreadPool,
+    /// Source paths already reported as unreadable (each is reported once).
+    reported: Mutex<HashSet<PathBuf>>,
+}
+
+/// What the structural pass decided for one path.
+enum Step {
+    Done,
+    File,
+    Dir(Meta),
+}
+
+/// A small cache of open directories, keyed by relative path.
+struct DirCache(HashMap<PathBuf, Arc<OwnedFd>>);
+
+impl DirCache {
+    fn get(
+        &mut self,
+        rel: &Path,
+        open: impl FnOnce() -> io::Result<OwnedFd>,
+    ) -> io::Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.0.get(rel) {
+            return Ok(fd.clone());
+        }
+        if self.0.len() >= DIR_CACHE {
+            self.0.clear();
+        }
+        let fd = Arc::new(open()?);
+        self.0.insert(rel.to_path_buf(), fd.clone());
+        Ok(fd)
+    }
+}
+
+impl LocalTarget {
+    pub fn open(source: Arc<SourceTree>, abs: &Path, fsync: bool, jobs: usize) -> io::Result<Self> {
+        std::fs::create_dir_all(abs)?;
+        let root = nix::fcntl::open(
+            abs,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(crate::sys::errno::to_io)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs.max(1))
+            .thread_name(|i| format!("apply-{i}"))
+            .build()
+            .map_err(io::Error::other)?;
+        Ok(Self {
+            name: abs.display().to_string(),
+            source,
+            root,
+            ops: Ops::new(fsync),
+            pool,
+            reported: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Opens the replica directory `rel`, creating missing ancestors that are directories in
+    /// the source. Errors with ENOENT when the source has no such directory any more.
+    fn ensure_target_dir(&self, rel: &Path, stats: &TargetStats) -> io::Result<OwnedFd> {
+        match open_dir_beneath(self.root.as_fd(), rel) {
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+            other => return other,
+        }
+        let (parent, name) =
+            split(rel).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let tparent = self.ensure_target_dir(parent, stats)?;
+        let sparent = self.source.open_dir(parent)?;
+        match stat_at(sparent.as_fd(), name)? {
+            Some(meta) if meta.kind == Kind::Dir => {
+                self.ops.ensure_dir(tparent.as_fd(), name, &meta, stats)?;
+                open_dir_beneath(self.root.as_fd(), rel)
+            }
+            _ => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        }
+    }
+
+    fn apply_rename(
+        &self,
+        rename: &Rename,
+        stats: &TargetStats,
+        outcome: &mut Outcome,
+        extra: &mut Vec<PathBuf>,
+    ) {
+        let attempt = || -> io::Result<()> {
+            let (from_parent, from_name) =
+                split(&rename.from).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let (to_parent, to_name) =
+                split(&rename.to).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let from_dir = open_dir_beneath(self.root.as_fd(), from_parent)?;
+            let to_dir = self.ensure_target_dir(to_parent, stats)?;
+            match nix::fcntl::renameat(from_dir.as_fd(), from_name, to_dir.as_fd(), to_name) {
+                Ok(()) => Ok(()),
+                Err(
+                    nix::errno::Errno::ENOTEMPTY
+                    | nix::errno::Errno::EEXIST
+                    | nix::errno::Errno::EISDIR
+                    | nix::errno::Errno::ENOTDIR,
+                ) => {
+                    self.ops.remove_tree(to_dir.as_fd(), to_name, stats)?;
+                    nix::fcntl::renameat(from_dir.as_fd(), from_name, to_dir.as_fd(), to_name)
+                        .map_err(crate::sys::errno::to_io)
+                }
+                Err(err) => Err(crate::sys::errno::to_io(err)),
+            }
+        };
+        match attempt() {
+            Ok(()) => {
+                stats.ops.rename.fetch_add(1, Relaxed);
+            }
+            Err(err) => {
+                // Fallback: settle the old name by its state and compare the new subtree.
+                crate::debug!(
+                    "rename {:?} -> {:?} not applied ({err}); falling back to copy",
+                    rename.from,
+                    rename.to
+                );
+                extra.push(rename.from.clone());
+                if rename.is_dir {
+                    outcome.rescan.push(rename.to.clone());
+                } else {
+                    extra.push(rename.to.clone());
+                }
+            }
+        }
+    }
+
+    fn apply_root(&self, stats: &TargetStats) -> io::Result<Step> {
+        let meta = stat_fd(self.source.root.as_fd())?;
+        let current = stat_fd(self.root.as_fd())?;
+        if current.mode != meta.mode {
+            nix::sys::stat::fchmod(
+                self.root.as_fd(),
+                nix::sys::stat::Mode::from_bits_truncate(meta.mode),
+            )
+            .map_err(crate::sys::errno::to_io)?;
+            stats.ops.meta.fetch_add(1, Relaxed);
+        }
+        Ok(Step::Done)
+    }
+
+    /// Structural pass for one path: deletes, directories, symlinks, FIFOs; files are deferred.
+    fn apply_structure(
+        &self,
+        rel: &Path,
+        sources: &mut DirCache,
+        targets: &mut DirCache,
+        stats: &TargetStats,
+    ) -> io::Result<Step> {
+        let Some((parent, name)) = split(rel) else {
+            return self.apply_root(stats);
+        };
+        let sparent = match sources.get(parent, || self.source.open_dir(parent)) {
+            Ok(fd) => fd,
+            Err(err) if is_ancestor_gone(&err) => return Ok(Step::Done),
+            Err(err) => return Err(err),
+        };
+        let meta = stat_at(sparent.as_fd(), name)?;
+        if meta.is_none() {
+            // Gone in the source: gone in the replica (a missing replica parent is fine too).
+            return match open_dir_beneath(self.root.as_fd(), parent) {
+                Ok(tparent) => self
+                    .ops
+                    .remove_tree(tparent.as_fd(), name, stats)
+                    .map(|()| Step::Done),
+                Err(err) if is_ancestor_gone(&err) => Ok(Step::Done),
+                Err(err) => Err(err),
+            };
+        }
+        let meta = meta.unwrap_or_else(|| unreachable!());
+        if meta.kind == Kind::File {
+            return Ok(Step::File);
+        }
+        let tparent = targets.get(parent, || self.ensure_target_dir(parent, stats))?;
+        match meta.kind {
+            Kind::Dir => {
+                self.ops.ensure_dir(tparent.as_fd(), name, &meta, stats)?;
+                Ok(Step::Dir(meta))
+            }
+            Kind::Symlink => self
+                .ops
+                .copy_symlink(sparent.as_fd(), tparent.as_fd(), name, &meta, stats)
+                .map(|()| Step::Done),
+            Kind::Fifo => self
+                .ops
+                .copy_fifo(tparent.as_fd(), name, &meta, stats)
+                .map(|()| Step::Done),
+            Kind::Other | Kind::File => {
+                self.report_once(rel, "is a socket or device node: not replicated");
+                Ok(Step::Done)
+            }
+        }
+    }
+
+    /// Copies one chunk of files that share a parent directory.
+    fn copy_chunk(&self, parent: &Path, names: &[&OsStr], stats: &TargetStats) -> Outcome {
+        let mut outcome = Outcome::default();
+        let dirs = self
+            .source
+            .open_dir(parent)
+            .and_then(|s| Ok((s, self.ensure_target_dir(parent, stats)?)));
+        let (sdir, tdir) = match dirs {
+            Ok(pair) => pair,
+            Err(err) if is_ancestor_gone(&err) => return outcome,
+            Err(err) => {
+                for name in names {
+                    self.record_error(&parent.join(name), &err, &mut outcome, stats);
+                }
+                return outcome;
+            }
+        };
+        for name in names {
+            match self.ops.copy_file(sdir.as_fd(), tdir.as_fd(), name, stats) {
+                Ok(Some(_)) => {}
+                // No longer a regular file: check it again by its current state.
+                Ok(None) => outcome.retry.push(parent.join(name)),
+                Err(err) => self.record_error(&parent.join(name), &err, &mut outcome, stats),
+            }
+        }
+        if self.ops.fsync {
+            if let Err(err) = nix::unistd::fsync(tdir.as_fd()) {
+                self.record_error(parent, &crate::sys::errno::to_io(err), &mut outcome, stats);
+            }
+        }
+        outcome
+    }
+
+    fn copy_files(&self, files: &[&Path], stats: &TargetStats) -> Outcome {
+        let mut chunks: Vec<(&Path, Vec<&OsStr>)> = Vec::new();
+        for rel in files {
+            let Some((parent, name)) = split(rel) else {
+                continue;
+            };
+            match chunks.last_mut() {
+                Some((p, names)) if *p == parent && names.len() < CHUNK => names.push(name),
+                _ => chunks.push((parent, vec![name])),
+            }
+        }
+        self.pool.install(|| {
+            chunks
+                .par_iter()
+                .map(|(parent, names)| self.copy_chunk(parent, names, stats))
+                .reduce(Outcome::default, |mut a, b| {
+                    a.merge(b);
+                    a
+                })
+        })
+    }
+
+    fn report_once(&self, rel: &Path, what: &str) {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        if reported.len() < 100_000 && reported.insert(rel.to_path_buf()) {
+            crate::warn!("{}: {:?} {what}", self.name, rel);
+        }
+    }
+
+    fn record_error(
+        &self,
+        rel: &Path,
+        err: &io::Error,
+        outcome: &mut Outcome,
+        stats: &TargetStats,
+    ) {
+        stats.errors.fetch_add(1, Relaxed);
+        if is_transient(err) {
+            outcome.retry.push(rel.to_path_buf());
+            outcome.backoff = true;
+            outcome
+                .first_error
+                .get_or_insert_with(|| format!("{:?}: {err}", rel));
+            stats.retries.fetch_add(1, Relaxed);
+        } else if matches!(err.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+            // Permission problems wait for the next event on the path (a chmod sends one).
+            self.report_once(rel, &format!("cannot be replicated: {err} (fix the permissions; it is retried on its next change)"));
+        } else if is_ancestor_gone(err) {
+            outcome.retry.push(rel.to_path_buf());
+        } else {
+            self.report_once(rel, &format!("failed: {err}"));
+        }
+    }
+}
+
+impl Target for LocalTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut extra = Vec::new();
+        for rename in &batch.renames {
+            self.apply_rename(rename, stats, &mut outcome, &mut extra);
+        }
+        let mut paths: Vec<&Path> = batch
+            .paths
+            .iter()
+            .chain(extra.iter())
+            .map(PathBuf::as_path)
+            .collect();
+        if !extra.is_empty() {
+            paths.sort();
+            paths.dedup();
+        }
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        let (mut sources, mut targets) = (DirCache(HashMap::new()), DirCache(HashMap::new()));
+        for rel in paths {
+            if self.source.excludes.covers(rel) {
+                continue;
+            }
+            match self.apply_structure(rel, &mut sources, &mut targets, stats) {
+                Ok(Step::Done) => {}
+                Ok(Step::File) => files.push(rel),
+                Ok(Step::Dir(meta)) => dirs.push((rel, meta)),
+                Err(err) => self.record_error(rel, &err, &mut outcome, stats),
+            }
+        }
+        drop((sources, targets));
+        outcome.merge(self.copy_files(&files, stats));
+        // Directory mtimes last, children first: adding entries above changed them.
+        for (rel, meta) in dirs.iter().rev() {
+            if let Some((parent, name)) = split(rel) {
+                let set = open_dir_beneath(self.root.as_fd(), parent)
+                    .and_then(|dir| self.ops.set_mtime(dir.as_fd(), name, meta));
+                if let Err(err) = set {
+                    crate::debug!("{}: mtime of {:?} not set: {err}", self.name, rel);
+                }
+            }
+        }
+        outcome
+    }
+
+    fn reconcile(
+        &self,
+        subtree: &Path,
+        changed_since_ns: Option<i128>,
+        progress: &AtomicU64,
+    ) -> io::Result<Vec<PathBuf>> {
+        let compare = Compare::new(
+            &self.source,
+            self.root.as_fd(),
+            changed_since_ns,
+            self.ops.as_root,
+            progress,
+        );
+        self.pool.install(|| compare.run(subtree))
+    }
+}

@@ -1,0 +1,372 @@
+//! The operations of the local target on one entry: `(directory fd, name)` of the source and of
+//! the replica in, the replica entry made equal out. Every call is relative to an open replica
+//! directory and never follows a symlink; new content appears through a temp name + rename.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::sys::stat::{Mode, UtimensatFlags, fchmod, futimens, mkdirat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, symlinkat, unlinkat};
+
+use crate::entry::{Kind, Meta, list_dir, stat_at, stat_fd};
+use crate::stats::TargetStats;
+use crate::sys::errno::to_io;
+use crate::sys::fs::{clone_file, copy_range};
+
+/// Prefix of the temp names content is written under before the final rename. A crash can
+/// leave them behind; the start-up reconcile removes them (they are not in the source).
+pub const TMP_PREFIX: &str = ".syncer~";
+
+pub struct Ops {
+    pub fsync: bool,
+    /// Running as root: ownership is replicated too (as `rsync -a` does).
+    pub as_root: bool,
+    clone_works: AtomicBool,
+    tmp_counter: AtomicU64,
+}
+
+fn io_err(err: nix::errno::Errno) -> io::Error {
+    to_io(err)
+}
+
+fn timespec(t: (i64, i64)) -> TimeSpec {
+    TimeSpec::new(t.0, t.1)
+}
+
+impl Ops {
+    pub fn new(fsync: bool) -> Self {
+        Self {
+            fsync,
+            as_root: nix::unistd::geteuid().is_root(),
+            clone_works: AtomicBool::new(true),
+            tmp_counter: AtomicU64::new(0),
+        }
+    }
+
+    fn tmp_name(&self) -> OsString {
+        let n = self.tmp_counter.fetch_add(1, Relaxed);
+        OsString::from(format!("{TMP_PREFIX}{}.{n}", std::process::id()))
+    }
+
+    /// Removes `name` in `dir`, a whole tree if it is a directory. Missing is fine.
+    pub fn remove_tree(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        stats: &TargetStats,
+    ) -> io::Result<()> {
+        let Some(meta) = stat_at(dir, name)? else {
+            return Ok(());
+        };
+        if meta.kind == Kind::Dir {
+            match openat(
+                dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(sub) => {
+                    for (child, _) in list_dir(&sub)? {
+                        self.remove_tree(sub.as_fd(), &child, stats)?;
+                    }
+                }
+                Err(nix::errno::Errno::ENOENT) => return Ok(()),
+                Err(err) => return Err(io_err(err)),
+            }
+            unlinkat(dir, name, UnlinkatFlags::RemoveDir).or_else(ignore_enoent)?;
+        } else {
+            unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).or_else(ignore_enoent)?;
+        }
+        stats.ops.delete.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Renames `tmp` over `name`, first removing a directory that stands in the way.
+    fn commit(
+        &self,
+        dir: BorrowedFd<'_>,
+        tmp: &OsStr,
+        name: &OsStr,
+        stats: &TargetStats,
+    ) -> io::Result<()> {
+        match renameat(dir, tmp, dir, name) {
+            Ok(()) => Ok(()),
+            Err(
+                nix::errno::Errno::EISDIR
+                | nix::errno::Errno::ENOTEMPTY
+                | nix::errno::Errno::EEXIST,
+            ) => {
+                self.remove_tree(dir, name, stats)?;
+                renameat(dir, tmp, dir, name).map_err(io_err)
+            }
+            Err(err) => Err(io_err(err)),
+        }
+    }
+
+    fn set_owner(&self, fd: BorrowedFd<'_>, meta: &Meta) -> io::Result<()> {
+        if self.as_root {
+            fchown(
+                fd,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+            )
+            .map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the regular file `name` from `src_dir` to `dst_dir`. Returns the bytes copied, or
+    /// None when the source is no longer a regular file there (its event settles it).
+    pub fn copy_file(
+        &self,
+        src_dir: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        stats: &TargetStats,
+    ) -> io::Result<Option<u64>> {
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
+        let src = match openat(src_dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => {
+                self.remove_tree(dst_dir, name, stats)?;
+                return Ok(Some(0));
+            }
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENXIO) => return Ok(None),
+            Err(err) => return Err(io_err(err)),
+        };
+        let meta = stat_fd(src.as_fd())?;
+        if meta.kind != Kind::File {
+            return Ok(None);
+        }
+        let tmp = self.tmp_name();
+        let dst = openat(
+            dst_dir,
+            tmp.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(io_err)?;
+        let result = self.fill(&src, &dst, meta.size).and_then(|copied| {
+            self.set_owner(dst.as_fd(), &meta)?;
+            fchmod(dst.as_fd(), Mode::from_bits_truncate(meta.mode)).map_err(io_err)?;
+            futimens(dst.as_fd(), &TimeSpec::UTIME_OMIT, &timespec(meta.mtime)).map_err(io_err)?;
+            if self.fsync {
+                nix::unistd::fsync(dst.as_fd()).map_err(io_err)?;
+            }
+            drop(dst);
+            self.commit(dst_dir, &tmp, name, stats)?;
+            Ok(copied)
+        });
+        match result {
+            Ok(copied) => {
+                stats.ops.copy.fetch_add(1, Relaxed);
+                stats.bytes_copied.fetch_add(copied, Relaxed);
+                Ok(Some(copied))
+            }
+            Err(err) => {
+                // The temp file is ours and useless now; a failure to remove it is left to the
+                // next start-up reconcile, which deletes leftovers.
+                let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+                Err(err)
+            }
+        }
+    }
+
+    /// Content: FICLONE first, then copy_file_range, then read/write. Copies to EOF, not to the
+    /// size seen at open, so a file that grew meanwhile is not cut (its event re-copies anyway).
+    fn fill(&self, src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> io::Result<u64> {
+        if size_hint == 0 {
+            return Ok(0);
+        }
+        if self.clone_works.load(Relaxed) {
+            match clone_file(src.as_fd(), dst.as_fd()) {
+                Ok(()) => return Ok(stat_fd(dst.as_fd())?.size),
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY)
+                    ) =>
+                {
+                    self.clone_works.store(false, Relaxed);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let mut total = 0u64;
+        loop {
+            match copy_range(src.as_fd(), dst.as_fd(), 1 << 30) {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n as u64,
+                Err(err)
+                    if total == 0
+                        && matches!(
+                            err.raw_os_error(),
+                            Some(libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS)
+                        ) =>
+                {
+                    return read_write(src, dst);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Makes `name` in `dst_dir` a directory with the source's mode (and owner as root).
+    /// Returns true when it had to be created.
+    pub fn ensure_dir(
+        &self,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        meta: &Meta,
+        stats: &TargetStats,
+    ) -> io::Result<bool> {
+        let existing = stat_at(dst_dir, name)?;
+        let created = match existing {
+            Some(m) if m.kind == Kind::Dir => false,
+            other => {
+                if other.is_some() {
+                    self.remove_tree(dst_dir, name, stats)?;
+                }
+                match mkdirat(dst_dir, name, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(err) => return Err(io_err(err)),
+                }
+                stats.ops.mkdir.fetch_add(1, Relaxed);
+                true
+            }
+        };
+        let needs_meta = created
+            || existing.is_some_and(|m| {
+                m.mode != meta.mode || (self.as_root && (m.uid, m.gid) != (meta.uid, meta.gid))
+            });
+        if needs_meta {
+            let dir = openat(
+                dst_dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err)?;
+            self.set_owner(dir.as_fd(), meta)?;
+            fchmod(dir.as_fd(), Mode::from_bits_truncate(meta.mode)).map_err(io_err)?;
+            if !created {
+                stats.ops.meta.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(created)
+    }
+
+    /// Sets a directory's or symlink's mtime without following it.
+    pub fn set_mtime(&self, dst_dir: BorrowedFd<'_>, name: &OsStr, meta: &Meta) -> io::Result<()> {
+        utimensat(
+            dst_dir,
+            name,
+            &TimeSpec::UTIME_OMIT,
+            &timespec(meta.mtime),
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(io_err)
+    }
+
+    /// Replicates the symlink `name` as a symlink with the same target text (never followed).
+    pub fn copy_symlink(
+        &self,
+        src_dir: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        meta: &Meta,
+        stats: &TargetStats,
+    ) -> io::Result<()> {
+        let link = match readlinkat(src_dir, name) {
+            Ok(link) => link,
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => return Ok(()),
+            Err(err) => return Err(io_err(err)),
+        };
+        if let Some(existing) = stat_at(dst_dir, name)?
+            && existing.kind == Kind::Symlink
+            && readlinkat(dst_dir, name).ok().as_deref() == Some(link.as_os_str())
+        {
+            if existing.mtime != meta.mtime {
+                self.set_mtime(dst_dir, name, meta)?;
+            }
+            return Ok(());
+        }
+        let tmp = self.tmp_name();
+        symlinkat(link.as_os_str(), dst_dir, tmp.as_os_str()).map_err(io_err)?;
+        let finish = || -> io::Result<()> {
+            if self.as_root {
+                fchownat(
+                    dst_dir,
+                    tmp.as_os_str(),
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(io_err)?;
+            }
+            self.set_mtime(dst_dir, &tmp, meta)?;
+            self.commit(dst_dir, &tmp, name, stats)
+        };
+        finish().inspect_err(|_| {
+            // Best effort: a leftover temp link is removed by the next start-up reconcile.
+            let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        })?;
+        stats.ops.symlink.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Replicates a FIFO (named pipe) as a FIFO.
+    pub fn copy_fifo(
+        &self,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        meta: &Meta,
+        stats: &TargetStats,
+    ) -> io::Result<()> {
+        if stat_at(dst_dir, name)?.is_some_and(|m| m.kind == Kind::Fifo && m.mode == meta.mode) {
+            return Ok(());
+        }
+        let tmp = self.tmp_name();
+        nix::sys::stat::mknodat(
+            dst_dir,
+            tmp.as_os_str(),
+            nix::sys::stat::SFlag::S_IFIFO,
+            Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .map_err(io_err)?;
+        nix::sys::stat::fchmodat(
+            dst_dir,
+            tmp.as_os_str(),
+            Mode::from_bits_truncate(meta.mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(io_err)?;
+        self.commit(dst_dir, &tmp, name, stats)?;
+        stats.ops.copy.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+fn ignore_enoent(err: nix::errno::Errno) -> Result<(), io::Error> {
+    if err == nix::errno::Errno::ENOENT {
+        Ok(())
+    } else {
+        Err(io_err(err))
+    }
+}
+
+/// Plain read/write copy for file systems without copy_file_range between them.
+fn read_write(src: &OwnedFd, dst: &OwnedFd) -> io::Result<u64> {
+    let mut reader = std::fs::File::from(src.try_clone()?);
+    let mut writer = std::fs::File::from(dst.try_clone()?);
+    std::io::copy(&mut reader, &mut writer)
+}

@@ -1,0 +1,385 @@
+//! Shared test helpers: start/stop the syncer binary, wait with deadlines, compare trees, and
+//! a sysctl guard that restores the original value even when a test fails.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Tests that change kernel limits hold this lock for writing; all others for reading, so a
+/// tiny `max_queued_events` never leaks into another test's syncer.
+static KERNEL_KNOBS: RwLock<()> = RwLock::new(());
+
+pub fn shared_kernel() -> RwLockReadGuard<'static, ()> {
+    KERNEL_KNOBS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn exclusive_kernel() -> RwLockWriteGuard<'static, ()> {
+    KERNEL_KNOBS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Polls `predicate` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut predicate: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if predicate() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A scratch area: `src/`, `dst/`, `state/` and the status file.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub state: PathBuf,
+    pub status: PathBuf,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("syncer-it-")
+            .tempdir()
+            .expect("tempdir");
+        let src = dir.path().join("src");
+        let dst = dir.path().join("dst");
+        let state = dir.path().join("state");
+        fs::create_dir(&src).unwrap();
+        Self {
+            status: dir.path().join("status.json"),
+            src,
+            dst,
+            state,
+            dir,
+        }
+    }
+
+    pub fn syncer(&self, extra: &[&str]) -> Syncer {
+        Syncer::start(&self.src, &self.dst, &self.state, &self.status, extra)
+    }
+}
+
+/// The syncer binary running as a child; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Syncer {
+    pub child: Option<Child>,
+    pub status: PathBuf,
+    pub stderr: PathBuf,
+}
+
+pub fn syncer_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_syncer")
+}
+
+impl Syncer {
+    pub fn spawn(src: &Path, dst: &Path, state: &Path, status: &Path, extra: &[&str]) -> Self {
+        let stderr = status.with_extension(format!("stderr.{}", std::process::id()));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr)
+            .unwrap();
+        let _ = fs::remove_file(status);
+        let child = Command::new(syncer_bin())
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--status")
+            .arg(status)
+            .args(extra)
+            .arg(src)
+            .arg(dst)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start syncer");
+        Self {
+            child: Some(child),
+            status: status.to_path_buf(),
+            stderr,
+        }
+    }
+
+    /// Starts and waits until the status file says `ready`.
+    pub fn start(src: &Path, dst: &Path, state: &Path, status: &Path, extra: &[&str]) -> Self {
+        let mut syncer = Self::spawn(src, dst, state, status, extra);
+        let ready = wait_until(Duration::from_secs(60), || {
+            syncer.status_json().is_some_and(|s| s["ready"] == true) || syncer.exited()
+        });
+        assert!(
+            ready && !syncer.exited(),
+            "syncer not ready; stderr:\n{}",
+            syncer.log()
+        );
+        syncer
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        let body = fs::read(&self.status).ok()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// Waits for a fresh status document (written after `after`) and returns it.
+    pub fn fresh_status(&self) -> serde_json::Value {
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mut doc = None;
+        wait_until(Duration::from_secs(5), || {
+            doc = self
+                .status_json()
+                .filter(|s| s["updated_unix_ns"].as_u64().unwrap_or(0) > after);
+            doc.is_some()
+        });
+        doc.expect("status file not refreshed")
+    }
+
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal syncer");
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("syncer did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL (a crash) and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            if !wait_until(Duration::from_secs(15), || {
+                child.try_wait().ok().flatten().is_some()
+            }) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = fs::remove_file(&self.stderr);
+    }
+}
+
+/// What a tree compare looks at for one entry.
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        mtime: (i64, i64),
+        content: Vec<u8>,
+    },
+    Symlink {
+        target: OsString,
+    },
+    Other,
+}
+
+fn snapshot(root: &Path) -> Result<BTreeMap<PathBuf, Node>, String> {
+    let mut nodes = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let path = rel.join(entry.file_name());
+            let abs = root.join(&path);
+            let meta = match fs::symlink_metadata(&abs) {
+                Ok(meta) => meta,
+                Err(_) => continue,
+            };
+            let node = if meta.file_type().is_symlink() {
+                Node::Symlink {
+                    target: fs::read_link(&abs)
+                        .map_err(|e| e.to_string())?
+                        .into_os_string(),
+                }
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                Node::Dir {
+                    mode: meta.permissions().mode() & 0o7777,
+                }
+            } else if meta.is_file() {
+                let mut content = Vec::new();
+                if let Ok(mut f) = fs::File::open(&abs) {
+                    let _ = f.read_to_end(&mut content);
+                }
+                Node::File {
+                    mode: meta.permissions().mode() & 0o7777,
+                    mtime: (meta.mtime(), meta.mtime_nsec()),
+                    content,
+                }
+            } else {
+                Node::Other
+            };
+            nodes.insert(path, node);
+        }
+    }
+    Ok(nodes)
+}
+
+/// Ok when both trees hold the same names, types, contents, modes, file mtimes (ns) and
+/// symlink targets; else a short description of the first differences.
+pub fn compare_trees(src: &Path, dst: &Path) -> Result<(), String> {
+    let a = snapshot(src)?;
+    let b = snapshot(dst)?;
+    if a == b {
+        return Ok(());
+    }
+    let mut diffs = Vec::new();
+    for (path, node) in &a {
+        match b.get(path) {
+            None => diffs.push(format!("missing {path:?}")),
+            Some(other) if other != node => {
+                diffs.push(format!("differs {path:?}: {node:?} vs {other:?}"))
+            }
+            _ => {}
+        }
+    }
+    for path in b.keys().filter(|p| !a.contains_key(*p)) {
+        diffs.push(format!("extra {path:?}"));
+    }
+    let total = diffs.len();
+    diffs.truncate(5);
+    for d in &mut diffs {
+        d.truncate(300);
+    }
+    Err(format!("{total} differences, e.g. {}", diffs.join("; ")))
+}
+
+/// Waits until the replica equals the source; panics with the differences and the log.
+pub fn assert_converges(src: &Path, dst: &Path, timeout: Duration, syncer: &Syncer) {
+    let mut last = String::new();
+    let ok = wait_until(timeout, || match compare_trees(src, dst) {
+        Ok(()) => true,
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    assert!(
+        ok,
+        "replica did not converge within {timeout:?}: {last}\nsyncer stderr:\n{}",
+        syncer.log()
+    );
+}
+
+/// Files left under a temp name anywhere in `root`.
+pub fn temp_files(root: &Path) -> Vec<PathBuf> {
+    snapshot(root)
+        .unwrap_or_default()
+        .into_keys()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".syncer~"))
+        })
+        .collect()
+}
+
+/// Sets a sysctl for the guard's lifetime. The original value is also written to
+/// `$SYNCER_SYSCTL_SAVE_DIR/<key>` first, so scripts/test.sh restores it even if this process
+/// is killed before Drop runs.
+pub struct SysctlGuard {
+    key: &'static str,
+    original: String,
+    saved_copy: Option<PathBuf>,
+}
+
+fn proc_path(key: &str) -> PathBuf {
+    PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+}
+
+impl SysctlGuard {
+    pub fn set(key: &'static str, value: u64) -> Self {
+        let original = fs::read_to_string(proc_path(key))
+            .expect("read sysctl")
+            .trim()
+            .to_string();
+        let saved_copy = std::env::var_os("SYNCER_SYSCTL_SAVE_DIR").map(|dir| {
+            let path = Path::new(&dir).join(key);
+            if !path.exists() {
+                let _ = fs::create_dir_all(&dir);
+                fs::write(&path, &original).expect("save sysctl");
+            }
+            path
+        });
+        fs::write(proc_path(key), value.to_string()).expect("set sysctl (needs root)");
+        Self {
+            key,
+            original,
+            saved_copy,
+        }
+    }
+}
+
+impl Drop for SysctlGuard {
+    fn drop(&mut self) {
+        fs::write(proc_path(self.key), &self.original).expect("restore sysctl");
+        if let Some(path) = &self.saved_copy {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Writes `content` to `path` (create or truncate).
+pub fn write(path: &Path, content: &[u8]) {
+    fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

@@ -1,0 +1,199 @@
+//! Faults that must be reported and survived: a full target disk, a source directory swapped
+//! for a symlink to secrets, the inotify watch limit.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::*;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+/// A tmpfs mounted for the test's lifetime.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs at {}", at.display());
+        Self(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_target_disk_is_reported_retried_and_converges() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let mount = Tmpfs::mount(&s.dst, "256k");
+    let mut syncer = s.syncer(&[]);
+    let block = vec![7u8; 32 * 1024];
+    for i in 0..24 {
+        write(&s.src.join(format!("big{i}")), &block);
+    }
+    assert!(
+        wait_until(CONVERGE, || syncer.log().contains("No space left")),
+        "no disk-full report; stderr:\n{}",
+        syncer.log()
+    );
+    assert!(
+        !syncer.exited(),
+        "syncer died on a full disk:\n{}",
+        syncer.log()
+    );
+    mount.resize("8m");
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    assert!(syncer.log().contains("recovered"), "{}", syncer.log());
+    syncer.stop();
+    drop(mount);
+}
+
+fn contains_secret(root: &Path) -> bool {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if entry.file_name() == "secret" {
+                return true;
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() && fs::read(&path).is_ok_and(|c| c.starts_with(b"TOPSECRET")) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn directory_swapped_for_a_symlink_never_leaks_its_target() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let secrets = s.dir.path().join("secrets");
+    fs::create_dir(&secrets).unwrap();
+    write(&secrets.join("secret"), b"TOPSECRET");
+    fs::create_dir(s.src.join("d")).unwrap();
+    let syncer = s.syncer(&[]);
+    let src = s.src.clone();
+    let writer = std::thread::spawn(move || {
+        for round in 0..300 {
+            let d = src.join("d");
+            // Writes may hit the symlink phase: then they land in the secrets dir's sibling
+            // names, which is fine; errors are expected while d is a symlink or missing.
+            let _ = fs::write(d.join(format!("f{}", round % 17)), format!("round {round}"));
+        }
+    });
+    for _ in 0..100 {
+        let _ = fs::rename(s.src.join("d"), s.src.join("d.real"));
+        let _ = symlink(&secrets, s.src.join("d"));
+        let _ = fs::remove_file(s.src.join("d"));
+        let _ = fs::rename(s.src.join("d.real"), s.src.join("d"));
+        assert!(!contains_secret(&s.dst), "secret leaked into the replica");
+    }
+    writer.join().unwrap();
+    let _ = fs::rename(s.src.join("d"), s.src.join("d.real"));
+    symlink(&secrets, s.src.join("d")).unwrap();
+    // The writer may have put files into the secrets dir through the symlink; keep the check
+    // about the secret itself.
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    assert!(!contains_secret(&s.dst), "secret leaked into the replica");
+    assert!(
+        fs::symlink_metadata(s.dst.join("d"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+/// inotify watches held right now by all processes of this user.
+fn watches_in_use() -> u64 {
+    let mut count = 0;
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    for proc_entry in procs.flatten() {
+        let Ok(fds) = fs::read_dir(proc_entry.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(info) = fs::read_to_string(fd.path()) {
+                count += info
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .count() as u64;
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn watch_limit_is_reported_and_covered_by_periodic_reconciles() {
+    let _k = exclusive_kernel();
+    let s = Scratch::new();
+    for d in 0..40 {
+        fs::create_dir(s.src.join(format!("d{d:02}"))).unwrap();
+    }
+    let guard = SysctlGuard::set("fs.inotify.max_user_watches", watches_in_use() + 10);
+    let mut strict = Syncer::spawn(
+        &s.src,
+        &s.dst,
+        &s.state,
+        &s.dir.path().join("strict.json"),
+        &["--strict"],
+    );
+    assert!(
+        wait_until(CONVERGE, || strict.exited()),
+        "--strict did not exit on the watch limit"
+    );
+    let code = strict.child.take().unwrap().wait().unwrap().code();
+    assert_eq!(code, Some(1));
+
+    let syncer = s.syncer(&["--rescan-interval", "1"]);
+    let log = syncer.log();
+    assert!(
+        log.contains("max_user_watches") && log.contains("sysctl -w fs.inotify.max_user_watches="),
+        "{log}"
+    );
+    assert_eq!(syncer.fresh_status()["watch_limit_hit"], true);
+    for d in 0..40 {
+        write(&s.src.join(format!("d{d:02}/late")), b"late");
+    }
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    drop(syncer);
+    drop(guard);
+}

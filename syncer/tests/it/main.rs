@@ -1,0 +1,9 @@
+//! The syncer's integration tests: one binary, topic modules, real kernel events on real
+//! tempdirs, the real `syncer` binary as a child process, deadline waits.
+
+mod cli;
+mod common;
+mod consistency;
+mod fanotify_sys;
+mod faults;
+mod replicate;
