@@ -165,7 +165,12 @@ impl TreeTracker {
         let me = std::process::id() as i32;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
-            let ours: Vec<i32> = self.seen.iter().copied().filter(|&p| p != self.root && read_stat(p).is_some_and(|s| s.ppid == me)).collect();
+            let ours: Vec<i32> = self
+                .seen
+                .iter()
+                .copied()
+                .filter(|&p| p != self.root && read_stat(p).is_some_and(|s| s.ppid == me))
+                .collect();
             if ours.is_empty() || std::time::Instant::now() > deadline {
                 return;
             }

@@ -106,6 +106,12 @@ pub fn launch(spec: &SutSpec, env: &SutEnv) -> std::io::Result<Launch> {
                 Ok(b) => b,
                 Err(reason) => return Ok(Launch::Skipped(reason)),
             };
+            if env.daemon.is_some() && !supports_rsync_target(&bin) {
+                return Ok(Launch::Skipped(format!(
+                    "{} takes only a directory TARGET (no rsync:// in its --help): use target = \"local\"",
+                    bin.display()
+                )));
+            }
             let status = env.dir.join("status.json");
             let state = env.dir.join("state");
             fs::create_dir_all(&state)?;
@@ -207,6 +213,14 @@ pub fn launch(spec: &SutSpec, env: &SutEnv) -> std::io::Result<Launch> {
         log_file,
         flags,
     }))
+}
+
+/// Whether this syncer build accepts an rsync daemon URL as TARGET (its --help says so).
+fn supports_rsync_target(bin: &Path) -> bool {
+    Command::new(bin)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("rsync://"))
 }
 
 /// Fills {src} {dst} {url} {password_file} in a command template.

@@ -77,7 +77,9 @@ pub fn summary(
         );
     }
     out.push_str("| syncer | rep | result | storm s | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | converge s | idle s | CPU s | daemon CPU s | peak RSS MiB | procs | daemon conns | overflows (probe/self) | missing/extra/mismatched | floor ratio |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str(
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
     for r in runs {
         if r.outcome == Outcome::Skipped {
             let _ = writeln!(
