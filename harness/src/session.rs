@@ -268,7 +268,8 @@ fn wait_ready(
     let ok = wait::until(timeout, ctx.stop, || {
         if let Some(status) = p.exited() {
             return Err(format!(
-                "exited before it was ready ({status}); see {}",
+                "exited before it was ready ({status}): {}; see {}",
+                log_tail(&p.log_file),
                 p.log_file.display()
             ));
         }
@@ -300,4 +301,11 @@ fn wait_ready(
         }
     }
     Ok(())
+}
+
+/// The last lines of a syncer's log, for error messages.
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
 }
