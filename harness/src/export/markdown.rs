@@ -1,0 +1,164 @@
+//! README.md (how the results were made: command, revision, machine) and summary.md (a
+//! side-by-side table readable at a glance, then why runs failed or were skipped).
+
+use std::fmt::Write;
+
+use super::RunInfo;
+use crate::result::{Outcome, RunResult};
+use crate::scenario::Scenario;
+
+fn ms(ns: u64) -> String {
+    format!("{:.2}", ns as f64 / 1e6)
+}
+
+fn secs(ns: Option<u64>) -> String {
+    ns.map_or_else(|| "—".into(), |n| format!("{:.2}", n as f64 / 1e9))
+}
+
+pub fn readme(info: &RunInfo, s: &Scenario) -> String {
+    let mut out = format!(
+        "# {} — harness results\n\n{}\n\n",
+        s.name,
+        s.description.trim()
+    );
+    let _ = writeln!(out, "- command: `{}`", info.command);
+    let _ = writeln!(
+        out,
+        "- scenario file: `{}` (seed {}, {} storm ops, {} repeat(s))",
+        info.scenario_file, s.seed, info.storm_ops, s.repeats
+    );
+    let _ = writeln!(out, "- git revision: {}", info.git_revision);
+    let _ = writeln!(out, "- date (UTC): {}, host: {}", info.date, info.host);
+    let _ = writeln!(out, "- kernel: {}", info.kernel);
+    let _ = writeln!(out, "- CPU: {}; memory: {}", info.cpu, info.memory);
+    let _ = writeln!(out, "- work dir filesystem: {}", info.workdir_fs);
+    let _ = writeln!(out, "- replica filesystem: {}", info.replica_fs);
+    let _ = writeln!(out, "- target: {:?}", s.target);
+    for (k, v) in &info.sysctls {
+        let _ = writeln!(
+            out,
+            "- sysctl {k} = {v} (machine value; the scenario's [kernel] applies during each syncer's run)"
+        );
+    }
+    for (k, v) in &info.tools {
+        let _ = writeln!(out, "- {k}: {v}");
+    }
+    out.push_str(
+        "\n## How to read these numbers\n\n\
+         Latency is per path, from the moment the generator finished the path's final operation to the\n\
+         moment the probe (inotify on the replica) saw that final version (header id+version, size, mode).\n\
+         Convergence is the time from the end of the storm to a full tree compare that found the replica\n\
+         equal (names, type, size, content, mode, mtime ns, link target). CPU is user+sys of the syncer's\n\
+         whole process tree, including children it already waited for, sampled when it went idle; the\n\
+         daemon's is separate. `self_*` fields are the syncer's own reports. Absolute times hold only for\n\
+         the machine above; compare syncers by their ratios within one run.\n",
+    );
+    out
+}
+
+pub fn summary(
+    info: &RunInfo,
+    s: &Scenario,
+    calibration: Option<&RunResult>,
+    runs: &[RunResult],
+) -> String {
+    let mut out = format!(
+        "# {} on {} ({}, kernel {})\n\n",
+        s.name, info.host, info.cpu, info.kernel
+    );
+    if let Some(c) = calibration {
+        let _ = writeln!(
+            out,
+            "Probe floor (calibration, generator writing straight into the replica): p50 {} ms, p99 {} ms, max {} ms over {} samples.\n",
+            ms(c.latency.p50_ns),
+            ms(c.latency.p99_ns),
+            ms(c.latency.max_ns),
+            c.latency.count
+        );
+    }
+    out.push_str("| syncer | rep | result | storm s | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | converge s | idle s | CPU s | daemon CPU s | peak RSS MiB | procs | daemon conns | overflows (probe/self) | missing/extra/mismatched | floor ratio |\n");
+    out.push_str(
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in runs {
+        if r.outcome == Outcome::Skipped {
+            let _ = writeln!(
+                out,
+                "| {} | {} | skipped | | | | | | | | | | | | | | | | | |",
+                r.sut, r.repeat
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {}/{} | {}/{}/{} | {} |",
+            r.sut,
+            r.repeat,
+            if r.outcome == Outcome::Passed {
+                "pass"
+            } else {
+                "**FAIL**"
+            },
+            r.storm_ns as f64 / 1e9,
+            r.ops_per_s,
+            ms(r.latency.p50_ns),
+            ms(r.latency.p90_ns),
+            ms(r.latency.p99_ns),
+            ms(r.latency.p999_ns),
+            ms(r.latency.max_ns),
+            secs(r.converge_ns),
+            secs(r.idle_ns),
+            r.cpu_ns as f64 / 1e9,
+            r.daemon_cpu_ns as f64 / 1e9,
+            r.peak_rss_kib as f64 / 1024.0,
+            r.processes_seen,
+            r.daemon_connections,
+            r.probe_overflows,
+            r.self_overflows
+                .map_or_else(|| "—".into(), |n| n.to_string()),
+            r.diff.missing,
+            r.diff.extra,
+            r.diff.mismatched,
+            r.floor_ratio
+                .map_or_else(|| "—".into(), |x| format!("{x:.2}")),
+        );
+    }
+    let notes: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| !r.reasons.is_empty() || !r.flags.is_empty())
+        .collect();
+    if !notes.is_empty() {
+        out.push_str("\n## Notes\n\n");
+        for r in notes {
+            if !r.flags.is_empty() {
+                let _ = writeln!(out, "- {} r{} flags: `{}`", r.sut, r.repeat, r.flags);
+            }
+            for reason in &r.reasons {
+                let _ = writeln!(
+                    out,
+                    "- {} r{} {}: {}",
+                    r.sut,
+                    r.repeat,
+                    if r.outcome == Outcome::Skipped {
+                        "skipped"
+                    } else {
+                        "failed"
+                    },
+                    reason
+                );
+            }
+            if r.latency_planned.is_some() {
+                let _ = writeln!(
+                    out,
+                    "- {} r{} open-loop p99 from planned time: {} ms (generator lag max {} ms)",
+                    r.sut,
+                    r.repeat,
+                    ms(r.latency_planned.map_or(0, |l| l.p99_ns)),
+                    ms(r.gen_lag_max_ns)
+                );
+            }
+        }
+    }
+    out.push_str("\nCPU, RSS and spawns are measured from outside (/proc, the rsync daemon's log); `self` overflows are the syncer's own report. Processes seen are a lower bound (sampled every 200 ms) for scripts that spawn many short rsync runs; the daemon's connection count is exact.\n");
+    out
+}

@@ -1,0 +1,117 @@
+//! Kernel knobs: the scenario's inotify sysctls in, a guard out that restores the original
+//! values when dropped (also on error and panic; Ctrl-C ends the run through the same path).
+//! Originals are also saved to `$SYNCER_SYSCTL_SAVE_DIR/KEY` so scripts/restore-sysctls.sh can
+//! restore them if this process is killed outright.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::scenario::Knobs;
+
+/// The sysctls this module may change (inotify(7)).
+pub const KEYS: [&str; 3] = [
+    "fs.inotify.max_user_watches",
+    "fs.inotify.max_queued_events",
+    "fs.inotify.max_user_instances",
+];
+
+pub fn proc_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys").join(key.replace('.', "/"))
+}
+
+pub fn read(key: &str) -> std::io::Result<u64> {
+    let text = fs::read_to_string(proc_path(key))?;
+    text.trim()
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{key}: {e}")))
+}
+
+fn write(key: &str, value: u64) -> std::io::Result<()> {
+    fs::write(proc_path(key), format!("{value}\n")).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot set {key}={value} ({e}): run as root, or drop [kernel] from the scenario"
+            ),
+        )
+    })
+}
+
+/// Restores the changed sysctls on drop.
+#[derive(Debug, Default)]
+pub struct KnobGuard {
+    saved: Vec<(String, u64, Option<PathBuf>)>,
+}
+
+impl KnobGuard {
+    /// Applies the knobs that are set and differ from the current value.
+    pub fn apply(knobs: &Knobs) -> std::io::Result<Self> {
+        let mut guard = Self::default();
+        let wanted = [
+            knobs.max_user_watches,
+            knobs.max_queued_events,
+            knobs.max_user_instances,
+        ];
+        for (key, want) in KEYS.iter().zip(wanted) {
+            let Some(want) = want else { continue };
+            let original = read(key)?;
+            if original == want {
+                continue;
+            }
+            let save_file = save_original(key, original)?;
+            // Record before writing: if the write half-fails, Drop still restores.
+            guard.saved.push((key.to_string(), original, save_file));
+            write(key, want)?;
+        }
+        Ok(guard)
+    }
+
+    /// The (key, original, value) triples applied, for the results.
+    pub fn changed(&self) -> Vec<(String, u64)> {
+        self.saved.iter().map(|(k, v, _)| (k.clone(), *v)).collect()
+    }
+}
+
+/// Writes the original to the save dir unless an earlier run already saved the true original.
+fn save_original(key: &str, original: u64) -> std::io::Result<Option<PathBuf>> {
+    let Some(dir) = std::env::var_os("SYNCER_SYSCTL_SAVE_DIR") else {
+        return Ok(None);
+    };
+    let file = Path::new(&dir).join(key);
+    if file.exists() {
+        return Ok(None);
+    }
+    fs::create_dir_all(&dir)?;
+    fs::write(&file, format!("{original}\n"))?;
+    Ok(Some(file))
+}
+
+impl Drop for KnobGuard {
+    fn drop(&mut self) {
+        for (key, original, save_file) in self.saved.drain(..).rev() {
+            match write(&key, original) {
+                Ok(()) => {
+                    if let Some(file) = save_file {
+                        // Removing the save file only means restore-sysctls.sh has nothing to do.
+                        let _ = fs::remove_file(file);
+                    }
+                }
+                Err(e) => eprintln!(
+                    "harness: could not restore {key}={original}: {e} (run: sysctl -w {key}={original})"
+                ),
+            }
+        }
+    }
+}
+
+/// Current values of all inotify knobs, for the results README.
+pub fn snapshot() -> Vec<(String, String)> {
+    KEYS.iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                read(k).map_or_else(|e| format!("unreadable: {e}"), |v| v.to_string()),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,26 @@
+//! harness: file-storm generator and measurement tool for real-time replicators. Flow (see
+//! DESIGN.md): scenario -> plan -> exec -> [syncer] -> replica -> probe -> measure -> verify
+//! -> result -> export.
+#![forbid(unsafe_code)]
+
+pub mod daemon;
+pub mod env;
+pub mod exec;
+pub mod export;
+pub mod floor;
+pub mod kernel;
+pub mod measure;
+pub mod model;
+pub mod plan;
+pub mod probe;
+pub mod proctree;
+pub mod result;
+pub mod run;
+pub mod scenario;
+pub mod scenario_check;
+pub mod session;
+pub mod session_end;
+pub mod storm;
+pub mod sut;
+pub mod verify;
+pub mod wait;

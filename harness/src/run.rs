@@ -1,0 +1,210 @@
+//! `harness run`: a scenario file and CLI options in, every syncer run one after another on
+//! the same planned storm, results written after each run, and an exit code out (non-zero
+//! when verification or an SLO failed).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::export::{ResultsDir, RunInfo};
+use crate::result::{Outcome, RunResult};
+use crate::scenario::{self, SutSpec};
+use crate::session::{self, Ctx};
+
+pub struct RunArgs {
+    pub scenario: PathBuf,
+    pub suts: Vec<String>,
+    pub repeat: Option<u32>,
+    pub out: PathBuf,
+    pub workdir: Option<PathBuf>,
+    pub keep: bool,
+    pub command_line: String,
+}
+
+/// The repository root (for scripts/ and the syncer binary).
+pub fn repo_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    if cwd.join("scripts/seed-inotify-rsync.sh").is_file() {
+        return cwd;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or(cwd, Path::to_path_buf)
+}
+
+/// Which syncers run: `--sut NAME` selects by label or kind (even ones off by default);
+/// without it, every enabled one.
+fn selected<'a>(all: &'a [SutSpec], wanted: &[String]) -> Result<Vec<&'a SutSpec>, String> {
+    if wanted.is_empty() {
+        return Ok(all.iter().filter(|s| s.enabled).collect());
+    }
+    let mut out = Vec::new();
+    for w in wanted {
+        let hits: Vec<&SutSpec> = all
+            .iter()
+            .filter(|s| {
+                s.label() == *w || format!("{:?}", s.kind).to_lowercase() == w.replace('-', "")
+            })
+            .collect();
+        if hits.is_empty() {
+            let names: Vec<String> = all.iter().map(SutSpec::label).collect();
+            return Err(format!(
+                "no syncer `{w}` in this scenario; it has: {}",
+                names.join(", ")
+            ));
+        }
+        out.extend(hits);
+    }
+    Ok(out)
+}
+
+pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
+    let s = scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+    let suts = selected(&s.suts, &args.suts)?;
+    let repeats = args.repeat.unwrap_or(s.repeats).max(1);
+    eprintln!("harness: planning {} (seed {})", s.name, s.seed);
+    let plan = crate::plan::plan(&s);
+    let root = repo_root();
+    let (_tmp, workdir) = match &args.workdir {
+        Some(dir) => {
+            let w = dir.join(format!("harness-{}", std::process::id()));
+            std::fs::create_dir_all(&w)
+                .map_err(|e| format!("cannot create the work dir {} ({e})", w.display()))?;
+            (None, w)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("harness-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temp dir ({e}); pass --workdir"))?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let info = RunInfo {
+        command: args.command_line.clone(),
+        scenario_file: args.scenario.display().to_string(),
+        git_revision: crate::env::git_revision(&root),
+        kernel: crate::env::kernel(),
+        cpu: crate::env::cpu(),
+        memory: crate::env::memory(),
+        workdir_fs: crate::env::filesystem(&workdir),
+        replica_fs: match s.replica_fs {
+            scenario::ReplicaFs::Same => "same as the work dir".into(),
+            scenario::ReplicaFs::Tmpfs => crate::env::filesystem(Path::new("/dev/shm")),
+        },
+        sysctls: crate::kernel::snapshot(),
+        tools: crate::env::tool_versions(),
+        date: crate::env::today(),
+        host: crate::env::hostname(),
+        storm_ops: plan.storm_ops(),
+    };
+    let results = ResultsDir::create(&args.out, &info, &s).map_err(|e| {
+        format!(
+            "cannot create the results dir under {} ({e})",
+            args.out.display()
+        )
+    })?;
+    let ctx = Ctx {
+        scenario: &s,
+        plan: &plan,
+        workdir: &workdir,
+        repo_root: &root,
+        stop,
+        keep: args.keep,
+    };
+    let mut calibration = None;
+    if s.calibrate {
+        eprintln!("harness: calibration (generator writes straight into the replica)");
+        let (r, h) =
+            session::run_one(&ctx, None, 1).map_err(|e| format!("calibration run failed: {e}"))?;
+        results.write_hgrm(&r, &h).map_err(|e| e.to_string())?;
+        calibration = Some(r);
+    }
+    let mut runs: Vec<RunResult> = Vec::new();
+    for repeat in 1..=repeats {
+        for spec in &suts {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err("interrupted: results so far are in the results folder".into());
+            }
+            eprintln!("harness: {} (repeat {repeat}/{repeats})", spec.label());
+            let r = match session::run_one(&ctx, Some(spec), repeat) {
+                Ok((r, h)) => {
+                    if r.outcome != Outcome::Skipped {
+                        results.write_hgrm(&r, &h).map_err(|e| e.to_string())?;
+                    }
+                    r
+                }
+                Err(e) => {
+                    let mut r = RunResult::skipped(
+                        spec.label(),
+                        format!("{:?}", spec.kind).to_lowercase(),
+                        repeat,
+                        format!("run error: {e}"),
+                    );
+                    r.outcome = Outcome::Failed;
+                    r
+                }
+            };
+            eprintln!(
+                "harness: {} r{repeat}: {:?} {}",
+                r.sut,
+                r.outcome,
+                r.reasons.join("; ")
+            );
+            runs.push(r);
+            results
+                .write_all(&info, &s, calibration.as_ref(), &runs)
+                .map_err(|e| format!("cannot write results: {e}"))?;
+        }
+    }
+    results
+        .write_all(&info, &s, calibration.as_ref(), &runs)
+        .map_err(|e| format!("cannot write results: {e}"))?;
+    if args.keep {
+        eprintln!("harness: kept the work dir {}", workdir.display());
+        if let Some(t) = _tmp {
+            let _kept = t.keep();
+        }
+    } else if args.workdir.is_some() {
+        // Only the harness-<pid> folder we made; run folders inside were removed already.
+        let _ = std::fs::remove_dir_all(&workdir);
+    }
+    println!(
+        "{}",
+        std::fs::read_to_string(results.path.join("summary.md")).unwrap_or_default()
+    );
+    eprintln!("harness: results in {}", results.path.display());
+    Ok(runs.iter().all(|r| r.outcome != Outcome::Failed))
+}
+
+/// `harness list`: each scenario file in `dir` with its description.
+pub fn list(dir: &Path) -> Result<String, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            format!(
+                "cannot read {} ({e}): pass the scenarios folder",
+                dir.display()
+            )
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut out = String::new();
+    for f in files {
+        match scenario::load(&f) {
+            Ok(s) => out.push_str(&format!(
+                "{:<16} {}\n",
+                s.name,
+                s.description.lines().next().unwrap_or("")
+            )),
+            Err(e) => out.push_str(&format!(
+                "{:<16} INVALID: {e}\n",
+                f.file_stem()
+                    .map_or(String::new(), |x| x.to_string_lossy().into_owned())
+            )),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,382 @@
+//! Scenario files: TOML text in, a validated `Scenario` out (or an error with line, column,
+//! the offending key and what is allowed). Every key is documented in scenarios/README.md.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// One scenario, validated once at the edge and passed inward read-only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default = "one")]
+    pub repeats: u32,
+    #[serde(default)]
+    pub target: TargetKind,
+    /// Where the replica lives: next to the source, or on its own tmpfs (/dev/shm).
+    #[serde(default)]
+    pub replica_fs: ReplicaFs,
+    /// `f-id` names files `f<id>`; `seq` names them `1`, `2`, ... as the seed's shell loop does.
+    #[serde(default)]
+    pub file_names: FileNames,
+    /// Whether a calibration run (generator writes straight into the replica) runs first.
+    #[serde(default = "yes")]
+    pub calibrate: bool,
+    #[serde(default)]
+    pub tree: Tree,
+    #[serde(default, rename = "phase")]
+    pub phases: Vec<Phase>,
+    #[serde(default)]
+    pub kernel: Knobs,
+    #[serde(default)]
+    pub slo: Slo,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default, rename = "sut")]
+    pub suts: Vec<SutSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    #[default]
+    Local,
+    RsyncDaemon,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaFs {
+    #[default]
+    Same,
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileNames {
+    #[default]
+    FId,
+    Seq,
+}
+
+/// The tree that exists before the storm (created before the syncer starts).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tree {
+    #[serde(default)]
+    pub dirs: u32,
+    /// Deepest directory level allowed (root is 0), also for `mkdir` in the storm.
+    #[serde(default = "default_depth")]
+    pub depth: u32,
+    /// Subdirectories per directory when the tree is laid out breadth-first.
+    #[serde(default = "default_fanout")]
+    pub fanout: u32,
+    #[serde(default)]
+    pub files: u32,
+    #[serde(default)]
+    pub size: SizeDist,
+}
+
+/// File sizes, drawn per written version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeDist {
+    #[serde(default)]
+    pub min_bytes: u64,
+    #[serde(default)]
+    pub max_bytes: u64,
+    #[serde(default)]
+    pub dist: Dist,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dist {
+    #[default]
+    Uniform,
+    LogUniform,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    Create,
+    Write,
+    Append,
+    Overwrite,
+    Rename,
+    Delete,
+    Mkdir,
+    Rmdir,
+    Chmod,
+    Symlink,
+}
+
+/// How the generator performs operations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// Direct syscalls from the generator threads.
+    #[default]
+    Syscalls,
+    /// One `touch NAME` process per create, as the seed's `for a in $(seq 200)` loop.
+    TouchProcess,
+}
+
+/// One storm phase: either a weighted `mix` of `ops` operations, or a fixed `sequence`
+/// applied to `files` files for `rounds` rounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub ops: u64,
+    #[serde(default)]
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub mix: std::collections::BTreeMap<OpKind, u32>,
+    #[serde(default)]
+    pub sequence: Vec<OpKind>,
+    #[serde(default)]
+    pub files: u32,
+    #[serde(default = "one")]
+    pub rounds: u32,
+    #[serde(default)]
+    pub round_gap_ms: u64,
+    /// Operations per second (open loop); 0 means as fast as possible.
+    #[serde(default)]
+    pub rate: f64,
+    #[serde(default = "one")]
+    pub threads: u32,
+    #[serde(default)]
+    pub size: Option<SizeDist>,
+    #[serde(default)]
+    pub via: Via,
+    /// SIGSTOP the syncer under test for this phase (SIGCONT after it), so its queue fills.
+    #[serde(default)]
+    pub pause_sut: bool,
+    /// Pause before the phase starts.
+    #[serde(default)]
+    pub gap_ms: u64,
+}
+
+/// inotify sysctls for the run, restored afterwards. Unset keys are left as they are.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Knobs {
+    pub max_user_watches: Option<u64>,
+    pub max_queued_events: Option<u64>,
+    pub max_user_instances: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    pub p99_ms: Option<f64>,
+    pub converge_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "t_ready")]
+    pub ready_s: f64,
+    #[serde(default = "t_storm")]
+    pub storm_s: f64,
+    #[serde(default = "t_converge")]
+    pub converge_s: f64,
+    #[serde(default = "t_idle")]
+    pub idle_s: f64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            ready_s: t_ready(),
+            storm_s: t_storm(),
+            converge_s: t_converge(),
+            idle_s: t_idle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SutKind {
+    Syncer,
+    SeedScript,
+    Lsyncd,
+    Command,
+}
+
+/// One syncer under test.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SutSpec {
+    pub kind: SutKind,
+    /// Label in results; defaults to the kind (plus the delay for lsyncd).
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Extra arguments for `syncer`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// lsyncd's `delay` in seconds (lsyncd ships with 15).
+    #[serde(default = "default_lsyncd_delay")]
+    pub delay_s: f64,
+    /// Command template for `command`: {src} {dst} {url} {password_file}.
+    #[serde(default)]
+    pub command: String,
+    /// Overrides timeouts.converge_s for this syncer.
+    pub converge_timeout_s: Option<f64>,
+}
+
+impl SutSpec {
+    pub fn label(&self) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        match self.kind {
+            SutKind::Syncer => "syncer".into(),
+            SutKind::SeedScript => "seed-script".into(),
+            SutKind::Lsyncd => format!("lsyncd-delay{}", self.delay_s),
+            SutKind::Command => "command".into(),
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn one<T: From<u8>>() -> T {
+    T::from(1)
+}
+fn yes() -> bool {
+    true
+}
+fn default_depth() -> u32 {
+    4
+}
+fn default_fanout() -> u32 {
+    8
+}
+fn default_lsyncd_delay() -> f64 {
+    15.0
+}
+fn t_ready() -> f64 {
+    60.0
+}
+fn t_storm() -> f64 {
+    600.0
+}
+fn t_converge() -> f64 {
+    60.0
+}
+fn t_idle() -> f64 {
+    30.0
+}
+
+/// A scenario that could not be read: where, which key, and what is allowed.
+#[derive(Debug)]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "key `{}`: ", self.key)?;
+        }
+        write!(
+            f,
+            "{} (every key is described in scenarios/README.md)",
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: format!("cannot read the scenario: {e}"),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates scenario text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let (line, column) = line_col(text, span.start);
+        let key = text
+            .get(span.clone())
+            .unwrap_or("")
+            .split(['=', '\n'])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            key,
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    crate::scenario_check::validate(&scenario).map_err(|(key, message)| {
+        let (line, column) = locate_key(text, &key);
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            key,
+            message,
+        }
+    })?;
+    Ok(scenario)
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Finds the first line assigning the last component of a dotted key (best effort, for
+/// errors found after parsing).
+fn locate_key(text: &str, key: &str) -> (usize, usize) {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(leaf)
+            && rest.trim_start().starts_with('=')
+        {
+            return (i + 1, line.len() - trimmed.len() + 1);
+        }
+    }
+    (1, 1)
+}

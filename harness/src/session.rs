@@ -1,0 +1,311 @@
+//! One measured run: a scenario, its plan and one syncer under test in, a `RunResult` (and
+//! its latency histogram) out. Fresh source and replica, daemon if needed, probe, knobs,
+//! syncer, storm, convergence, idle, stop, verify, floor. Every resource is a guard.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::daemon::RsyncDaemon;
+use crate::exec::{self, Clock, PhaseRun};
+use crate::kernel::KnobGuard;
+use crate::plan::Plan;
+use crate::probe::{self, ProbeInstance, ProbeLive};
+use crate::proctree::TreeTracker;
+use crate::result::{Outcome, RunResult};
+use crate::scenario::{ReplicaFs, Scenario, SutKind, SutSpec, TargetKind};
+use crate::sut::{self, Launch, Readiness, SutEnv, SutProcess};
+use crate::verify::{self, CompareOptions};
+use crate::wait;
+
+pub struct Ctx<'a> {
+    pub scenario: &'a Scenario,
+    pub plan: &'a Plan,
+    pub workdir: &'a Path,
+    pub repo_root: &'a Path,
+    pub stop: &'a AtomicBool,
+    pub keep: bool,
+}
+
+/// Directories of one run, removed on drop unless kept.
+struct RunDirs {
+    base: PathBuf,
+    replica_base: Option<PathBuf>,
+    keep: bool,
+}
+
+impl Drop for RunDirs {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        for dir in [Some(&self.base), self.replica_base.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                eprintln!(
+                    "harness: could not remove {} ({e}); remove it by hand",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+fn fresh(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)
+}
+
+/// Runs one syncer (None: the calibration run, generator writing straight into the replica).
+pub fn run_one(
+    ctx: &Ctx,
+    spec: Option<&SutSpec>,
+    repeat: u32,
+) -> std::io::Result<(RunResult, Histogram<u64>)> {
+    let s = ctx.scenario;
+    let label = spec.map_or("calibration".to_string(), SutSpec::label);
+    let kind = spec.map_or("calibration".to_string(), |x| {
+        format!("{:?}", x.kind).to_lowercase()
+    });
+    let base = ctx.workdir.join(format!("{label}-r{repeat}"));
+    fresh(&base)?;
+    let replica_base = (s.replica_fs == ReplicaFs::Tmpfs).then(|| {
+        PathBuf::from(format!(
+            "/dev/shm/harness-{}-{label}-r{repeat}",
+            std::process::id()
+        ))
+    });
+    let _dirs = RunDirs {
+        base: base.clone(),
+        replica_base: replica_base.clone(),
+        keep: ctx.keep,
+    };
+    let replica = replica_base.clone().unwrap_or_else(|| base.join("replica"));
+    fresh(&replica)?;
+    let src = if spec.is_none() {
+        replica.clone()
+    } else {
+        base.join("src")
+    };
+    let floor_dir = base.join("floor");
+    std::fs::create_dir_all(&src)?;
+    std::fs::create_dir_all(&floor_dir)?;
+    let clock = Clock::new();
+    exec::build_tree(&src, ctx.plan, 2, &clock)?;
+
+    let needs_daemon =
+        spec.is_some_and(|x| s.target == TargetKind::RsyncDaemon || x.kind == SutKind::SeedScript);
+    let mut daemon = if needs_daemon {
+        Some(RsyncDaemon::start(
+            &base.join("daemon"),
+            &replica,
+            &floor_dir,
+        )?)
+    } else {
+        None
+    };
+    let munged = daemon.is_some();
+
+    // The probe's instance exists before the knobs change, so its queue keeps the default.
+    let instance = ProbeInstance::new()?;
+    let knobs = if spec.is_some() {
+        KnobGuard::apply(&s.kernel)?
+    } else {
+        KnobGuard::default()
+    };
+    let live = Arc::new(ProbeLive::default());
+    let mut result = RunResult::skipped(label.clone(), kind, repeat, String::new());
+    result.reasons.clear();
+    result.outcome = Outcome::Passed;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hist = std::thread::scope(|scope| -> std::io::Result<Histogram<u64>> {
+        let probe_live = Arc::clone(&live);
+        let (root, expect) = (replica.clone(), &ctx.plan.expect);
+        let probe =
+            scope.spawn(move || probe::run(instance, &root, expect, clock, probe_live, munged, tx));
+        // Err means the probe thread failed early; its error is reported when joined.
+        let _ = rx.recv_timeout(Duration::from_secs(600));
+        let env = SutEnv {
+            src: &src,
+            replica: &replica,
+            dir: &base.join("sut"),
+            daemon: daemon.as_ref(),
+            repo_root: ctx.repo_root,
+        };
+        let outcome = drive(ctx, spec, &env, &clock, &live, &mut result);
+        live.stop.store(true, Ordering::Release);
+        let report = probe
+            .join()
+            .map_err(|_| std::io::Error::other("the probe thread panicked"))??;
+        let (runs, mut sut_proc, mut tracker) = outcome?;
+        let lat = crate::measure::latency(ctx.plan, &runs, &report);
+        result.latency = crate::measure::stats(&lat.from_done);
+        result.latency_planned = lat.from_plan.as_ref().map(crate::measure::stats);
+        result.samples_unseen = lat.unseen;
+        result.unseen_examples = lat.unseen_examples;
+        result.samples_by_scan = lat.by_scan;
+        result.deletes_coalesced = lat.absent_never_seen;
+        result.probe_events = report.events;
+        result.probe_overflows = report.overflows;
+        if let Some(p) = sut_proc.as_mut() {
+            crate::session_end::finish_sut(p, &mut tracker, daemon.as_mut(), &mut result);
+        }
+        drop(knobs);
+        result.diff = verify::compare(
+            &src,
+            &replica,
+            CompareOptions {
+                munged_links_ok: munged,
+            },
+        );
+        if spec.is_some() {
+            crate::session_end::floor(&src, &floor_dir, daemon.as_ref(), &mut result);
+        }
+        crate::session_end::judge(s, spec.is_none(), &mut result);
+        Ok(lat.from_done)
+    })?;
+    if let Some(d) = daemon.as_mut() {
+        d.stop();
+    }
+    Ok((result, hist))
+}
+
+type Driven = (Vec<PhaseRun>, Option<SutProcess>, TreeTracker);
+
+/// Starts the syncer, waits until ready, runs the storm, waits for convergence and idle.
+fn drive(
+    ctx: &Ctx,
+    spec: Option<&SutSpec>,
+    env: &SutEnv,
+    clock: &Clock,
+    live: &ProbeLive,
+    r: &mut RunResult,
+) -> std::io::Result<Driven> {
+    let s = ctx.scenario;
+    let mut sut_proc = None;
+    let mut tracker = TreeTracker::default();
+    if let Some(spec) = spec {
+        match sut::launch(spec, env)? {
+            Launch::Skipped(reason) => {
+                r.outcome = Outcome::Skipped;
+                r.reasons.push(reason);
+                return Ok((Vec::new(), None, tracker));
+            }
+            Launch::Started(p) => {
+                tracker = TreeTracker::new(p.pid);
+                r.flags = p.flags.clone();
+                sut_proc = Some(p);
+            }
+        }
+        let p = sut_proc.as_mut().expect("started above");
+        let t0 = clock.now_ns();
+        if let Err(why) = wait_ready(ctx, spec, p, &mut tracker, env) {
+            r.outcome = Outcome::Failed;
+            r.reasons.push(why);
+            return Ok((Vec::new(), sut_proc, tracker));
+        }
+        r.ready_ns = clock.now_ns() - t0;
+    }
+    let runs = crate::storm::run_storm(ctx, env.src, clock, sut_proc.as_ref(), &mut tracker);
+    let storm_start = runs.first().map_or(0, |x| x.start_ns);
+    let storm_end = runs.last().map_or(0, |x| x.end_ns);
+    r.storm_ns = storm_end - storm_start;
+    r.storm_ops = runs
+        .iter()
+        .map(|x| x.done_ns.iter().filter(|&&t| t > 0).count() as u64)
+        .sum();
+    r.ops_per_s = r.storm_ops as f64 / (r.storm_ns.max(1) as f64 / 1e9);
+    r.op_errors = runs.iter().map(|x| x.errors).sum();
+    if let Some(e) = runs.iter().find_map(|x| x.first_error.clone()) {
+        r.reasons.push(format!("generator error: {e}"));
+    }
+    r.gen_lag_max_ns = runs.iter().map(|x| x.lag_max_ns).max().unwrap_or(0);
+    r.gen_lag_mean_ns = runs.iter().map(|x| x.lag_sum_ns).sum::<u64>() / r.storm_ops.max(1);
+    let converge_limit = spec
+        .and_then(|x| x.converge_timeout_s)
+        .unwrap_or(s.timeouts.converge_s);
+    let opts = CompareOptions {
+        munged_links_ok: env.daemon.is_some(),
+    };
+    r.converge_ns = wait::converge(
+        clock,
+        storm_end,
+        Duration::from_secs_f64(converge_limit),
+        live,
+        env.src,
+        env.replica,
+        opts,
+        ctx.stop,
+    );
+    if sut_proc.is_some() {
+        r.idle_ns = wait::idle(
+            clock,
+            storm_end,
+            Duration::from_secs_f64(s.timeouts.idle_s),
+            &mut tracker,
+            ctx.stop,
+        );
+    }
+    Ok((runs, sut_proc, tracker))
+}
+
+fn wait_ready(
+    ctx: &Ctx,
+    spec: &SutSpec,
+    p: &mut SutProcess,
+    tracker: &mut TreeTracker,
+    env: &SutEnv,
+) -> Result<(), String> {
+    let timeout = Duration::from_secs_f64(ctx.scenario.timeouts.ready_s);
+    let readiness = p.readiness.clone();
+    let ok = wait::until(timeout, ctx.stop, || {
+        if let Some(status) = p.exited() {
+            return Err(format!(
+                "exited before it was ready ({status}): {}; see {}",
+                log_tail(&p.log_file),
+                p.log_file.display()
+            ));
+        }
+        tracker.sample();
+        Ok(match &readiness {
+            Readiness::StatusFile(path) => crate::session_end::read_status(path)
+                .is_some_and(|v| v["ready"] == serde_json::Value::Bool(true)),
+            Readiness::Watches(n) => sut::inotify_watches(&tracker.live_pids()) >= *n,
+        })
+    })?;
+    if !ok {
+        return Err(format!(
+            "not ready after {timeout:?} (waited for {readiness:?}); see {}",
+            p.log_file.display()
+        ));
+    }
+    // lsyncd starts with a full rsync: the storm begins once that initial copy has landed.
+    if spec.kind == SutKind::Lsyncd {
+        let opts = CompareOptions {
+            munged_links_ok: env.daemon.is_some(),
+        };
+        let equal = wait::until(timeout, ctx.stop, || {
+            Ok(verify::compare(env.src, env.replica, opts).is_equal())
+        })?;
+        if !equal {
+            return Err(format!(
+                "its initial sync did not finish within {timeout:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The last lines of a syncer's log, for error messages.
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
+}

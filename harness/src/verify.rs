@@ -1,0 +1,276 @@
+//! The verifier: a source tree and a replica tree in, a `TreeDiff` out (missing, extra and
+//! mismatched entries with examples). Equal means same names, type, size, content, mode, mtime
+//! in ns for regular files, and symlink target; directory mtimes and ownership are ignored.
+
+use std::collections::BTreeMap;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// How many example paths each list keeps.
+pub const EXAMPLES: usize = 5;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TreeDiff {
+    pub entries: u64,
+    pub missing: u64,
+    pub extra: u64,
+    pub mismatched: u64,
+    pub missing_examples: Vec<String>,
+    pub extra_examples: Vec<String>,
+    pub mismatched_examples: Vec<String>,
+}
+
+impl TreeDiff {
+    pub fn is_equal(&self) -> bool {
+        self.missing == 0 && self.extra == 0 && self.mismatched == 0
+    }
+
+    fn merge(mut self, other: TreeDiff) -> TreeDiff {
+        self.entries += other.entries;
+        self.missing += other.missing;
+        self.extra += other.extra;
+        self.mismatched += other.mismatched;
+        for (mine, theirs) in [
+            (&mut self.missing_examples, other.missing_examples),
+            (&mut self.extra_examples, other.extra_examples),
+            (&mut self.mismatched_examples, other.mismatched_examples),
+        ] {
+            mine.extend(theirs);
+            mine.sort();
+            mine.truncate(EXAMPLES);
+        }
+        self
+    }
+
+    /// One line for summaries: counts and the first examples.
+    pub fn describe(&self) -> String {
+        if self.is_equal() {
+            return format!("equal ({} entries)", self.entries);
+        }
+        let mut parts = Vec::new();
+        for (what, n, ex) in [
+            ("missing", self.missing, &self.missing_examples),
+            ("extra", self.extra, &self.extra_examples),
+            ("mismatched", self.mismatched, &self.mismatched_examples),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what} (e.g. {})", ex.join(", ")));
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+/// Options of the comparison.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompareOptions {
+    /// Accept link targets prefixed `/rsyncd-munged/` (rsync daemon `munge symlinks`).
+    pub munged_links_ok: bool,
+}
+
+/// Compares `src` and `dst` recursively, directories in parallel.
+pub fn compare(src: &Path, dst: &Path, opts: CompareOptions) -> TreeDiff {
+    compare_dir(src, dst, "", opts)
+}
+
+fn list(dir: &Path) -> BTreeMap<String, Metadata> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        if let Ok(meta) = entry.metadata() {
+            out.insert(entry.file_name().to_string_lossy().into_owned(), meta);
+        }
+    }
+    out
+}
+
+fn example(list: &mut Vec<String>, text: String) {
+    if list.len() < EXAMPLES {
+        list.push(text);
+    }
+}
+
+fn compare_dir(src: &Path, dst: &Path, rel: &str, opts: CompareOptions) -> TreeDiff {
+    let (a, b) = (list(src), list(dst));
+    let mut diff = TreeDiff::default();
+    let mut subdirs = Vec::new();
+    for (name, sm) in &a {
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        diff.entries += 1;
+        let Some(dm) = b.get(name) else {
+            diff.missing += 1;
+            example(&mut diff.missing_examples, path);
+            continue;
+        };
+        match entry_mismatch(&src.join(name), sm, &dst.join(name), dm, opts) {
+            Some(why) => {
+                diff.mismatched += 1;
+                example(&mut diff.mismatched_examples, format!("{path} ({why})"));
+            }
+            None if sm.is_dir() => subdirs.push((name.clone(), path)),
+            None => {}
+        }
+    }
+    for name in b.keys().filter(|n| !a.contains_key(*n)) {
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        diff.extra += 1;
+        example(&mut diff.extra_examples, path);
+    }
+    subdirs
+        .par_iter()
+        .map(|(name, path)| compare_dir(&src.join(name), &dst.join(name), path, opts))
+        .reduce(TreeDiff::default, TreeDiff::merge)
+        .merge(diff)
+}
+
+/// Why two entries differ, or None when equal.
+fn entry_mismatch(
+    sp: &Path,
+    s: &Metadata,
+    dp: &Path,
+    d: &Metadata,
+    opts: CompareOptions,
+) -> Option<String> {
+    let (st, dt) = (s.file_type(), d.file_type());
+    if st.is_dir() != dt.is_dir()
+        || st.is_file() != dt.is_file()
+        || st.is_symlink() != dt.is_symlink()
+    {
+        return Some("type differs".into());
+    }
+    if st.is_symlink() {
+        let (a, b) = (fs::read_link(sp).ok()?, fs::read_link(dp).ok()?);
+        let munged =
+            opts.munged_links_ok && b.strip_prefix("/rsyncd-munged/").ok() == Some(a.as_path());
+        return (a != b && !munged)
+            .then(|| format!("link target {} != {}", b.display(), a.display()));
+    }
+    if s.permissions().mode() & 0o7777 != d.permissions().mode() & 0o7777 {
+        return Some(format!(
+            "mode {:o} != {:o}",
+            d.permissions().mode() & 0o7777,
+            s.permissions().mode() & 0o7777
+        ));
+    }
+    if !st.is_file() {
+        return None;
+    }
+    if s.len() != d.len() {
+        return Some(format!("size {} != {}", d.len(), s.len()));
+    }
+    if (s.mtime(), s.mtime_nsec()) != (d.mtime(), d.mtime_nsec()) {
+        return Some(format!(
+            "mtime {}.{:09} != {}.{:09}",
+            d.mtime(),
+            d.mtime_nsec(),
+            s.mtime(),
+            s.mtime_nsec()
+        ));
+    }
+    match (fs::read(sp), fs::read(dp)) {
+        (Ok(a), Ok(b)) if a == b => None,
+        (Ok(_), Ok(_)) => Some("content differs".into()),
+        (Err(e), _) | (_, Err(e)) => Some(format!("unreadable: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, body: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().expect("has parent")).expect("mkdir");
+        fs::write(&p, body).expect("write");
+    }
+
+    fn copy_tree(src: &Path, dst: &Path) {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", src.display()))
+            .arg(dst)
+            .status()
+            .expect("cp runs");
+        assert!(status.success());
+    }
+
+    #[test]
+    fn equal_trees_compare_equal_and_broken_replica_is_caught() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let dst = tempfile::tempdir().expect("tempdir");
+        write(src.path(), "a/b/one", "one");
+        write(src.path(), "a/two", "two");
+        write(src.path(), "three", "three");
+        std::os::unix::fs::symlink("three", src.path().join("link")).expect("symlink");
+        copy_tree(src.path(), dst.path());
+        let equal = compare(src.path(), dst.path(), CompareOptions::default());
+        assert!(equal.is_equal(), "{}", equal.describe());
+        assert_eq!(equal.entries, 6);
+
+        // Break the replica: one changed (same size, same mtime), one missing, one extra.
+        let changed = dst.path().join("a/two");
+        let mtime = fs::metadata(&changed)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        fs::write(&changed, "TWO").expect("write");
+        fs::File::options()
+            .write(true)
+            .open(&changed)
+            .expect("open")
+            .set_modified(mtime)
+            .expect("set mtime");
+        fs::remove_file(dst.path().join("a/b/one")).expect("rm");
+        write(dst.path(), "stray", "x");
+        let diff = compare(src.path(), dst.path(), CompareOptions::default());
+        assert_eq!(
+            (diff.missing, diff.extra, diff.mismatched),
+            (1, 1, 1),
+            "{}",
+            diff.describe()
+        );
+        assert_eq!(diff.missing_examples, vec!["a/b/one".to_string()]);
+        assert_eq!(diff.extra_examples, vec!["stray".to_string()]);
+        assert_eq!(
+            diff.mismatched_examples,
+            vec!["a/two (content differs)".to_string()]
+        );
+    }
+
+    #[test]
+    fn mode_and_munged_links_are_handled() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let dst = tempfile::tempdir().expect("tempdir");
+        write(src.path(), "f", "x");
+        std::os::unix::fs::symlink("../t", src.path().join("l")).expect("symlink");
+        copy_tree(src.path(), dst.path());
+        fs::set_permissions(dst.path().join("f"), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        fs::remove_file(dst.path().join("l")).expect("rm link");
+        std::os::unix::fs::symlink("/rsyncd-munged/../t", dst.path().join("l")).expect("symlink");
+        let strict = compare(src.path(), dst.path(), CompareOptions::default());
+        assert_eq!(strict.mismatched, 2, "{}", strict.describe());
+        let lenient = compare(
+            src.path(),
+            dst.path(),
+            CompareOptions {
+                munged_links_ok: true,
+            },
+        );
+        assert_eq!(lenient.mismatched, 1, "{}", lenient.describe());
+    }
+}

@@ -1,0 +1,164 @@
+//! End-to-end runs of the harness binary on real files, a real rsync daemon and the real
+//! baselines: the smoke scenario against our syncer, a small storm against the classic
+//! script and lsyncd, and a replica broken on purpose that must fail the run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn harness(args: &[&str], out: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    cmd.arg("run")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .arg("--workdir")
+        .arg(out)
+        .current_dir(repo());
+    // Reuse the syncer binary cargo already built for the workspace's tests, if any.
+    let debug = repo().join("target/debug/syncer");
+    if std::env::var_os("HARNESS_SYNCER_BIN").is_none() && debug.is_file() {
+        cmd.env("HARNESS_SYNCER_BIN", debug);
+    }
+    cmd.output().expect("harness runs")
+}
+
+fn results_dir(out: &Path, scenario: &str) -> PathBuf {
+    std::fs::read_dir(out)
+        .expect("results root")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(&format!("-{scenario}")))
+        })
+        .expect("a results folder for the scenario")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn smoke_scenario_passes_against_our_syncer_and_writes_every_result_file() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = harness(&["scenarios/smoke.toml", "--sut", "syncer"], out.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dir = results_dir(out.path(), "smoke");
+    for f in [
+        "README.md",
+        "runs.csv",
+        "run.json",
+        "summary.md",
+        "syncer-r1.hgrm",
+        "calibration-r1.hgrm",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f} in {}", dir.display());
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
+    assert!(summary.contains("| syncer | 1 | pass |"), "{summary}");
+    let csv = std::fs::read_to_string(dir.join("runs.csv")).expect("csv");
+    assert!(csv.starts_with("sut,repeat,outcome,storm_ns"), "{csv}");
+}
+
+const BASELINE: &str = r#"
+name = "baseline-e2e"
+seed = 11
+[tree]
+dirs = 3
+depth = 1
+fanout = 3
+files = 10
+size = { min_bytes = 0, max_bytes = 512 }
+[[phase]]
+ops = 60
+threads = 2
+mix = { create = 4, write = 2, append = 1, delete = 1, mkdir = 1 }
+[timeouts]
+ready_s = 20
+converge_s = 20
+idle_s = 3
+[[sut]]
+kind = "seed-script"
+[[sut]]
+kind = "lsyncd"
+delay_s = 0
+"#;
+
+#[test]
+fn classic_script_and_lsyncd_converge_on_a_small_storm() {
+    if !installed("inotifywait") || !installed("lsyncd") || !installed("rsync") {
+        panic!("rsync, inotify-tools and lsyncd are needed: run scripts/install-deps.sh");
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("baseline.toml");
+    std::fs::write(&file, BASELINE).expect("scenario");
+    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let summary =
+        std::fs::read_to_string(results_dir(out.path(), "baseline-e2e").join("summary.md"))
+            .expect("summary");
+    assert!(summary.contains("| seed-script | 1 | pass |"), "{summary}");
+    assert!(
+        summary.contains("| lsyncd-delay0 | 1 | pass |"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_replica_broken_on_purpose_fails_the_run_with_examples() {
+    // This "syncer" copies the tree but never deletes, and plants a stray file.
+    let scenario = r#"
+name = "broken"
+calibrate = false
+[tree]
+files = 5
+[[phase]]
+sequence = ["create", "delete"]
+files = 3
+[timeouts]
+converge_s = 2
+idle_s = 1
+[[sut]]
+kind = "command"
+command = "while true; do cp -a {src}/. {dst}/; echo x > {dst}/stray-file; sleep 0.1; done"
+"#;
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("broken.toml");
+    std::fs::write(&file, scenario).expect("scenario");
+    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let summary = std::fs::read_to_string(results_dir(out.path(), "broken").join("summary.md"))
+        .expect("summary");
+    assert!(summary.contains("**FAIL**"), "{summary}");
+    assert!(summary.contains("stray-file"), "{summary}");
+    assert!(summary.contains("1 extra (e.g. stray-file)"), "{summary}");
+}
+
+#[test]
+fn a_bad_scenario_is_a_usage_error_with_its_position() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("bad.toml");
+    std::fs::write(&file, "name = \"x\"\nsed = 3\n").expect("scenario");
+    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("bad.toml:2:1: key `sed`"), "{}", text(&o));
+}
