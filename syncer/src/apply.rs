@@ -19,6 +19,8 @@ use crate::target::{Found, Outcome, Target, Trouble};
 /// Longest sleep of an applier with nothing due, so a stop is noticed even without a wakeup.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 const BACKOFF_FIRST_NS: u64 = 100_000_000;
+/// Paths marked per lock hold when a reconcile reports what it found.
+const MARK_CHUNK: usize = 4096;
 const BACKOFF_MAX_NS: u64 = 10_000_000_000;
 
 pub struct TargetQueue {
@@ -233,6 +235,7 @@ impl Applier {
 
     /// The applier thread's body.
     pub fn run(self) {
+        crate::sys::sched::become_worker();
         let mut failures: u32 = 0;
         while let Some(batch) = self.next_batch() {
             let stats = self.target_stats();
@@ -245,12 +248,17 @@ impl Applier {
             }
             let delay = self.backoff(&outcome, &mut failures);
             let now = self.control.now_ns();
-            let mut pending = self.queue.lock();
             let seq = batch.rename_seq;
             for (changed_since_ns, result) in found {
-                pending.mark_since(result.dirty, Mark::Changed, seq, now);
-                pending.mark_since(result.rescan, Mark::Rescan { changed_since_ns }, seq, now);
+                // In chunks, so the reader never waits long for the lock when a reconcile
+                // found a whole tree (the batch stays in flight, so `seq` stays valid).
+                for chunk in result.dirty.chunks(MARK_CHUNK) {
+                    self.queue.lock().mark_since(chunk.to_vec(), Mark::Changed, seq, now);
+                }
+                let mark = Mark::Rescan { changed_since_ns };
+                self.queue.lock().mark_since(result.rescan, mark, seq, now);
             }
+            let mut pending = self.queue.lock();
             let rescan = Mark::Rescan {
                 changed_since_ns: None,
             };

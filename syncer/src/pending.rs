@@ -11,7 +11,8 @@
 //! log while anything is in flight, and that work is re-keyed through them. Without this a
 //! rescan aimed at `d1` after `d1` became `d2` would check the wrong name and lose `d2`.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -86,12 +87,22 @@ struct Entry {
     not_before_ns: u64,
     /// Some: the subtree is to be compared (with this ctime guard).
     rescan: Option<Option<i128>>,
+    /// Due time of this entry's record in `waiting`, if it has one.
+    queued_due_ns: Option<u64>,
 }
 
 /// The dirty paths, queued renames and in-flight paths of one target.
+///
+/// Every operation is O(log n) in the number of dirty paths: a storm of 100,000 deferred
+/// creates must not make each batch scan them all while the reader waits for the lock.
 #[derive(Debug, Default)]
 pub struct Pending {
     dirty: BTreeMap<PathBuf, Entry>,
+    /// Dirty paths due now, in path order (parents first).
+    ready: BTreeSet<PathBuf>,
+    /// Dirty paths not due yet, by due time; records are checked against `queued_due_ns`
+    /// when popped, so stale ones cost nothing but their memory.
+    waiting: BinaryHeap<Reverse<(u64, PathBuf)>>,
     renames: Vec<Rename>,
     /// In-flight paths; the value is the rescan guard for in-flight subtree compares.
     in_flight: BTreeMap<PathBuf, Option<Option<i128>>>,
@@ -137,6 +148,60 @@ impl Pending {
         }
     }
 
+    /// When `entry` is due: after its retry time, its fixed batch delay and, for a file still
+    /// being written, its quiet period (or maximum age).
+    fn due_ns(&self, entry: &Entry) -> u64 {
+        let mut due = entry
+            .not_before_ns
+            .max(entry.first_ns + self.timing.batch_delay_ns);
+        if entry.modified_only {
+            let quiet = entry.last_ns + self.timing.quiet_ns;
+            let aged = entry.first_ns + self.timing.max_age_ns;
+            due = due.max(quiet.min(aged));
+        }
+        due
+    }
+
+    /// Files `path` as ready or waiting according to its entry's due time.
+    fn schedule(&mut self, path: &Path, now_ns: u64) {
+        let Some(entry) = self.dirty.get(path) else {
+            return;
+        };
+        let due = self.due_ns(entry);
+        if due <= now_ns {
+            self.ready.insert(path.to_path_buf());
+            return;
+        }
+        self.ready.remove(path);
+        // An earlier record in the heap is re-checked when it pops; only push when this due
+        // time is earlier than the one already queued.
+        if entry.queued_due_ns.is_none_or(|queued| due < queued) {
+            if let Some(entry) = self.dirty.get_mut(path) {
+                entry.queued_due_ns = Some(due);
+            }
+            self.waiting.push(Reverse((due, path.to_path_buf())));
+        }
+    }
+
+    /// Moves entries whose due time has come from `waiting` to `ready`.
+    fn promote(&mut self, now_ns: u64) {
+        while let Some(Reverse((due, _))) = self.waiting.peek() {
+            if *due > now_ns {
+                return;
+            }
+            let Some(Reverse((due, path))) = self.waiting.pop() else {
+                return;
+            };
+            match self.dirty.get_mut(&path) {
+                Some(entry) if entry.queued_due_ns == Some(due) => {
+                    entry.queued_due_ns = None;
+                    self.schedule(&path, now_ns);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Marks `path` dirty at `now_ns`.
     pub fn mark(&mut self, path: PathBuf, mark: Mark, now_ns: u64) {
         let modified_only = mark == Mark::Modified;
@@ -145,7 +210,7 @@ impl Pending {
             _ => None,
         };
         self.dirty
-            .entry(path)
+            .entry(path.clone())
             .and_modify(|entry| {
                 entry.last_ns = now_ns;
                 entry.modified_only &= modified_only;
@@ -157,7 +222,9 @@ impl Pending {
                 modified_only,
                 not_before_ns: 0,
                 rescan,
+                queued_due_ns: None,
             });
+        self.schedule(&path, now_ns);
     }
 
     fn mark_entry(&mut self, path: PathBuf, entry: &Entry, now_ns: u64) {
@@ -193,6 +260,8 @@ impl Pending {
     pub fn defer(&mut self, path: &Path, until_ns: u64) {
         if let Some(entry) = self.dirty.get_mut(path) {
             entry.not_before_ns = entry.not_before_ns.max(until_ns);
+            let now = entry.last_ns;
+            self.schedule(path, now);
         }
     }
 
@@ -201,6 +270,7 @@ impl Pending {
     /// delete), queues the rename as a barrier and marks `to` so its final state is checked.
     pub fn rename(&mut self, rename: Rename, now_ns: u64) {
         for old in keys_under(&self.dirty, &rename.from) {
+            self.ready.remove(&old);
             if let Some(entry) = self.dirty.remove(&old) {
                 let new = rekey(&old, &rename.from, &rename.to);
                 self.mark_entry(new, &entry, now_ns);
@@ -227,37 +297,15 @@ impl Pending {
         self.renames.push(rename);
     }
 
-    fn is_ready(&self, entry: &Entry, now_ns: u64) -> bool {
-        if entry.not_before_ns > now_ns {
-            return false;
-        }
-        !entry.modified_only
-            || now_ns.saturating_sub(entry.last_ns) >= self.timing.quiet_ns
-            || now_ns.saturating_sub(entry.first_ns) >= self.timing.max_age_ns
-    }
-
     /// Takes the next batch: every queued rename and up to `max_batch` ready paths, which
     /// become in flight until `finish`. None when nothing is ready yet.
     pub fn take_batch(&mut self, now_ns: u64) -> Option<Batch> {
-        if self.timing.batch_delay_ns > 0 {
-            let oldest = self
-                .dirty
-                .values()
-                .filter(|entry| self.is_ready(entry, now_ns))
-                .map(|entry| entry.first_ns)
-                .min();
-            let delayed =
-                oldest.is_some_and(|t| now_ns - t.min(now_ns) < self.timing.batch_delay_ns);
-            if delayed || (oldest.is_none() && self.renames.is_empty()) {
-                return None;
-            }
-        }
-        let taken: Vec<(PathBuf, Option<Option<i128>>)> = self
-            .dirty
+        self.promote(now_ns);
+        let taken: Vec<PathBuf> = self
+            .ready
             .iter()
-            .filter(|(_, entry)| self.is_ready(entry, now_ns))
             .take(self.timing.max_batch)
-            .map(|(path, entry)| (path.clone(), entry.rescan))
+            .cloned()
             .collect();
         if taken.is_empty() && self.renames.is_empty() {
             return None;
@@ -267,8 +315,9 @@ impl Pending {
             rename_seq: self.rename_seq,
             ..Batch::default()
         };
-        for (path, rescan) in taken {
-            self.dirty.remove(&path);
+        for path in taken {
+            self.ready.remove(&path);
+            let rescan = self.dirty.remove(&path).and_then(|entry| entry.rescan);
             self.in_flight.insert(path.clone(), rescan);
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
@@ -309,21 +358,10 @@ impl Pending {
         }
     }
 
-    /// When the earliest deferred path becomes ready (None: nothing is waiting).
+    /// When the earliest deferred path may become ready (None: nothing is waiting). May be
+    /// early (a stale record): the caller then finds nothing and waits again.
     pub fn next_due_ns(&self, now_ns: u64) -> Option<u64> {
-        self.dirty
-            .values()
-            .map(|entry| {
-                let mut due = entry.not_before_ns;
-                if entry.modified_only {
-                    let quiet = entry.last_ns + self.timing.quiet_ns;
-                    let aged = entry.first_ns + self.timing.max_age_ns;
-                    due = due.max(quiet.min(aged));
-                }
-                due.max(entry.first_ns + self.timing.batch_delay_ns)
-            })
-            .min()
-            .map(|due| due.max(now_ns))
+        self.waiting.peek().map(|Reverse((due, _))| (*due).max(now_ns))
     }
 
     /// Paths and renames waiting (not in flight).

@@ -210,6 +210,14 @@ fn save_checkpoints(states: &[(StateFile, Arc<TargetQueue>)], saved: &mut [u64])
 pub fn run(config: Config) -> Result<i32, String> {
     crate::log::set_level(config.log_level);
     let signals = block_signals();
+    // Walks (capture, reconcile) run on rayon's global pool: below the reader's priority.
+    if let Err(err) = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("walk-{i}"))
+        .start_handler(|_| crate::sys::sched::become_worker())
+        .build_global()
+    {
+        crate::debug!("rayon's global pool was already set up: {err}");
+    }
     let source = Arc::new(
         SourceTree::open(config.source.clone(), config.excludes.clone())
             .map_err(|err| format!("cannot open SOURCE {}: {err}", config.source.display()))?,

@@ -60,6 +60,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn run(self) {
+        crate::sys::sched::become_worker();
         loop {
             let degraded = self.backend.as_ref().is_some_and(|b| b.degraded());
             let timeout = if degraded {

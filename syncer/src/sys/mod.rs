@@ -8,3 +8,4 @@ pub mod errno;
 pub mod fanotify;
 pub mod fs;
 pub mod inotify;
+pub mod sched;

@@ -81,6 +81,7 @@ impl LocalTarget {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs.max(1))
             .thread_name(|i| format!("apply-{i}"))
+            .start_handler(|_| crate::sys::sched::become_worker())
             .build()
             .map_err(io::Error::other)?;
         Ok(Self {
