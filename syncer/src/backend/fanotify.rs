@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::fanotify_translate::{Resolver, Translator};
 use super::{Backend, CaptureReport, Change, Sink};
@@ -26,6 +26,74 @@ use crate::sys::fanotify::{
 /// Read buffer size. A full default queue (16,384 events) of DFID_NAME_TARGET events with
 /// short names (~80 bytes each) is about 1.3 MiB, so 1 MiB drains most of it per read().
 const READ_BUFFER: usize = 1 << 20;
+/// Overflow reconciles are spaced at least this far apart, doubling while overflows keep
+/// coming, up to OVERFLOW_GAP_MAX. One filesystem-wide queue also carries every unrelated
+/// write on the filesystem (and the replica's own, when it lives there), so a small queue can
+/// overflow continuously; a ctime-guarded full reconcile per overflow would then re-copy the
+/// storm's files over and over and never let the backlog drain. The last overflow is always
+/// followed by a reconcile, at most OVERFLOW_GAP_MAX later.
+const OVERFLOW_GAP_MIN: Duration = Duration::from_millis(500);
+const OVERFLOW_GAP_MAX: Duration = Duration::from_secs(16);
+
+/// When the next overflow reconcile may be requested, and whether one is owed.
+#[derive(Debug)]
+struct OverflowPacer {
+    last: Option<Instant>,
+    gap: Duration,
+    owed: bool,
+}
+
+impl OverflowPacer {
+    fn new() -> Self {
+        Self {
+            last: None,
+            gap: OVERFLOW_GAP_MIN,
+            owed: false,
+        }
+    }
+
+    /// An overflow at `now`: true when the reconcile is to be requested now.
+    fn overflow(&mut self, now: Instant) -> bool {
+        match self.last {
+            // Quiet for a while: start over with the shortest gap.
+            Some(last) if now.duration_since(last) > self.gap * 4 => self.gap = OVERFLOW_GAP_MIN,
+            Some(last) if now.duration_since(last) < self.gap => {
+                self.owed = true;
+                return false;
+            }
+            _ => {}
+        }
+        self.fire(now);
+        true
+    }
+
+    fn fire(&mut self, now: Instant) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) <= self.gap * 2)
+        {
+            self.gap = (self.gap * 2).min(OVERFLOW_GAP_MAX);
+        }
+        self.last = Some(now);
+        self.owed = false;
+    }
+
+    /// How long the reader may sleep before an owed reconcile is due (None: none owed).
+    fn due_in(&self, now: Instant) -> Option<Duration> {
+        let last = self.last?;
+        self.owed
+            .then(|| (last + self.gap).saturating_duration_since(now))
+    }
+
+    /// True when an owed reconcile is due now (and records it as requested).
+    fn take_due(&mut self, now: Instant) -> bool {
+        if self.due_in(now).is_some_and(|d| d.is_zero()) {
+            self.fire(now);
+            return true;
+        }
+        false
+    }
+}
 
 pub struct FanotifyBackend {
     source: Arc<SourceTree>,
@@ -77,7 +145,13 @@ impl FanotifyBackend {
     }
 
     /// Reads until EAGAIN, translating each buffer and pushing its changes.
-    fn drain(&self, buf: &mut [u8], changes: &mut Vec<Change>, sink: &dyn Sink) -> io::Result<()> {
+    fn drain(
+        &self,
+        buf: &mut [u8],
+        changes: &mut Vec<Change>,
+        pacer: &mut OverflowPacer,
+        sink: &dyn Sink,
+    ) -> io::Result<()> {
         loop {
             let n = match self.group.read(buf)? {
                 ReadOutcome::Drained => return Ok(()),
@@ -95,7 +169,7 @@ impl FanotifyBackend {
                     count += 1;
                     if ev.mask & FAN_Q_OVERFLOW != 0 {
                         translator.flush();
-                        self.overflowed(translator.resolver, sink);
+                        self.overflowed(translator.resolver, pacer, sink);
                         continue;
                     }
                     translator.event(&ev);
@@ -117,14 +191,16 @@ impl FanotifyBackend {
         }
     }
 
-    fn overflowed(&self, resolver: &mut Resolver, sink: &dyn Sink) {
-        self.stats.overflows.fetch_add(1, Relaxed);
-        crate::warn!(
-            "fanotify queue overflowed (/proc/sys/fs/fanotify/max_queued_events, or --fanotify-unlimited-queue); reconciling the whole tree"
-        );
+    fn overflowed(&self, resolver: &mut Resolver, pacer: &mut OverflowPacer, sink: &dyn Sink) {
+        let count = self.stats.overflows.fetch_add(1, Relaxed) + 1;
         // Lost events may include directory renames: the map could be stale.
         resolver.clear();
-        sink.rescan(PathBuf::new(), true);
+        if pacer.overflow(Instant::now()) {
+            crate::warn!(
+                "fanotify queue overflowed ({count} so far; raise /proc/sys/fs/fanotify/max_queued_events, or see --fanotify-unlimited-queue); reconciling the whole tree"
+            );
+            sink.rescan(PathBuf::new(), true);
+        }
     }
 
     /// Fills the handle map from a parallel walk of SOURCE on a background thread, so capture
@@ -212,9 +288,14 @@ impl Backend for FanotifyBackend {
     fn run(&self, sink: &dyn Sink) -> io::Result<()> {
         let mut buf = vec![0u8; READ_BUFFER];
         let mut changes: Vec<Change> = Vec::with_capacity(4096);
+        let mut pacer = OverflowPacer::new();
         loop {
-            let wakeup = self.poller.wait(None)?;
-            self.drain(&mut buf, &mut changes, sink)?;
+            let wakeup = self.poller.wait(pacer.due_in(Instant::now()))?;
+            self.drain(&mut buf, &mut changes, &mut pacer, sink)?;
+            if pacer.take_due(Instant::now()) {
+                crate::info!("reconciling the whole tree after the last fanotify overflows");
+                sink.rescan(PathBuf::new(), true);
+            }
             if wakeup.woken && self.stopping.load(Relaxed) {
                 return Ok(());
             }
@@ -230,5 +311,37 @@ impl Backend for FanotifyBackend {
 
     fn degraded(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_reconciles_are_spaced_and_the_last_one_is_never_dropped() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut pacer = OverflowPacer::new();
+        assert!(
+            pacer.overflow(ms(0)),
+            "the first overflow reconciles at once"
+        );
+        assert_eq!(pacer.due_in(ms(1)), None);
+        // A burst: owed, not requested, until the gap has passed.
+        assert!(!pacer.overflow(ms(10)));
+        assert!(!pacer.overflow(ms(20)));
+        assert_eq!(pacer.due_in(ms(100)), Some(Duration::from_millis(400)));
+        assert!(!pacer.take_due(ms(499)));
+        assert!(pacer.take_due(ms(500)));
+        assert_eq!(pacer.due_in(ms(501)), None);
+        // Overflows keep coming: the gap doubles.
+        assert!(!pacer.overflow(ms(600)));
+        assert!(!pacer.take_due(ms(1400)));
+        assert!(pacer.take_due(ms(1500)));
+        // Quiet for long: the next overflow reconciles at once again, with the short gap.
+        assert!(pacer.overflow(ms(60_000)));
+        assert!(!pacer.overflow(ms(60_100)));
+        assert_eq!(pacer.due_in(ms(60_100)), Some(Duration::from_millis(400)));
     }
 }
