@@ -76,11 +76,15 @@ impl Scratch {
 }
 
 /// The backend every syncer of this test run uses unless a test names one:
-/// `$SYNCER_TEST_BACKEND` (scripts/test.sh runs the suite once more with `fanotify`).
+/// `$SYNCER_TEST_BACKEND`, else inotify (as root `auto` would pick fanotify, and the plain run
+/// is the inotify pass; scripts/test.sh runs the suite once more with `fanotify`).
 pub fn test_backend() -> Option<String> {
-    std::env::var("SYNCER_TEST_BACKEND")
-        .ok()
-        .filter(|b| !b.is_empty())
+    let chosen = std::env::var("SYNCER_TEST_BACKEND").unwrap_or_default();
+    Some(if chosen.is_empty() {
+        "inotify".to_string()
+    } else {
+        chosen
+    })
 }
 
 /// True when this run's syncers use fanotify.
