@@ -2,13 +2,14 @@
 # Measures the syncer on N empty files created flat in SOURCE as fast as one process goes,
 # against a plain `cp -a` of the same final tree in the same run (the issue's yardstick:
 # converge within 2x the cp -a time, syncer RSS under 64 MiB).
-#   scripts/bench-flat-create.sh [N=100000] [WORKDIR=/tmp]
+#   [BACKEND=auto|inotify|fanotify] scripts/bench-flat-create.sh [N=100000] [WORKDIR=/tmp]
 # Prints one summary block; everything it creates is removed at the end (creates before
 # deletes: mass deletes slow later creates on this machine's journal-less ext4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-100000}"
 base="${2:-/tmp}"
+backend="${BACKEND:-auto}"
 cargo build -q --release -p syncer
 work=$(mktemp -d "$base/syncer-bench.XXXXXX")
 pid=""
@@ -18,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 mkdir -p "$work/src"
-./target/release/syncer -q --state-dir "$work/state" --status "$work/status.json" "$work/src" "$work/dst" 2>"$work/syncer.log" &
+./target/release/syncer -q --backend "$backend" --state-dir "$work/state" --status "$work/status.json" "$work/src" "$work/dst" 2>"$work/syncer.log" &
 pid=$!
 python3 - "$work" "$n" "$pid" <<'PY'
 import json, os, sys, time, subprocess
@@ -55,6 +56,7 @@ t1 = time.monotonic()
 subprocess.run(["cp", "-a", src, os.path.join(work, "cp-copy")], check=True)
 t_cp = time.monotonic() - t1
 conv = t_conv - t0
+print(f"backend                  {st.get('backend')}")
 print(f"files                    {n}")
 print(f"storm (create) time      {t_storm - t0:.3f} s  ({n / (t_storm - t0):,.0f} files/s)")
 print(f"syncer converged         {conv:.3f} s after storm start, {t_conv - t_storm:.3f} s after storm end")

@@ -16,3 +16,5 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace
+echo "== cargo test (fanotify backend)" >&2
+SYNCER_TEST_BACKEND=fanotify cargo test -p syncer --test it

@@ -253,7 +253,9 @@ impl Applier {
                 // In chunks, so the reader never waits long for the lock when a reconcile
                 // found a whole tree (the batch stays in flight, so `seq` stays valid).
                 for chunk in result.dirty.chunks(MARK_CHUNK) {
-                    self.queue.lock().mark_since(chunk.to_vec(), Mark::Changed, seq, now);
+                    self.queue
+                        .lock()
+                        .mark_since(chunk.to_vec(), Mark::Changed, seq, now);
                 }
                 let mark = Mark::Rescan { changed_since_ns };
                 self.queue.lock().mark_since(result.rescan, mark, seq, now);

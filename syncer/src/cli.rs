@@ -12,10 +12,20 @@ use crate::target::rsync_url::{RsyncUrl, looks_like_rsync};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// The best backend this system allows (inotify for now).
+    /// fanotify when it works for SOURCE's filesystem (root, fsid, file handles), else inotify.
     Auto,
     /// One inotify watch per directory.
     Inotify,
+    /// One fanotify mark for SOURCE's whole filesystem (Linux 5.9+, root); exit 1 if unusable.
+    Fanotify,
+}
+
+/// The backend choice and its options, as `backend::open` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub choice: BackendChoice,
+    /// FAN_UNLIMITED_QUEUE: see `--fanotify-unlimited-queue`.
+    pub unlimited_queue: bool,
 }
 
 /// Keeps TARGET identical to SOURCE in real time, from kernel file events.
@@ -33,6 +43,12 @@ pub struct Args {
     /// Event backend.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
+    /// fanotify only: no queue limit (FAN_UNLIMITED_QUEUE), so no overflow and no reconcile.
+    /// RISK: the queue is kernel memory that grows without bound while the reader lags behind
+    /// a storm (on the order of 100-200 bytes per event: 10 million queued events pin 1-2 GiB), and it
+    /// is not charged to any limit. Use only where a storm is bounded and memory is ample.
+    #[arg(long)]
+    pub fanotify_unlimited_queue: bool,
     /// Glob of paths (relative to SOURCE) not to replicate; repeatable. `*` stays within one
     /// component, `**` crosses them, a leading `/` anchors at SOURCE, a pattern without `/`
     /// matches names at any depth. Excluded directories are not watched.
@@ -122,7 +138,7 @@ impl TargetSpec {
 pub struct Config {
     pub source: PathBuf,
     pub targets: Vec<TargetSpec>,
-    pub backend: BackendChoice,
+    pub backend: BackendConfig,
     pub excludes: Excludes,
     pub once: bool,
     pub status: Option<PathBuf>,
@@ -217,7 +233,10 @@ impl Args {
         Ok(Config {
             source,
             targets,
-            backend: self.backend,
+            backend: BackendConfig {
+                choice: self.backend,
+                unlimited_queue: self.fanotify_unlimited_queue,
+            },
             excludes,
             once: self.once,
             status: self.status,

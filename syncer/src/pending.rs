@@ -361,7 +361,9 @@ impl Pending {
     /// When the earliest deferred path may become ready (None: nothing is waiting). May be
     /// early (a stale record): the caller then finds nothing and waits again.
     pub fn next_due_ns(&self, now_ns: u64) -> Option<u64> {
-        self.waiting.peek().map(|Reverse((due, _))| (*due).max(now_ns))
+        self.waiting
+            .peek()
+            .map(|Reverse((due, _))| (*due).max(now_ns))
     }
 
     /// Paths and renames waiting (not in flight).

@@ -1,16 +1,20 @@
 //! Event backends behind one trait: kernel events in, `Change`s out through a `Sink`.
-//! inotify lives in `inotify`; fanotify slots in beside it.
+//! inotify (a watch per directory) lives in `inotify`, fanotify (one filesystem mark) in
+//! `fanotify`; `open` chooses between them.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::BackendChoice;
+use crate::cli::{BackendChoice, BackendConfig};
 use crate::source::SourceTree;
 use crate::stats::Stats;
+use crate::sys::fanotify::{Capabilities, probe};
 
 use crate::pending::{Mark, Rename};
 
+pub mod fanotify;
+mod fanotify_translate;
 pub mod inotify;
 
 /// One translated event.
@@ -57,22 +61,98 @@ pub trait Backend: Send + Sync {
     fn degraded(&self) -> bool;
 }
 
-/// Opens the backend `choice` asks for, logging which one and why.
-pub fn open(
-    choice: BackendChoice,
+/// Set (to anything but "" or "0") to make fanotify look unavailable: tests force the
+/// fallback path with it, and an admin can rule fanotify out without changing the command.
+pub const DISABLE_ENV: &str = "SYNCER_FANOTIFY_DISABLE";
+
+/// Whether fanotify can serve SOURCE; else the reason, in words.
+fn fanotify_usable(source: &SourceTree) -> Result<Capabilities, String> {
+    if std::env::var_os(DISABLE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        return Err(format!("disabled by {DISABLE_ENV}"));
+    }
+    let caps =
+        probe(&source.abs).map_err(|u| format!("{} ({} failed: {})", u.reason, u.step, u.error))?;
+    if !caps.open_by_handle {
+        return Err(
+            "open_by_handle_at is not permitted (needs CAP_DAC_READ_SEARCH): directory handles could not be resolved".into(),
+        );
+    }
+    Ok(caps)
+}
+
+fn open_fanotify(
+    caps: Capabilities,
+    config: BackendConfig,
     source: &Arc<SourceTree>,
     stats: &Arc<Stats>,
 ) -> Result<Arc<dyn Backend>, String> {
-    let reason = match choice {
-        BackendChoice::Auto => "auto: inotify is the only backend of this build",
-        BackendChoice::Inotify => "requested",
-    };
+    let backend =
+        fanotify::FanotifyBackend::new(source.clone(), stats.clone(), caps, config.unlimited_queue)
+            .map_err(|err| format!("cannot set up fanotify on {}: {err}", source.abs.display()))?;
+    Ok(Arc::new(backend))
+}
+
+fn open_inotify(source: &Arc<SourceTree>, stats: &Arc<Stats>) -> Result<Arc<dyn Backend>, String> {
     let backend = inotify::InotifyBackend::new(source.clone(), stats.clone()).map_err(|err| {
         format!(
             "cannot create an inotify instance: {err} (if fs.inotify.max_user_instances is exhausted: sysctl -w fs.inotify.max_user_instances=512)"
         )
     })?;
+    Ok(Arc::new(backend))
+}
+
+/// Opens the backend `config` asks for, logging which one and why. `auto` prefers fanotify
+/// (one mark for the whole filesystem) and falls back to inotify, never failing because of
+/// fanotify; `--backend fanotify` fails with the reason instead.
+pub fn open(
+    config: BackendConfig,
+    source: &Arc<SourceTree>,
+    stats: &Arc<Stats>,
+) -> Result<Arc<dyn Backend>, String> {
+    let (backend, reason) = match config.choice {
+        BackendChoice::Inotify => (open_inotify(source, stats)?, "requested".to_string()),
+        BackendChoice::Fanotify => {
+            let caps = fanotify_usable(source).map_err(|why| {
+                format!("--backend fanotify: fanotify cannot serve {}: {why}; use --backend inotify or auto", source.abs.display())
+            })?;
+            (
+                open_fanotify(caps, config, source, stats)?,
+                describe(caps, "requested"),
+            )
+        }
+        BackendChoice::Auto => match fanotify_usable(source) {
+            Ok(caps) => match open_fanotify(caps, config, source, stats) {
+                Ok(backend) => (
+                    backend,
+                    describe(caps, "auto: filesystem mark and file handles work here"),
+                ),
+                Err(why) => (
+                    open_inotify(source, stats)?,
+                    format!("auto: fanotify unavailable: {why}"),
+                ),
+            },
+            Err(why) => (
+                open_inotify(source, stats)?,
+                format!("auto: fanotify unavailable: {why}"),
+            ),
+        },
+    };
     stats.set_backend(backend.name());
     crate::info!("backend: {} ({reason})", backend.name());
-    Ok(Arc::new(backend))
+    Ok(backend)
+}
+
+/// The log detail for a fanotify choice: why, and which optional features are in use.
+fn describe(caps: Capabilities, why: &str) -> String {
+    let renames = if caps.rename {
+        "FAN_RENAME"
+    } else {
+        "MOVED_FROM/MOVED_TO pairing (kernel before 5.17)"
+    };
+    let fid = if caps.target_fid {
+        "target FID"
+    } else {
+        "no target FID"
+    };
+    format!("{why}; {renames}, {fid}")
 }

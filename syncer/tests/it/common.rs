@@ -75,6 +75,33 @@ impl Scratch {
     }
 }
 
+/// The backend every syncer of this test run uses unless a test names one:
+/// `$SYNCER_TEST_BACKEND`, else inotify (as root `auto` would pick fanotify, and the plain run
+/// is the inotify pass; scripts/test.sh runs the suite once more with `fanotify`).
+pub fn test_backend() -> Option<String> {
+    let chosen = std::env::var("SYNCER_TEST_BACKEND").unwrap_or_default();
+    Some(if chosen.is_empty() {
+        "inotify".to_string()
+    } else {
+        chosen
+    })
+}
+
+/// True when this run's syncers use fanotify.
+pub fn testing_fanotify() -> bool {
+    test_backend().as_deref() == Some("fanotify")
+}
+
+/// Sets the event queue limit of the backend under test (it is read when the syncer creates
+/// its inotify instance or fanotify group, so set it before starting the syncer).
+pub fn queue_limit(value: u64) -> SysctlGuard {
+    if testing_fanotify() {
+        SysctlGuard::set("fs.fanotify.max_queued_events", value)
+    } else {
+        SysctlGuard::set("fs.inotify.max_queued_events", value)
+    }
+}
+
 /// The syncer binary running as a child; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Syncer {
     pub child: Option<Child>,
@@ -112,7 +139,7 @@ impl Syncer {
             .unwrap();
         let _ = fs::remove_file(status);
         let mut command = Command::new(syncer_bin());
-        if let Some(backend) = std::env::var_os("SYNCER_TEST_BACKEND") {
+        if let Some(backend) = test_backend().filter(|_| !options.contains(&"--backend")) {
             command.arg("--backend").arg(backend);
         }
         let child = command

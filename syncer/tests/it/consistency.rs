@@ -67,7 +67,7 @@ fn same_size_rewrites_after_overflow() {
     let _k = exclusive_kernel();
     let s = Scratch::new();
     write_versions(&s.src, 0);
-    let guard = SysctlGuard::set("fs.inotify.max_queued_events", 64);
+    let guard = queue_limit(64);
     let syncer = s.syncer(&[]);
     syncer.signal(Signal::SIGSTOP);
     rewrite_twice_same_size(&s.src);
@@ -102,7 +102,7 @@ fn overflow_during_a_20000_file_storm_converges() {
     let _k = exclusive_kernel();
     let s = Scratch::new();
     let original = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events").unwrap();
-    let guard = SysctlGuard::set("fs.inotify.max_queued_events", 64);
+    let guard = queue_limit(64);
     // The directories exist and are watched before the storm, so its 20,000 creates all
     // queue events (in unwatched new directories they would not).
     for d in 0..20 {

@@ -174,7 +174,7 @@ fn watch_limit_is_reported_and_covered_by_periodic_reconciles() {
         &s.dst,
         &s.state,
         &s.dir.path().join("strict.json"),
-        &["--strict"],
+        &["--backend", "inotify", "--strict"],
     );
     assert!(
         wait_until(CONVERGE, || strict.exited()),
@@ -183,7 +183,7 @@ fn watch_limit_is_reported_and_covered_by_periodic_reconciles() {
     let code = strict.child.take().unwrap().wait().unwrap().code();
     assert_eq!(code, Some(1));
 
-    let syncer = s.syncer(&["--rescan-interval", "1"]);
+    let syncer = s.syncer(&["--backend", "inotify", "--rescan-interval", "1"]);
     let log = syncer.log();
     assert!(
         log.contains("max_user_watches") && log.contains("sysctl -w fs.inotify.max_user_watches="),

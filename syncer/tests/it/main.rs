@@ -1,6 +1,7 @@
 //! The syncer's integration tests: one binary, topic modules, real kernel events on real
 //! tempdirs, the real `syncer` binary as a child process, deadline waits.
 
+mod backends;
 mod cli;
 mod common;
 mod consistency;

@@ -222,7 +222,9 @@ fn excluded_paths_are_neither_watched_nor_copied() {
     assert!(!s.dst.join("drop.tmp").exists());
     assert!(!s.dst.join("cache").exists());
     let doc = syncer.fresh_status();
-    assert_eq!(doc["dirs_watched"], 1, "{doc}");
+    if doc["backend"] == "inotify" {
+        assert_eq!(doc["dirs_watched"], 1, "{doc}");
+    }
 }
 
 #[test]
