@@ -29,6 +29,10 @@ pub struct TargetQueue {
     idle: Condvar,
     /// Wall-clock ns of the last moment this target had caught up (0: never this run).
     pub caught_up_unix_ns: AtomicU64,
+    /// Wall-clock ns when the last completed whole-tree compare started: every change before
+    /// it was found by that compare, so the next one's ctime guard can start there. Kept in
+    /// memory only (its findings may not be applied yet, unlike the checkpoint's).
+    pub compared_unix_ns: AtomicU64,
 }
 
 impl TargetQueue {
@@ -38,6 +42,7 @@ impl TargetQueue {
             work: Condvar::new(),
             idle: Condvar::new(),
             caught_up_unix_ns: AtomicU64::new(0),
+            compared_unix_ns: AtomicU64::new(0),
         }
     }
 
@@ -186,8 +191,14 @@ impl Applier {
         let mut found = Vec::new();
         for job in &batch.rescans {
             self.stats.reconciles.fetch_add(1, Relaxed);
+            let started = unix_ns(SystemTime::now());
             match walk_with_progress(self.target.as_ref(), job) {
-                Ok(result) => found.push((job.changed_since_ns, result)),
+                Ok(result) => {
+                    if job.subtree.as_os_str().is_empty() && job.changed_since_ns.is_some() {
+                        self.queue.compared_unix_ns.fetch_max(started, Relaxed);
+                    }
+                    found.push((job.changed_since_ns, result));
+                }
                 Err(Trouble::Transient(why)) => {
                     self.target_stats().errors.fetch_add(1, Relaxed);
                     outcome.backoff = true;

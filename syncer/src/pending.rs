@@ -89,6 +89,8 @@ struct Entry {
     rescan: Option<Option<i128>>,
     /// Due time of this entry's record in `waiting`, if it has one.
     queued_due_ns: Option<u64>,
+    /// Its place in `ready` (arrival order), while it is there.
+    ready_seq: Option<u64>,
 }
 
 /// The dirty paths, queued renames and in-flight paths of one target.
@@ -98,8 +100,10 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Pending {
     dirty: BTreeMap<PathBuf, Entry>,
-    /// Dirty paths due now, in path order (parents first).
-    ready: BTreeSet<PathBuf>,
+    /// Dirty paths due now, oldest first: a batch takes the oldest, so under a storm that
+    /// never ends no path waits forever behind paths that sort before it.
+    ready: BTreeSet<(u64, PathBuf)>,
+    ready_counter: u64,
     /// Dirty paths not due yet, by due time; records are checked against `queued_due_ns`
     /// when popped, so stale ones cost nothing but their memory.
     waiting: BinaryHeap<Reverse<(u64, PathBuf)>>,
@@ -164,15 +168,22 @@ impl Pending {
 
     /// Files `path` as ready or waiting according to its entry's due time.
     fn schedule(&mut self, path: &Path, now_ns: u64) {
-        let Some(entry) = self.dirty.get(path) else {
+        let Some(&entry) = self.dirty.get(path) else {
             return;
         };
-        let due = self.due_ns(entry);
+        let due = self.due_ns(&entry);
         if due <= now_ns {
-            self.ready.insert(path.to_path_buf());
+            if entry.ready_seq.is_none() {
+                self.ready_counter += 1;
+                let seq = self.ready_counter;
+                self.ready.insert((seq, path.to_path_buf()));
+                if let Some(entry) = self.dirty.get_mut(path) {
+                    entry.ready_seq = Some(seq);
+                }
+            }
             return;
         }
-        self.ready.remove(path);
+        self.unready(path);
         // An earlier record in the heap is re-checked when it pops; only push when this due
         // time is earlier than the one already queued.
         if entry.queued_due_ns.is_none_or(|queued| due < queued) {
@@ -180,6 +191,15 @@ impl Pending {
                 entry.queued_due_ns = Some(due);
             }
             self.waiting.push(Reverse((due, path.to_path_buf())));
+        }
+    }
+
+    /// Takes `path` out of `ready` (it is deferred again, renamed or taken).
+    fn unready(&mut self, path: &Path) {
+        if let Some(entry) = self.dirty.get_mut(path) {
+            if let Some(seq) = entry.ready_seq.take() {
+                self.ready.remove(&(seq, path.to_path_buf()));
+            }
         }
     }
 
@@ -223,6 +243,7 @@ impl Pending {
                 not_before_ns: 0,
                 rescan,
                 queued_due_ns: None,
+                ready_seq: None,
             });
         self.schedule(&path, now_ns);
     }
@@ -270,7 +291,7 @@ impl Pending {
     /// delete), queues the rename as a barrier and marks `to` so its final state is checked.
     pub fn rename(&mut self, rename: Rename, now_ns: u64) {
         for old in keys_under(&self.dirty, &rename.from) {
-            self.ready.remove(&old);
+            self.unready(&old);
             if let Some(entry) = self.dirty.remove(&old) {
                 let new = rekey(&old, &rename.from, &rename.to);
                 self.mark_entry(new, &entry, now_ns);
@@ -301,12 +322,14 @@ impl Pending {
     /// become in flight until `finish`. None when nothing is ready yet.
     pub fn take_batch(&mut self, now_ns: u64) -> Option<Batch> {
         self.promote(now_ns);
-        let taken: Vec<PathBuf> = self
+        let mut taken: Vec<PathBuf> = self
             .ready
             .iter()
             .take(self.timing.max_batch)
-            .cloned()
+            .map(|(_, path)| path.clone())
             .collect();
+        // Applied in path order: parents before children.
+        taken.sort();
         if taken.is_empty() && self.renames.is_empty() {
             return None;
         }
@@ -316,7 +339,7 @@ impl Pending {
             ..Batch::default()
         };
         for path in taken {
-            self.ready.remove(&path);
+            self.unready(&path);
             let rescan = self.dirty.remove(&path).and_then(|entry| entry.rescan);
             self.in_flight.insert(path.clone(), rescan);
             if let Some(changed_since_ns) = rescan {
@@ -470,6 +493,27 @@ mod tests {
         pending.finish(&flying, vec![], 2, 0);
         let next = pending.take_batch(3).unwrap();
         assert_eq!(next.paths, vec![p("new"), p("new/f")]);
+    }
+
+    #[test]
+    fn oldest_ready_paths_go_first_so_none_starves() {
+        let timing = Timing {
+            max_batch: 2,
+            ..Timing::default()
+        };
+        let mut pending = Pending::new(timing);
+        pending.mark(p("z"), Mark::Changed, 0);
+        pending.mark(p("y"), Mark::Changed, 0);
+        // A storm of paths that sort first keeps arriving.
+        for round in 0..5 {
+            pending.mark(p(&format!("a{round}")), Mark::Changed, 1);
+            pending.mark(p(&format!("b{round}")), Mark::Changed, 1);
+            let batch = pending.take_batch(2).unwrap();
+            if round == 0 {
+                assert_eq!(batch.paths, vec![p("y"), p("z")]);
+            }
+            pending.finish(&batch, vec![], 3, 0);
+        }
     }
 
     #[test]

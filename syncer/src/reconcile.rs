@@ -40,10 +40,16 @@ fn coalesce(mut requests: Vec<Request>) -> Vec<Request> {
     kept
 }
 
-/// The rescan mark for a queue: with the guard, files changed since it last caught up (minus
-/// the margin) are re-copied even when size and mtime match.
+/// The rescan mark for a queue: with the guard, files changed since it last caught up or
+/// since the last whole-tree compare started (minus the margin) are re-copied even when size
+/// and mtime match.
 pub fn rescan_mark(queue: &TargetQueue, ctime_guard: bool) -> Mark {
-    let caught_up = i128::from(queue.caught_up_unix_ns.load(Relaxed));
+    let caught_up = i128::from(
+        queue
+            .caught_up_unix_ns
+            .load(Relaxed)
+            .max(queue.compared_unix_ns.load(Relaxed)),
+    );
     Mark::Rescan {
         changed_since_ns: ctime_guard.then(|| caught_up - CHECKPOINT_MARGIN_NS),
     }
