@@ -13,6 +13,7 @@ pub mod event;
 pub mod exclude;
 pub mod handles;
 pub mod log;
+pub mod pathkey;
 pub mod pending;
 pub mod pipeline;
 pub mod reconcile;

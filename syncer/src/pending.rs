@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
+use crate::pathkey::PathKey;
+
 /// How a path became dirty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -99,17 +101,17 @@ struct Entry {
 /// creates must not make each batch scan them all while the reader waits for the lock.
 #[derive(Debug, Default)]
 pub struct Pending {
-    dirty: BTreeMap<PathBuf, Entry>,
+    dirty: BTreeMap<PathKey, Entry>,
     /// Dirty paths due now, oldest first: a batch takes the oldest, so under a storm that
     /// never ends no path waits forever behind paths that sort before it.
-    ready: BTreeSet<(u64, PathBuf)>,
+    ready: BTreeSet<(u64, PathKey)>,
     ready_counter: u64,
     /// Dirty paths not due yet, by due time; records are checked against `queued_due_ns`
     /// when popped, so stale ones cost nothing but their memory.
-    waiting: BinaryHeap<Reverse<(u64, PathBuf)>>,
+    waiting: BinaryHeap<Reverse<(u64, PathKey)>>,
     renames: Vec<Rename>,
     /// In-flight paths; the value is the rescan guard for in-flight subtree compares.
-    in_flight: BTreeMap<PathBuf, Option<Option<i128>>>,
+    in_flight: BTreeMap<PathKey, Option<Option<i128>>>,
     /// Renames seen while something was in flight, numbered; cleared once nothing is.
     rename_log: Vec<(u64, Rename)>,
     rename_seq: u64,
@@ -129,9 +131,9 @@ fn merge_guard(a: Option<Option<i128>>, b: Option<Option<i128>>) -> Option<Optio
 
 /// Keys of `map` equal to `prefix` or below it: one contiguous range, because `Path` orders
 /// component by component.
-fn keys_under<V>(map: &BTreeMap<PathBuf, V>, prefix: &Path) -> Vec<PathBuf> {
-    map.range::<Path, _>((Bound::Included(prefix), Bound::Unbounded))
-        .take_while(|(key, _)| key.starts_with(prefix))
+fn keys_under<V>(map: &BTreeMap<PathKey, V>, prefix: &Path) -> Vec<PathKey> {
+    map.range((Bound::Included(PathKey::from(prefix)), Bound::Unbounded))
+        .take_while(|(key, _)| key.path().starts_with(prefix))
         .map(|(key, _)| key.clone())
         .collect()
 }
@@ -152,54 +154,45 @@ impl Pending {
         }
     }
 
-    /// When `entry` is due: after its retry time, its fixed batch delay and, for a file still
-    /// being written, its quiet period (or maximum age).
-    fn due_ns(&self, entry: &Entry) -> u64 {
-        let mut due = entry
-            .not_before_ns
-            .max(entry.first_ns + self.timing.batch_delay_ns);
-        if entry.modified_only {
-            let quiet = entry.last_ns + self.timing.quiet_ns;
-            let aged = entry.first_ns + self.timing.max_age_ns;
-            due = due.max(quiet.min(aged));
-        }
-        due
-    }
-
-    /// Files `path` as ready or waiting according to its entry's due time.
-    fn schedule(&mut self, path: &Path, now_ns: u64) {
-        let Some(&entry) = self.dirty.get(path) else {
+    /// Files `key` as ready or waiting according to its entry's due time.
+    fn schedule(&mut self, key: &PathKey, now_ns: u64) {
+        let Some(entry) = self.dirty.get_mut(key) else {
             return;
         };
-        let due = self.due_ns(&entry);
+        let due = {
+            let mut due = entry
+                .not_before_ns
+                .max(entry.first_ns + self.timing.batch_delay_ns);
+            if entry.modified_only {
+                let quiet = entry.last_ns + self.timing.quiet_ns;
+                let aged = entry.first_ns + self.timing.max_age_ns;
+                due = due.max(quiet.min(aged));
+            }
+            due
+        };
         if due <= now_ns {
             if entry.ready_seq.is_none() {
                 self.ready_counter += 1;
-                let seq = self.ready_counter;
-                self.ready.insert((seq, path.to_path_buf()));
-                if let Some(entry) = self.dirty.get_mut(path) {
-                    entry.ready_seq = Some(seq);
-                }
+                entry.ready_seq = Some(self.ready_counter);
+                self.ready.insert((self.ready_counter, key.clone()));
             }
             return;
         }
-        self.unready(path);
+        if let Some(seq) = entry.ready_seq.take() {
+            self.ready.remove(&(seq, key.clone()));
+        }
         // An earlier record in the heap is re-checked when it pops; only push when this due
         // time is earlier than the one already queued.
         if entry.queued_due_ns.is_none_or(|queued| due < queued) {
-            if let Some(entry) = self.dirty.get_mut(path) {
-                entry.queued_due_ns = Some(due);
-            }
-            self.waiting.push(Reverse((due, path.to_path_buf())));
+            entry.queued_due_ns = Some(due);
+            self.waiting.push(Reverse((due, key.clone())));
         }
     }
 
-    /// Takes `path` out of `ready` (it is deferred again, renamed or taken).
-    fn unready(&mut self, path: &Path) {
-        if let Some(entry) = self.dirty.get_mut(path) {
-            if let Some(seq) = entry.ready_seq.take() {
-                self.ready.remove(&(seq, path.to_path_buf()));
-            }
+    /// Takes `key` out of `ready` (it is renamed or taken).
+    fn unready(&mut self, key: &PathKey) {
+        if let Some(seq) = self.dirty.get_mut(key).and_then(|e| e.ready_seq.take()) {
+            self.ready.remove(&(seq, key.clone()));
         }
     }
 
@@ -209,43 +202,56 @@ impl Pending {
             if *due > now_ns {
                 return;
             }
-            let Some(Reverse((due, path))) = self.waiting.pop() else {
+            let Some(Reverse((due, key))) = self.waiting.pop() else {
                 return;
             };
-            match self.dirty.get_mut(&path) {
-                Some(entry) if entry.queued_due_ns == Some(due) => {
+            if let Some(entry) = self.dirty.get_mut(&key) {
+                if entry.queued_due_ns == Some(due) {
                     entry.queued_due_ns = None;
-                    self.schedule(&path, now_ns);
+                    self.schedule(&key, now_ns);
                 }
-                _ => {}
             }
         }
     }
 
     /// Marks `path` dirty at `now_ns`.
     pub fn mark(&mut self, path: PathBuf, mark: Mark, now_ns: u64) {
+        self.mark_key(PathKey(path), mark, now_ns);
+    }
+
+    fn mark_key(&mut self, key: PathKey, mark: Mark, now_ns: u64) {
         let modified_only = mark == Mark::Modified;
         let rescan = match mark {
             Mark::Rescan { changed_since_ns } => Some(changed_since_ns),
             _ => None,
         };
-        self.dirty
-            .entry(path.clone())
-            .and_modify(|entry| {
+        match self.dirty.get_mut(&key) {
+            Some(entry) => {
                 entry.last_ns = now_ns;
                 entry.modified_only &= modified_only;
                 entry.rescan = merge_guard(entry.rescan, rescan);
-            })
-            .or_insert(Entry {
-                first_ns: now_ns,
-                last_ns: now_ns,
-                modified_only,
-                not_before_ns: 0,
-                rescan,
-                queued_due_ns: None,
-                ready_seq: None,
-            });
-        self.schedule(&path, now_ns);
+                // Only a change of readiness needs rescheduling: a ready entry stays ready
+                // unless it is a file still being written.
+                if entry.ready_seq.is_some() && !entry.modified_only {
+                    return;
+                }
+            }
+            None => {
+                self.dirty.insert(
+                    key.clone(),
+                    Entry {
+                        first_ns: now_ns,
+                        last_ns: now_ns,
+                        modified_only,
+                        not_before_ns: 0,
+                        rescan,
+                        queued_due_ns: None,
+                        ready_seq: None,
+                    },
+                );
+            }
+        }
+        self.schedule(&key, now_ns);
     }
 
     fn mark_entry(&mut self, path: PathBuf, entry: &Entry, now_ns: u64) {
@@ -279,10 +285,11 @@ impl Pending {
 
     /// Holds a dirty path back until `until_ns` (a retry after a failure).
     pub fn defer(&mut self, path: &Path, until_ns: u64) {
-        if let Some(entry) = self.dirty.get_mut(path) {
+        let key = PathKey::from(path);
+        if let Some(entry) = self.dirty.get_mut(&key) {
             entry.not_before_ns = entry.not_before_ns.max(until_ns);
             let now = entry.last_ns;
-            self.schedule(path, now);
+            self.schedule(&key, now);
         }
     }
 
@@ -293,15 +300,18 @@ impl Pending {
         for old in keys_under(&self.dirty, &rename.from) {
             self.unready(&old);
             if let Some(entry) = self.dirty.remove(&old) {
-                let new = rekey(&old, &rename.from, &rename.to);
+                let new = rekey(old.path(), &rename.from, &rename.to);
                 self.mark_entry(new, &entry, now_ns);
             }
         }
         let flying: Vec<(PathBuf, Option<Option<i128>>)> = self
             .in_flight
-            .range::<Path, _>((Bound::Included(rename.from.as_path()), Bound::Unbounded))
-            .take_while(|(path, _)| path.starts_with(&rename.from))
-            .map(|(path, rescan)| (rekey(path, &rename.from, &rename.to), *rescan))
+            .range((
+                Bound::Included(PathKey::from(rename.from.as_path())),
+                Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.path().starts_with(&rename.from))
+            .map(|(key, rescan)| (rekey(key.path(), &rename.from, &rename.to), *rescan))
             .collect();
         for (path, rescan) in flying {
             let mark = match rescan {
@@ -322,11 +332,11 @@ impl Pending {
     /// become in flight until `finish`. None when nothing is ready yet.
     pub fn take_batch(&mut self, now_ns: u64) -> Option<Batch> {
         self.promote(now_ns);
-        let mut taken: Vec<PathBuf> = self
+        let mut taken: Vec<PathKey> = self
             .ready
             .iter()
             .take(self.timing.max_batch)
-            .map(|(_, path)| path.clone())
+            .map(|(_, key)| key.clone())
             .collect();
         // Applied in path order: parents before children.
         taken.sort();
@@ -338,18 +348,18 @@ impl Pending {
             rename_seq: self.rename_seq,
             ..Batch::default()
         };
-        for path in taken {
-            self.unready(&path);
-            let rescan = self.dirty.remove(&path).and_then(|entry| entry.rescan);
-            self.in_flight.insert(path.clone(), rescan);
+        for key in taken {
+            self.unready(&key);
+            let rescan = self.dirty.remove(&key).and_then(|entry| entry.rescan);
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
-                    subtree: path.clone(),
+                    subtree: key.0.clone(),
                     changed_since_ns,
                 });
             }
             // A rescanned path is also applied itself (its own entry may differ).
-            batch.paths.push(path);
+            batch.paths.push(key.0.clone());
+            self.in_flight.insert(key, rescan);
         }
         Some(batch)
     }
@@ -359,7 +369,7 @@ impl Pending {
     /// flight are already dirty again.
     pub fn finish(&mut self, batch: &Batch, retry: Vec<PathBuf>, now_ns: u64, retry_at_ns: u64) {
         for path in &batch.paths {
-            self.in_flight.remove(path);
+            self.in_flight.remove(&PathKey::from(path.as_path()));
         }
         let mut renamed = Vec::with_capacity(retry.len());
         for mut path in retry {

@@ -5,7 +5,7 @@
 use std::io;
 
 /// Nice value for worker threads (the reader keeps the process default).
-pub const WORKER_NICE: i32 = 5;
+pub const WORKER_NICE: i32 = 2;
 
 /// Sets the calling thread's nice value (Linux applies setpriority(PRIO_PROCESS, tid) to
 /// one thread). Raising nice never needs privileges.
