@@ -151,10 +151,11 @@ impl FanotifyBackend {
         changes: &mut Vec<Change>,
         pacer: &mut OverflowPacer,
         sink: &dyn Sink,
-    ) -> io::Result<()> {
+    ) -> io::Result<u64> {
+        let mut total = 0;
         loop {
             let n = match self.group.read(buf)? {
-                ReadOutcome::Drained => return Ok(()),
+                ReadOutcome::Drained => return Ok(total),
                 ReadOutcome::Filled(0) => continue,
                 ReadOutcome::Filled(n) => n,
             };
@@ -185,6 +186,7 @@ impl FanotifyBackend {
                 }
             }
             self.stats.events.fetch_add(count, Relaxed);
+            total += count;
             if !changes.is_empty() {
                 sink.push(changes);
             }
@@ -291,7 +293,10 @@ impl Backend for FanotifyBackend {
         let mut pacer = OverflowPacer::new();
         loop {
             let wakeup = self.poller.wait(pacer.due_in(Instant::now()))?;
-            self.drain(&mut buf, &mut changes, &mut pacer, sink)?;
+            if self.drain(&mut buf, &mut changes, &mut pacer, sink)? > 0 {
+                // Let a burst gather (see backend::COALESCE).
+                std::thread::sleep(super::COALESCE);
+            }
             if pacer.take_due(Instant::now()) {
                 crate::info!("reconciling the whole tree after the last fanotify overflows");
                 sink.rescan(PathBuf::new(), true);

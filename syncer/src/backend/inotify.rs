@@ -29,9 +29,6 @@ const READ_BUFFER: usize = 1 << 20;
 /// How long an IN_MOVED_FROM waits for its IN_MOVED_TO. Both are queued by the same rename(2)
 /// but not atomically, so a read can fall between them; 20 ms is far above that gap.
 const PAIR_WINDOW: Duration = Duration::from_millis(20);
-/// Pause after a wakeup that found events. At 30k events/s it turns ~2 events per read into
-/// ~30 and costs at most this much latency for events that arrive during a burst.
-const COALESCE: Duration = Duration::from_millis(1);
 /// Changes handed to the targets at once while draining a flood.
 const PUSH_EVERY: usize = 8192;
 
@@ -361,7 +358,7 @@ impl Backend for InotifyBackend {
                 // Events came: let the next ones gather for a moment, so a storm is read in
                 // large batches instead of one or two events per wakeup (the first event of a
                 // quiet period is still read at once).
-                std::thread::sleep(COALESCE);
+                std::thread::sleep(super::COALESCE);
             }
             let now = Instant::now();
             if unpaired.iter().any(|u| u.deadline <= now) {
