@@ -357,9 +357,13 @@ fn capture(
         .capture(std::path::Path::new(""))
         .map_err(|err| format!("cannot watch SOURCE: {err}"))?;
     stats.capture_ns.store(stats.elapsed_ns(), Relaxed);
+    let how = if backend.name() == "inotify" {
+        format!("{} directories watched", report.dirs - report.unwatched)
+    } else {
+        format!("one {} mark on the filesystem", backend.name())
+    };
     crate::info!(
-        "capturing changes: {} directories watched in {:.3} s",
-        report.dirs - report.unwatched,
+        "capturing changes: {how} in {:.3} s",
         started.elapsed().as_secs_f64()
     );
     if report.unwatched > 0 && strict {
@@ -398,9 +402,8 @@ fn initial_sync(replicas: &[Replica], control: &Control, stats: &Stats) {
     stats.ready_ns.store(stats.elapsed_ns(), Relaxed);
     let copied: u64 = stats.targets.iter().map(|t| t.ops.copy.load(Relaxed)).sum();
     crate::info!(
-        "ready in {:.3} s: {} directories watched, {} files copied (initial compare and copy {:.3} s)",
+        "ready in {:.3} s: {} files copied (initial compare and copy {:.3} s)",
         stats.ready_ns.load(Relaxed) as f64 / 1e9,
-        stats.dirs_watched.load(Relaxed),
         copied,
         started.elapsed().as_secs_f64()
     );
