@@ -285,6 +285,10 @@ impl Applier {
             }
             pending.finish(&batch, outcome.retry, now, now + delay);
             self.publish(&pending);
+            drop(pending);
+            // Another applier of this target may wait for this batch (a barrier, or paths it
+            // held).
+            self.queue.wake();
         }
         // Let anyone waiting for idleness re-check (we are done).
         self.queue.idle.notify_all();

@@ -55,6 +55,8 @@ pub struct Batch {
     pub rescans: Vec<RescanJob>,
     /// Position in the rename log when the batch was taken.
     pub rename_seq: u64,
+    /// Holds renames or rescans: no other batch runs beside it.
+    pub exclusive: bool,
 }
 
 /// Batching and deferral knobs.
@@ -115,6 +117,13 @@ pub struct Pending {
     /// Renames seen while something was in flight, numbered; cleared once nothing is.
     rename_log: Vec<(u64, Rename)>,
     rename_seq: u64,
+    /// Batches taken and not finished: several appliers may work on one target (rsync
+    /// targets overlap runs), each on paths no other in-flight batch holds.
+    batches_in_flight: usize,
+    /// An exclusive batch (renames, rescans) is in flight: nothing else starts.
+    exclusive_in_flight: bool,
+    /// Dirty entries that ask for a rescan: they wait for a moment with nothing in flight.
+    rescans_dirty: usize,
     timing: Timing,
 }
 
@@ -229,6 +238,9 @@ impl Pending {
             Some(entry) => {
                 entry.last_ns = now_ns;
                 entry.modified_only &= modified_only;
+                if entry.rescan.is_none() && rescan.is_some() {
+                    self.rescans_dirty += 1;
+                }
                 entry.rescan = merge_guard(entry.rescan, rescan);
                 // Only a change of readiness needs rescheduling: a ready entry stays ready
                 // unless it is a file still being written.
@@ -237,6 +249,7 @@ impl Pending {
                 }
             }
             None => {
+                self.rescans_dirty += usize::from(rescan.is_some());
                 self.dirty.insert(
                     key.clone(),
                     Entry {
@@ -299,7 +312,7 @@ impl Pending {
     pub fn rename(&mut self, rename: Rename, now_ns: u64) {
         for old in keys_under(&self.dirty, &rename.from) {
             self.unready(&old);
-            if let Some(entry) = self.dirty.remove(&old) {
+            if let Some(entry) = self.remove_dirty(&old) {
                 let new = rekey(old.path(), &rename.from, &rename.to);
                 self.mark_entry(new, &entry, now_ns);
             }
@@ -328,13 +341,26 @@ impl Pending {
         self.renames.push(rename);
     }
 
-    /// Takes the next batch: every queued rename and up to `max_batch` ready paths, which
-    /// become in flight until `finish`. None when nothing is ready yet.
+    fn remove_dirty(&mut self, key: &PathKey) -> Option<Entry> {
+        let entry = self.dirty.remove(key)?;
+        self.rescans_dirty -= usize::from(entry.rescan.is_some());
+        Some(entry)
+    }
+
+    /// Takes the next batch: up to `max_batch` ready paths that no in-flight batch holds,
+    /// which become in flight until `finish`. Renames and rescans are barriers: they wait
+    /// until nothing else is in flight and then run alone. None when nothing can start now.
     pub fn take_batch(&mut self, now_ns: u64) -> Option<Batch> {
+        let exclusive = !self.renames.is_empty() || self.rescans_dirty > 0;
+        if self.exclusive_in_flight || (exclusive && self.batches_in_flight > 0) {
+            return None;
+        }
         self.promote(now_ns);
+        let in_flight = &self.in_flight;
         let mut taken: Vec<PathKey> = self
             .ready
             .iter()
+            .filter(|(_, key)| !in_flight.contains_key(key))
             .take(self.timing.max_batch)
             .map(|(_, key)| key.clone())
             .collect();
@@ -346,11 +372,14 @@ impl Pending {
         let mut batch = Batch {
             renames: std::mem::take(&mut self.renames),
             rename_seq: self.rename_seq,
+            exclusive,
             ..Batch::default()
         };
+        self.batches_in_flight += 1;
+        self.exclusive_in_flight = exclusive;
         for key in taken {
             self.unready(&key);
-            let rescan = self.dirty.remove(&key).and_then(|entry| entry.rescan);
+            let rescan = self.remove_dirty(&key).and_then(|entry| entry.rescan);
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
                     subtree: key.0.clone(),
@@ -370,6 +399,10 @@ impl Pending {
     pub fn finish(&mut self, batch: &Batch, retry: Vec<PathBuf>, now_ns: u64, retry_at_ns: u64) {
         for path in &batch.paths {
             self.in_flight.remove(&PathKey::from(path.as_path()));
+        }
+        self.batches_in_flight = self.batches_in_flight.saturating_sub(1);
+        if batch.exclusive {
+            self.exclusive_in_flight = false;
         }
         let mut renamed = Vec::with_capacity(retry.len());
         for mut path in retry {
@@ -524,6 +557,43 @@ mod tests {
             }
             pending.finish(&batch, vec![], 3, 0);
         }
+    }
+
+    #[test]
+    fn concurrent_batches_hold_disjoint_paths_and_barriers_run_alone() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("a"), Mark::Changed, 0);
+        let first = pending.take_batch(0).unwrap();
+        // "a" changes again while the first batch holds it: a second applier takes "b" only.
+        pending.mark(p("a"), Mark::Changed, 1);
+        pending.mark(p("b"), Mark::Changed, 1);
+        let second = pending.take_batch(1).unwrap();
+        assert_eq!(second.paths, vec![p("b")]);
+        assert!(!first.exclusive && !second.exclusive);
+        // A rename waits until both are done, then runs alone.
+        pending.rename(
+            Rename {
+                from: p("x"),
+                to: p("y"),
+                is_dir: false,
+            },
+            2,
+        );
+        assert!(pending.take_batch(2).is_none());
+        pending.finish(&first, vec![], 3, 0);
+        assert!(pending.take_batch(3).is_none());
+        pending.finish(&second, vec![], 3, 0);
+        let barrier = pending.take_batch(3).unwrap();
+        assert!(barrier.exclusive);
+        assert_eq!(barrier.paths, vec![p("a"), p("y")]);
+        pending.mark(p("c"), Mark::Changed, 4);
+        assert!(
+            pending.take_batch(4).is_none(),
+            "nothing beside an exclusive batch"
+        );
+        pending.finish(&barrier, vec![], 5, 0);
+        assert_eq!(pending.take_batch(5).unwrap().paths, vec![p("c")]);
+        assert!(!pending.is_idle());
     }
 
     #[test]

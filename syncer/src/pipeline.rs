@@ -240,16 +240,17 @@ pub fn run(config: Config) -> Result<i32, String> {
 
     let mut appliers = Vec::new();
     for (index, replica) in replicas.iter().enumerate() {
-        let applier = Applier {
-            queue: replica.queue.clone(),
-            target: replica.target.clone(),
-            control: control.clone(),
-            stats_index: index,
-            stats: stats.clone(),
-        };
-        appliers.push(
-            spawn(&format!("applier-{index}"), move || applier.run()).map_err(|e| e.to_string())?,
-        );
+        for lane in 0..replica.target.appliers().max(1) {
+            let applier = Applier {
+                queue: replica.queue.clone(),
+                target: replica.target.clone(),
+                control: control.clone(),
+                stats_index: index,
+                stats: stats.clone(),
+            };
+            let name = format!("applier-{index}.{lane}");
+            appliers.push(spawn(&name, move || applier.run()).map_err(|e| e.to_string())?);
+        }
     }
     let states = replicas
         .iter()

@@ -70,6 +70,12 @@ pub trait Target: Send + Sync {
     /// Human-readable name for logs and stats.
     fn name(&self) -> &str;
 
+    /// How many appliers may work on this target at once, each on its own batch of paths
+    /// (rsync targets overlap runs: the next batch starts while one is in flight).
+    fn appliers(&self) -> usize {
+        1
+    }
+
     /// Makes every path of the batch in the replica equal to the source as it is now.
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome;
 
