@@ -16,3 +16,13 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace
+
+# DESIGN: CI runs the smoke scenario end to end, every syncer it lists (a missing tool is
+# skipped, a baseline's expected failure is reported but not fatal). Results go to a temp
+# dir, not results/; a failed run of our syncer fails this script.
+echo "== harness smoke scenario" >&2
+cargo build --release -p syncer -p harness
+smoke_out="$(mktemp -d -t harness-smoke-XXXXXX)"
+trap 'rm -rf "$smoke_out"; scripts/restore-sysctls.sh "$SYNCER_SYSCTL_SAVE_DIR"' EXIT
+HARNESS_SYNCER_BIN="$PWD/target/release/syncer" \
+  target/release/harness run scenarios/smoke.toml --out "$smoke_out" --workdir "$smoke_out"

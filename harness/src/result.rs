@@ -20,6 +20,8 @@ pub struct RunResult {
     pub kind: String,
     pub repeat: u32,
     pub outcome: Outcome,
+    /// The scenario marks this syncer as known to fail: a failure does not fail the exit code.
+    pub expect_fail: bool,
     /// Why it failed or was skipped (empty when it passed).
     pub reasons: Vec<String>,
     /// Options that matter when comparing (rsync flags, delays, our syncer's args).
@@ -64,12 +66,18 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// Failed, and not a failure the scenario expects: what makes `harness run` exit 1.
+    pub fn counts_as_failure(&self) -> bool {
+        self.outcome == Outcome::Failed && !self.expect_fail
+    }
+
     pub fn skipped(sut: String, kind: String, repeat: u32, reason: String) -> Self {
         Self {
             sut,
             kind,
             repeat,
             outcome: Outcome::Skipped,
+            expect_fail: false,
             reasons: vec![reason],
             flags: String::new(),
             ready_ns: 0,

@@ -145,6 +145,16 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
                     r
                 }
             };
+            let mut r = r;
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Cut short by Ctrl-C: the figures are partial, not the syncer's fault alone.
+                r.outcome = Outcome::Failed;
+                r.expect_fail = false;
+                r.reasons.insert(
+                    0,
+                    "interrupted (Ctrl-C): the figures below are partial".into(),
+                );
+            }
             eprintln!(
                 "harness: {} r{repeat}: {:?} {}",
                 r.sut,
@@ -174,7 +184,7 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         std::fs::read_to_string(results.path.join("summary.md")).unwrap_or_default()
     );
     eprintln!("harness: results in {}", results.path.display());
-    Ok(runs.iter().all(|r| r.outcome != Outcome::Failed))
+    Ok(!runs.iter().any(RunResult::counts_as_failure))
 }
 
 /// `harness list`: each scenario file in `dir` with its description.

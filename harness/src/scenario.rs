@@ -238,6 +238,10 @@ pub struct SutSpec {
     pub command: String,
     /// Overrides timeouts.converge_s for this syncer.
     pub converge_timeout_s: Option<f64>,
+    /// A baseline known to fail this scenario (e.g. rsync's quick check on same-size
+    /// rewrites): its failure is still reported in full but does not fail the exit code.
+    #[serde(default)]
+    pub expect_fail: bool,
 }
 
 impl SutSpec {

@@ -123,6 +123,7 @@ pub fn run_one(
     let live = Arc::new(ProbeLive::default());
     let mut result = RunResult::skipped(label.clone(), kind, repeat, String::new());
     result.reasons.clear();
+    result.expect_fail = spec.is_some_and(|x| x.expect_fail);
     result.outcome = Outcome::Passed;
     let (tx, rx) = std::sync::mpsc::channel();
     let hist = std::thread::scope(|scope| -> std::io::Result<Histogram<u64>> {

@@ -94,10 +94,11 @@ pub fn summary(
             "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {}/{} | {}/{}/{} | {} |",
             r.sut,
             r.repeat,
-            if r.outcome == Outcome::Passed {
-                "pass"
-            } else {
-                "**FAIL**"
+            match (r.outcome == Outcome::Passed, r.expect_fail) {
+                (true, false) => "pass",
+                (true, true) => "pass (expected to fail)",
+                (false, false) => "**FAIL**",
+                (false, true) => "**FAIL** (expected)",
             },
             r.storm_ns as f64 / 1e9,
             r.ops_per_s,
