@@ -193,6 +193,12 @@ fn drive(
     let mut sut_proc = None;
     let mut tracker = TreeTracker::default();
     if let Some(spec) = spec {
+        // The classic loop has no initial sync (it rsyncs only on events): like an admin who
+        // runs one copy before starting it, the harness seeds its replica with the tree.
+        let seeded = spec.kind == SutKind::SeedScript;
+        if seeded {
+            seed_replica(env.src, env.replica)?;
+        }
         match sut::launch(spec, env)? {
             Launch::Skipped(reason) => {
                 r.outcome = Outcome::Skipped;
@@ -202,6 +208,10 @@ fn drive(
             Launch::Started(p) => {
                 tracker = TreeTracker::new(p.pid);
                 r.flags = p.flags.clone();
+                if seeded {
+                    r.flags
+                        .push_str("; replica seeded with `cp -a` of the tree first");
+                }
                 sut_proc = Some(p);
             }
         }
@@ -255,6 +265,24 @@ fn drive(
         );
     }
     Ok((runs, sut_proc, tracker))
+}
+
+/// Copies the pre-storm tree into the replica with `cp -a` (modes and ns mtimes kept).
+fn seed_replica(src: &Path, replica: &Path) -> std::io::Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src.join("."))
+        .arg(replica)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "seeding the replica with `cp -a {}/. {}` failed ({status}): check free space",
+            src.display(),
+            replica.display()
+        )))
+    }
 }
 
 fn wait_ready(
