@@ -120,6 +120,7 @@ pub fn run_one(
     } else {
         KnobGuard::default()
     };
+    let expected_sysctls = crate::kernel::snapshot();
     let live = Arc::new(ProbeLive::default());
     let mut result = RunResult::skipped(label.clone(), kind, repeat, String::new());
     result.reasons.clear();
@@ -131,6 +132,9 @@ pub fn run_one(
         let (root, expect) = (replica.clone(), &ctx.plan.expect);
         let probe =
             scope.spawn(move || probe::run(instance, &root, expect, clock, probe_live, munged, tx));
+        let drift_live = Arc::clone(&live);
+        let drift =
+            scope.spawn(move || crate::kernel::watch_drift(&expected_sysctls, &drift_live.stop));
         // Err means the probe thread failed early; its error is reported when joined.
         let _ = rx.recv_timeout(Duration::from_secs(600));
         let env = SutEnv {
@@ -145,6 +149,14 @@ pub fn run_one(
         let report = probe
             .join()
             .map_err(|_| std::io::Error::other("the probe thread panicked"))??;
+        let drifted = drift.join().unwrap_or_default();
+        if !drifted.is_empty() {
+            // Not the syncer's fault, but its figures are disturbed: the run cannot pass.
+            result.reasons.push(format!(
+                "another process changed the inotify sysctls during the run: {}; run again on a quiet machine",
+                drifted.join(", ")
+            ));
+        }
         let (runs, mut sut_proc, mut tracker) = outcome?;
         let lat = crate::measure::latency(ctx.plan, &runs, &report);
         result.latency = crate::measure::stats(&lat.from_done);
