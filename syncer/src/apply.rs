@@ -11,9 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::Change;
 use crate::control::Control;
+use crate::pending::Batch;
 use crate::pending::{Mark, Pending, RescanJob, Timing};
 use crate::stats::{TargetStats, unix_ns};
-use crate::target::{Found, Target};
+use crate::target::{Found, Outcome, Target, Trouble};
 
 /// Longest sleep of an applier with nothing due, so a stop is noticed even without a wakeup.
 const IDLE_TICK: Duration = Duration::from_millis(500);
@@ -90,7 +91,7 @@ pub struct Applier {
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs a target's compare walk, logging progress every 2 s for big trees.
-fn walk_with_progress(target: &dyn Target, job: &RescanJob) -> std::io::Result<Found> {
+fn walk_with_progress(target: &dyn Target, job: &RescanJob) -> Result<Found, Trouble> {
     let progress = AtomicU64::new(0);
     let started = Instant::now();
     let found = std::thread::scope(|scope| {
@@ -111,7 +112,7 @@ fn walk_with_progress(target: &dyn Target, job: &RescanJob) -> std::io::Result<F
         }
         walker
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("reconcile walk panicked")))
+            .unwrap_or_else(|_| Err(Trouble::Transient("reconcile walk panicked".into())))
     })?;
     crate::debug!(
         "reconcile of {} {:?}: {} entries compared, {} differ, {:.3} s",
@@ -178,71 +179,91 @@ impl Applier {
         stats.in_flight.store(pending.in_flight() as u64, Relaxed);
     }
 
+    /// Compares the batch's subtrees; failed compares come back for a retry with backoff.
+    fn run_rescans(&self, batch: &Batch, outcome: &mut Outcome) -> Vec<(Option<i128>, Found)> {
+        let mut found = Vec::new();
+        for job in &batch.rescans {
+            self.stats.reconciles.fetch_add(1, Relaxed);
+            match walk_with_progress(self.target.as_ref(), job) {
+                Ok(result) => found.push((job.changed_since_ns, result)),
+                Err(Trouble::Transient(why)) => {
+                    self.target_stats().errors.fetch_add(1, Relaxed);
+                    outcome.backoff = true;
+                    outcome.first_error.get_or_insert(why);
+                    outcome.failed_rescans.push(job.clone());
+                }
+                Err(Trouble::Fatal(why)) => {
+                    outcome.fatal.get_or_insert(why);
+                }
+            }
+        }
+        found
+    }
+
+    /// The delay before failed work is tried again: exponential from 0.2 s to 10 s.
+    fn backoff(&self, outcome: &Outcome, failures: &mut u32) -> u64 {
+        if !outcome.backoff {
+            if *failures > 0 {
+                crate::info!(
+                    "{}: recovered after {failures} failed attempts",
+                    self.target.name()
+                );
+            }
+            *failures = 0;
+            self.target_stats()
+                .last_success_unix_ns
+                .store(unix_ns(SystemTime::now()), Relaxed);
+            return 0;
+        }
+        *failures += 1;
+        let delay = BACKOFF_FIRST_NS
+            .saturating_mul(1 << (*failures).min(16))
+            .min(BACKOFF_MAX_NS);
+        if *failures == 1 || (delay == BACKOFF_MAX_NS && *failures % 10 == 0) {
+            crate::warn!(
+                "{}: {} paths not applied ({}); retrying with backoff (now {} ms)",
+                self.target.name(),
+                outcome.retry.len() + outcome.failed_rescans.len(),
+                outcome.first_error.as_deref().unwrap_or("transient error"),
+                delay / 1_000_000
+            );
+        }
+        delay
+    }
+
     /// The applier thread's body.
     pub fn run(self) {
         let mut failures: u32 = 0;
         while let Some(batch) = self.next_batch() {
             let stats = self.target_stats();
             stats.batches.fetch_add(1, Relaxed);
-            let outcome = self.target.apply(&batch, stats);
-            let mut found = Vec::new();
-            for job in &batch.rescans {
-                self.stats.reconciles.fetch_add(1, Relaxed);
-                match walk_with_progress(self.target.as_ref(), job) {
-                    Ok(result) => found.push((job.changed_since_ns, result)),
-                    Err(err) => {
-                        stats.errors.fetch_add(1, Relaxed);
-                        crate::error!(
-                            "reconcile of {} {:?} failed: {err}",
-                            self.target.name(),
-                            job.subtree
-                        );
-                    }
-                }
+            let mut outcome = self.target.apply(&batch, stats);
+            let found = self.run_rescans(&batch, &mut outcome);
+            if let Some(why) = outcome.fatal.take() {
+                crate::error!("{why}");
+                self.control.fail(1);
             }
+            let delay = self.backoff(&outcome, &mut failures);
             let now = self.control.now_ns();
-            let retry_at = if outcome.backoff {
-                failures += 1;
-                let delay = BACKOFF_FIRST_NS
-                    .saturating_mul(1 << failures.min(16))
-                    .min(BACKOFF_MAX_NS);
-                if failures == 1 || delay == BACKOFF_MAX_NS && failures % 10 == 0 {
-                    crate::warn!(
-                        "{}: {} paths failed ({}); retrying with backoff (now {} ms)",
-                        self.target.name(),
-                        outcome.retry.len(),
-                        outcome.first_error.as_deref().unwrap_or("transient error"),
-                        delay / 1_000_000
-                    );
-                }
-                now + delay
-            } else {
-                if failures > 0 {
-                    crate::info!(
-                        "{}: recovered after {failures} failed attempts",
-                        self.target.name()
-                    );
-                }
-                failures = 0;
-                stats
-                    .last_success_unix_ns
-                    .store(unix_ns(SystemTime::now()), Relaxed);
-                now
-            };
-            {
-                let mut pending = self.queue.lock();
-                let seq = batch.rename_seq;
-                for (changed_since_ns, result) in found {
-                    pending.mark_since(result.dirty, Mark::Changed, seq, now);
-                    pending.mark_since(result.rescan, Mark::Rescan { changed_since_ns }, seq, now);
-                }
-                let rescan = Mark::Rescan {
-                    changed_since_ns: None,
-                };
-                pending.mark_since(outcome.rescan, rescan, seq, now);
-                pending.finish(&batch, outcome.retry, now, retry_at);
-                self.publish(&pending);
+            let mut pending = self.queue.lock();
+            let seq = batch.rename_seq;
+            for (changed_since_ns, result) in found {
+                pending.mark_since(result.dirty, Mark::Changed, seq, now);
+                pending.mark_since(result.rescan, Mark::Rescan { changed_since_ns }, seq, now);
             }
+            let rescan = Mark::Rescan {
+                changed_since_ns: None,
+            };
+            pending.mark_since(outcome.rescan, rescan, seq, now);
+            for job in outcome.failed_rescans {
+                let mark = Mark::Rescan {
+                    changed_since_ns: job.changed_since_ns,
+                };
+                let path = pending.mark_since(vec![job.subtree], mark, seq, now);
+                pending.defer(&path[0], now + delay);
+            }
+            pending.finish(&batch, outcome.retry, now, now + delay);
+            self.publish(&pending);
         }
         // Let anyone waiting for idleness re-check (we are done).
         self.queue.idle.notify_all();

@@ -7,6 +7,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::exclude::Excludes;
 use crate::pending::Timing;
+use crate::target::rsync::RsyncOptions;
+use crate::target::rsync_url::{RsyncUrl, looks_like_rsync};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
@@ -23,7 +25,9 @@ pub struct Args {
     /// Directory to replicate.
     pub source: PathBuf,
     /// Replicas: local directories (created if missing; not inside SOURCE, nor SOURCE inside
-    /// them). Several targets are kept in sync at once, each with its own backlog.
+    /// them) or rsync daemon modules, `rsync://[USER@]HOST[:PORT]/MODULE[/PATH]` or
+    /// `[USER@]HOST::MODULE[/PATH]`. Several targets are kept in sync at once, each with its
+    /// own backlog, so a slow or dead one never delays the others.
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<PathBuf>,
     /// Event backend.
@@ -44,6 +48,21 @@ pub struct Args {
     /// power loss, at a large cost in throughput. Off by default.
     #[arg(long)]
     pub fsync: bool,
+    /// rsync targets: file holding the daemon password (mode 600, as rsync demands).
+    /// Default: the RSYNC_PASSWORD environment variable.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// rsync targets: compress data in transit (worth it on slow links, not on loopback).
+    #[arg(long)]
+    pub compress: bool,
+    /// rsync targets: parallel rsync runs per batch (the daemon forks per connection, so
+    /// streams use more of its cores).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub streams: usize,
+    /// rsync targets: I/O timeout of each run in seconds (rsync --timeout); a run silent
+    /// this long plus 5 s is killed and retried.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub rsync_timeout: u64,
     /// Exit non-zero when the inotify watch limit is hit, instead of covering the unwatched
     /// part by periodic reconciles.
     #[arg(long)]
@@ -84,6 +103,8 @@ pub struct Args {
 pub enum TargetSpec {
     /// A local directory (absolute, canonical).
     Local(PathBuf),
+    /// An rsync daemon module.
+    Rsync(RsyncUrl),
 }
 
 impl TargetSpec {
@@ -91,6 +112,7 @@ impl TargetSpec {
     pub fn name(&self) -> String {
         match self {
             TargetSpec::Local(path) => path.display().to_string(),
+            TargetSpec::Rsync(url) => url.to_string(),
         }
     }
 }
@@ -111,6 +133,7 @@ pub struct Config {
     pub timing: Timing,
     pub rescan_interval: Duration,
     pub log_level: u8,
+    pub rsync: RsyncOptions,
 }
 
 /// The canonical form of a path that may not exist yet (its parent must).
@@ -152,7 +175,12 @@ impl Args {
         }
         let mut targets = Vec::new();
         for target in &self.targets {
-            let spec = validate_local_target(target, &source)?;
+            let text = target.to_string_lossy();
+            let spec = if looks_like_rsync(&text) {
+                TargetSpec::Rsync(RsyncUrl::parse(&text)?)
+            } else {
+                validate_local_target(target, &source)?
+            };
             if targets.contains(&spec) {
                 return Err(format!("TARGET {} is given twice", target.display()));
             }
@@ -164,7 +192,14 @@ impl Args {
         };
         let inside_target = targets.iter().any(|t| match t {
             TargetSpec::Local(path) => state_dir.starts_with(path),
+            TargetSpec::Rsync(_) => false,
         });
+        if let Some(file) = &self.password_file {
+            check_password_file(file)?;
+        }
+        if self.streams == 0 || self.rsync_timeout == 0 {
+            return Err("--streams and --rsync-timeout must be at least 1".into());
+        }
         if state_dir.starts_with(&source) || inside_target {
             return Err(format!(
                 "--state-dir {} must be outside SOURCE and TARGET",
@@ -197,6 +232,12 @@ impl Args {
                 max_batch: self.max_batch,
             },
             rescan_interval: Duration::from_secs(self.rescan_interval.max(1)),
+            rsync: RsyncOptions {
+                password_file: self.password_file,
+                compress: self.compress,
+                timeout_secs: self.rsync_timeout,
+                streams: self.streams,
+            },
             log_level: if self.quiet {
                 crate::log::ERROR
             } else {
@@ -209,11 +250,6 @@ impl Args {
 /// Checks one local TARGET against SOURCE.
 fn validate_local_target(target: &Path, source: &Path) -> Result<TargetSpec, String> {
     let text = target.to_string_lossy();
-    if text.contains("::") || text.starts_with("rsync://") {
-        return Err(format!(
-            "TARGET {text}: rsync daemon targets are not supported by this build yet; give a local directory"
-        ));
-    }
     let canonical = canonical_maybe_missing(target)?;
     if canonical.exists() && !canonical.is_dir() {
         return Err(format!("TARGET {text} exists and is not a directory"));
@@ -236,4 +272,20 @@ fn validate_local_target(target: &Path, source: &Path) -> Result<TargetSpec, Str
         ));
     }
     Ok(TargetSpec::Local(canonical))
+}
+
+/// rsync refuses a password file that other users can read; say so before it does.
+fn check_password_file(file: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(file)
+        .map_err(|err| format!("--password-file {}: {err}", file.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o006 != 0 {
+        return Err(format!(
+            "--password-file {} is readable by other users (mode {mode:03o}); rsync refuses such a file: run chmod 600 {}",
+            file.display(),
+            file.display()
+        ));
+    }
+    Ok(())
 }

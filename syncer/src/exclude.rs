@@ -11,6 +11,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 #[derive(Debug, Clone)]
 pub struct Excludes {
+    patterns: Vec<String>,
     whole_path: GlobSet,
     last_component: GlobSet,
     empty: bool,
@@ -35,6 +36,7 @@ impl Excludes {
         }
         let build = |builder: GlobSetBuilder| builder.build().map_err(|err| err.to_string());
         Ok(Self {
+            patterns: patterns.to_vec(),
             whole_path: build(whole)?,
             last_component: build(last)?,
             empty: patterns.is_empty(),
@@ -55,6 +57,22 @@ impl Excludes {
         }
         rel.file_name()
             .is_some_and(|name| self.last_component.is_match(Path::new(name)))
+    }
+
+    /// The same patterns in rsync's `--exclude` dialect, where a pattern with an inner `/` is
+    /// matched against the end of the path unless anchored: ours are anchored, so add the `/`.
+    pub fn rsync_patterns(&self) -> Vec<String> {
+        self.patterns
+            .iter()
+            .map(|p| {
+                let inner = p.trim_start_matches('/').trim_end_matches('/');
+                if p.starts_with('/') || inner.contains('/') {
+                    format!("/{inner}")
+                } else {
+                    inner.to_string()
+                }
+            })
+            .collect()
     }
 
     /// True when `rel` or any ancestor matches (for paths that did not come from a walk).
@@ -79,6 +97,12 @@ mod tests {
         assert!(!ex.is_excluded(Path::new("tmp")));
         assert!(ex.covers(Path::new("build/out/file")));
         assert!(!ex.covers(Path::new("src/file")));
+    }
+
+    #[test]
+    fn rsync_patterns_keep_the_anchoring() {
+        let ex = Excludes::new(&["*.tmp".into(), "cache/**".into(), "/build/".into()]).unwrap();
+        assert_eq!(ex.rsync_patterns(), vec!["*.tmp", "/cache/**", "/build"]);
     }
 
     #[test]

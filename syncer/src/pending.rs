@@ -170,13 +170,29 @@ impl Pending {
     }
 
     /// Marks paths named as they were at rename-log position `since_seq` (work reported for
-    /// a batch), re-keyed through every rename logged after it.
-    pub fn mark_since(&mut self, paths: Vec<PathBuf>, mark: Mark, since_seq: u64, now_ns: u64) {
+    /// a batch), re-keyed through every rename logged after it; returns the names used.
+    pub fn mark_since(
+        &mut self,
+        paths: Vec<PathBuf>,
+        mark: Mark,
+        since_seq: u64,
+        now_ns: u64,
+    ) -> Vec<PathBuf> {
+        let mut marked = Vec::with_capacity(paths.len());
         for mut path in paths {
             for (_, rename) in self.rename_log.iter().filter(|(seq, _)| *seq > since_seq) {
                 path = rekey(&path, &rename.from, &rename.to);
             }
-            self.mark(path, mark, now_ns);
+            self.mark(path.clone(), mark, now_ns);
+            marked.push(path);
+        }
+        marked
+    }
+
+    /// Holds a dirty path back until `until_ns` (a retry after a failure).
+    pub fn defer(&mut self, path: &Path, until_ns: u64) {
+        if let Some(entry) = self.dirty.get_mut(path) {
+            entry.not_before_ns = entry.not_before_ns.max(until_ns);
         }
     }
 
@@ -286,9 +302,7 @@ impl Pending {
         }
         for path in renamed {
             self.mark(path.clone(), Mark::Changed, now_ns);
-            if let Some(entry) = self.dirty.get_mut(&path) {
-                entry.not_before_ns = entry.not_before_ns.max(retry_at_ns);
-            }
+            self.defer(&path, retry_at_ns);
         }
         if self.in_flight.is_empty() {
             self.rename_log.clear();

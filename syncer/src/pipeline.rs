@@ -23,6 +23,7 @@ use crate::state::{CHECKPOINT_MARGIN_NS, StateFile};
 use crate::stats::Stats;
 use crate::target::Target;
 use crate::target::local::LocalTarget;
+use crate::target::rsync::RsyncTarget;
 
 /// How long a stopping syncer keeps applying what is pending.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -44,6 +45,11 @@ fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replic
                 LocalTarget::open(source.clone(), path, config.fsync, config.jobs)
                     .map_err(|err| format!("cannot open TARGET {}: {err}", path.display()))?,
             ),
+            TargetSpec::Rsync(url) => Arc::new(RsyncTarget::new(
+                url.clone(),
+                source.clone(),
+                config.rsync.clone(),
+            )),
         };
         let state = StateFile::new(&config.state_dir, &config.source, &spec.name());
         let checkpoint = state.load();

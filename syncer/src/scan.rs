@@ -203,3 +203,67 @@ impl<'a> Compare<'a> {
         }
     }
 }
+
+/// Regular files below `subtree` whose source ctime is at or after `since_ns`: the files a
+/// reconcile by size and mtime alone could miss. A parallel walk of the source only.
+pub fn changed_files(
+    source: &SourceTree,
+    subtree: &Path,
+    since_ns: i128,
+) -> io::Result<Vec<PathBuf>> {
+    let found = Mutex::new(Vec::new());
+    let failure = Mutex::new(None);
+    rayon::scope(|scope| {
+        changed_walk(
+            scope,
+            source,
+            subtree.to_path_buf(),
+            since_ns,
+            &found,
+            &failure,
+        )
+    });
+    if let Some(err) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(err);
+    }
+    Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn changed_walk<'s>(
+    scope: &rayon::Scope<'s>,
+    source: &'s SourceTree,
+    rel: PathBuf,
+    since_ns: i128,
+    found: &'s Mutex<Vec<PathBuf>>,
+    failure: &'s Mutex<Option<io::Error>>,
+) {
+    let dir = match source.open_dir(&rel) {
+        Ok(dir) => dir,
+        Err(err) if is_ancestor_gone(&err) => return,
+        Err(err) => {
+            failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(err);
+            return;
+        }
+    };
+    let Ok(entries) = list_dir(&dir) else { return };
+    for (name, _) in entries {
+        let child = rel.join(&name);
+        if source.excludes.is_excluded(&child) {
+            continue;
+        }
+        match stat_at(dir.as_fd(), &name) {
+            Ok(Some(meta)) if meta.kind == Kind::Dir => {
+                scope.spawn(move |scope| {
+                    changed_walk(scope, source, child, since_ns, found, failure)
+                });
+            }
+            Ok(Some(meta)) if meta.kind == Kind::File && meta.ctime_ns() >= since_ns => {
+                found.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+            }
+            _ => {}
+        }
+    }
+}

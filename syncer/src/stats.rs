@@ -31,6 +31,12 @@ pub struct TargetStats {
     pub backlog: AtomicU64,
     pub in_flight: AtomicU64,
     pub last_success_unix_ns: AtomicU64,
+    /// rsync targets: client runs, files transferred and bytes sent (from `--stats`), and
+    /// runs that failed.
+    pub rsync_runs: AtomicU64,
+    pub files_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub failures: AtomicU64,
 }
 
 /// Process-wide counters.
@@ -133,6 +139,10 @@ impl Stats {
                     "backlog": t.backlog.load(Relaxed),
                     "in_flight": t.in_flight.load(Relaxed),
                     "last_success_unix_ns": t.last_success_unix_ns.load(Relaxed),
+                    "rsync_runs": t.rsync_runs.load(Relaxed),
+                    "files_sent": t.files_sent.load(Relaxed),
+                    "bytes_sent": t.bytes_sent.load(Relaxed),
+                    "failures": t.failures.load(Relaxed),
                 })
             })
             .collect();
@@ -156,6 +166,7 @@ impl Stats {
             "backlog": sum(|t| t.backlog.load(Relaxed)),
             "in_flight": sum(|t| t.in_flight.load(Relaxed)),
             "bytes_copied": sum(|t| t.bytes_copied.load(Relaxed)),
+            "rsync_runs": sum(|t| t.rsync_runs.load(Relaxed)),
             "ops": Self::ops_json(&ops),
             "max_rss_kib": max_rss_kib(),
             "targets": targets,

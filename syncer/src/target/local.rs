@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::local_ops::Ops;
-use super::{Found, Outcome, Target, is_transient};
+use super::{Found, Outcome, Target, Trouble, is_transient};
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
 use crate::pending::{Batch, Rename};
 use crate::scan::Compare;
@@ -382,7 +382,7 @@ impl Target for LocalTarget {
         subtree: &Path,
         changed_since_ns: Option<i128>,
         progress: &AtomicU64,
-    ) -> io::Result<Found> {
+    ) -> Result<Found, Trouble> {
         let compare = Compare::new(
             &self.source,
             self.root.as_fd(),
@@ -390,6 +390,8 @@ impl Target for LocalTarget {
             self.ops.as_root,
             progress,
         );
-        self.pool.install(|| compare.run(subtree))
+        self.pool.install(|| compare.run(subtree)).map_err(|err| {
+            Trouble::Transient(format!("{}: compare of {subtree:?}: {err}", self.name))
+        })
     }
 }

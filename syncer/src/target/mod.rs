@@ -5,11 +5,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use crate::pending::Batch;
+use crate::pending::{Batch, RescanJob};
 use crate::stats::TargetStats;
 
 pub mod local;
 mod local_ops;
+pub mod rsync;
+mod rsync_run;
+pub mod rsync_url;
 
 /// What a batch left to do.
 #[derive(Debug, Default)]
@@ -22,6 +25,19 @@ pub struct Outcome {
     pub backoff: bool,
     /// The first transient error, for the log line that announces a failing streak.
     pub first_error: Option<String>,
+    /// Subtree compares that failed with a transient error: retried with backoff.
+    pub failed_rescans: Vec<RescanJob>,
+    /// An error retrying cannot fix (bad credentials, unknown module): the syncer exits 1.
+    pub fatal: Option<String>,
+}
+
+/// Why a target could not do something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trouble {
+    /// Worth retrying later (disk full, daemon down, a directory vanished mid-walk).
+    Transient(String),
+    /// Retrying cannot fix it (bad credentials, unknown module).
+    Fatal(String),
 }
 
 impl Outcome {
@@ -31,6 +47,10 @@ impl Outcome {
         self.backoff |= other.backoff;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
+        }
+        self.failed_rescans.extend(other.failed_rescans);
+        if self.fatal.is_none() {
+            self.fatal = other.fatal;
         }
     }
 }
@@ -61,7 +81,7 @@ pub trait Target: Send + Sync {
         subtree: &Path,
         changed_since_ns: Option<i128>,
         progress: &AtomicU64,
-    ) -> io::Result<Found>;
+    ) -> Result<Found, Trouble>;
 }
 
 /// Errors worth retrying later rather than reporting as permanent.

@@ -91,6 +91,19 @@ impl Syncer {
     pub fn spawn(src: &Path, dst: &Path, state: &Path, status: &Path, extra: &[&str]) -> Self {
         let split = extra.iter().position(|a| *a == "--").unwrap_or(extra.len());
         let (options, more_targets) = (&extra[..split], extra.get(split + 1..).unwrap_or(&[]));
+        let mut targets = vec![dst.as_os_str().to_os_string()];
+        targets.extend(more_targets.iter().map(OsString::from));
+        Self::spawn_to(src, &targets, state, status, options)
+    }
+
+    /// Starts the syncer from `src` to `targets` (directories or rsync URLs).
+    pub fn spawn_to(
+        src: &Path,
+        targets: &[OsString],
+        state: &Path,
+        status: &Path,
+        options: &[&str],
+    ) -> Self {
         let stderr = status.with_extension(format!("stderr.{}", std::process::id()));
         let log = fs::OpenOptions::new()
             .create(true)
@@ -98,15 +111,18 @@ impl Syncer {
             .open(&stderr)
             .unwrap();
         let _ = fs::remove_file(status);
-        let child = Command::new(syncer_bin())
+        let mut command = Command::new(syncer_bin());
+        if let Some(backend) = std::env::var_os("SYNCER_TEST_BACKEND") {
+            command.arg("--backend").arg(backend);
+        }
+        let child = command
             .arg("--state-dir")
             .arg(state)
             .arg("--status")
             .arg(status)
             .args(options)
             .arg(src)
-            .arg(dst)
-            .args(more_targets)
+            .args(targets)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -117,6 +133,19 @@ impl Syncer {
             status: status.to_path_buf(),
             stderr,
         }
+    }
+
+    /// Waits until the status file says `ready`.
+    pub fn wait_ready(mut self) -> Self {
+        let ready = wait_until(Duration::from_secs(60), || {
+            self.status_json().is_some_and(|s| s["ready"] == true) || self.exited()
+        });
+        assert!(
+            ready && !self.exited(),
+            "syncer not ready; stderr:\n{}",
+            self.log()
+        );
+        self
     }
 
     /// Starts and waits until the status file says `ready`.
@@ -279,8 +308,24 @@ fn snapshot(root: &Path) -> Result<BTreeMap<PathBuf, Node>, String> {
 /// Ok when both trees hold the same names, types, contents, modes, file mtimes (ns) and
 /// symlink targets; else a short description of the first differences.
 pub fn compare_trees(src: &Path, dst: &Path) -> Result<(), String> {
-    let a = snapshot(src)?;
-    let b = snapshot(dst)?;
+    compare_snapshots(snapshot(src)?, snapshot(dst)?)
+}
+
+/// The same for a replica written by an rsync daemon with `use chroot = no`, which prefixes
+/// symlink targets with "/rsyncd-munged/" (rsyncd.conf(5), munge symlinks).
+pub fn compare_daemon_replica(src: &Path, dst: &Path) -> Result<(), String> {
+    let mut replica = snapshot(dst)?;
+    for node in replica.values_mut() {
+        if let Node::Symlink { target } = node {
+            if let Some(rest) = target.as_encoded_bytes().strip_prefix(b"/rsyncd-munged/") {
+                *target = OsString::from(String::from_utf8_lossy(rest).into_owned());
+            }
+        }
+    }
+    compare_snapshots(snapshot(src)?, replica)
+}
+
+fn compare_snapshots(a: BTreeMap<PathBuf, Node>, b: BTreeMap<PathBuf, Node>) -> Result<(), String> {
     if a == b {
         return Ok(());
     }
@@ -307,8 +352,19 @@ pub fn compare_trees(src: &Path, dst: &Path) -> Result<(), String> {
 
 /// Waits until the replica equals the source; panics with the differences and the log.
 pub fn assert_converges(src: &Path, dst: &Path, timeout: Duration, syncer: &Syncer) {
+    assert_converges_by(compare_trees, src, dst, timeout, syncer);
+}
+
+/// `assert_converges` with another comparison (e.g. `compare_daemon_replica`).
+pub fn assert_converges_by(
+    compare: fn(&Path, &Path) -> Result<(), String>,
+    src: &Path,
+    dst: &Path,
+    timeout: Duration,
+    syncer: &Syncer,
+) {
     let mut last = String::new();
-    let ok = wait_until(timeout, || match compare_trees(src, dst) {
+    let ok = wait_until(timeout, || match compare(src, dst) {
         Ok(()) => true,
         Err(e) => {
             last = e;

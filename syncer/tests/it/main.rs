@@ -4,6 +4,8 @@
 mod cli;
 mod common;
 mod consistency;
+mod daemon;
 mod fanotify_sys;
 mod faults;
 mod replicate;
+mod rsync;

@@ -1,0 +1,400 @@
+//! The rsync daemon target: a `Batch` in, `rsync` client runs against the daemon out.
+//!
+//! Batches, not trees: the batch's paths go to `rsync --files-from` (NUL-separated) with
+//! `--ignore-times` (they are known to have changed; size+mtime would skip same-size
+//! rewrites) and `--delete-missing-args --force` (deletions ride in the same run). A renamed
+//! directory becomes a delete of the old name plus an `-r --delete` run of the new subtree:
+//! the rsync protocol has no rename. Reconciles are full `rsync -a --delete` runs.
+//!
+//! Only checked paths are listed: each is resolved beneath the source root without following
+//! symlinks first, so a directory swapped for a symlink to /etc is never listed. A race is
+//! left: an ancestor swapped between that check and rsync's own lstat() is followed by rsync
+//! (its sender resolves listed paths from the working directory). The window is one rsync
+//! start-up; the daemon side is unaffected.
+
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::rsync_run::{Failure, RunResult, classify, run};
+use super::rsync_url::RsyncUrl;
+use super::{Found, Outcome, Target, Trouble};
+use crate::entry::{Kind, is_ancestor_gone, split, stat_at};
+use crate::pending::Batch;
+use crate::source::SourceTree;
+use crate::stats::TargetStats;
+
+/// An outage longer than this ends with a full reconcile when the daemon is back.
+const LONG_OUTAGE: Duration = Duration::from_secs(30);
+/// Below this many present paths one run carries deletions and copies together.
+const SPLIT_MIN: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct RsyncOptions {
+    pub password_file: Option<PathBuf>,
+    pub compress: bool,
+    /// rsync's --timeout (I/O) in seconds; the watchdog kills a run silent this long + 5 s.
+    pub timeout_secs: u64,
+    /// Parallel rsync runs per batch.
+    pub streams: usize,
+}
+
+pub struct RsyncTarget {
+    name: String,
+    url: RsyncUrl,
+    source: Arc<SourceTree>,
+    options: RsyncOptions,
+    /// When the current failing streak began.
+    down_since: Mutex<Option<Instant>>,
+    /// Neither --password-file nor RSYNC_PASSWORD was given.
+    no_password: bool,
+}
+
+/// What the check found for one path.
+enum Checked {
+    /// Exists beneath the root without symlinked ancestors: list it.
+    Present(Kind),
+    /// Gone from the source: list it, the daemon deletes it.
+    Missing,
+    /// An ancestor is a symlink or not a directory: never list (its own entry settles it).
+    Skip,
+}
+
+/// The work of one run and the paths to give back if it fails.
+struct RunPlan {
+    list: Vec<PathBuf>,
+    subtree: Option<PathBuf>,
+}
+
+impl RsyncTarget {
+    pub fn new(url: RsyncUrl, source: Arc<SourceTree>, options: RsyncOptions) -> Self {
+        Self {
+            name: url.to_string(),
+            url,
+            source,
+            no_password: options.password_file.is_none()
+                && std::env::var_os("RSYNC_PASSWORD").is_none(),
+            options,
+            down_since: Mutex::new(None),
+        }
+    }
+
+    fn check(&self, rel: &Path) -> Checked {
+        let Some((parent, name)) = split(rel) else {
+            return Checked::Present(Kind::Dir);
+        };
+        let dir = match self.source.open_dir(parent) {
+            Ok(dir) => dir,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Checked::Missing,
+            Err(_) => return Checked::Skip,
+        };
+        match stat_at(dir.as_fd(), name) {
+            Ok(Some(meta)) => Checked::Present(meta.kind),
+            Ok(None) => Checked::Missing,
+            Err(err) if is_ancestor_gone(&err) => Checked::Skip,
+            Err(_) => Checked::Present(Kind::Other),
+        }
+    }
+
+    /// Options every run shares. The password travels in RSYNC_PASSWORD or the file, never
+    /// on the command line or in a log.
+    fn common_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "-a".into(),
+            "--stats".into(),
+            // Loopback runs cost ~185 ms without it (Nagle + delayed ACK), ~55 ms with it.
+            "--sockopts=TCP_NODELAY".into(),
+            format!("--timeout={}", self.options.timeout_secs).into(),
+            format!("--contimeout={}", self.options.timeout_secs.min(10)).into(),
+            // Quick checks compare mtimes to the nanosecond (receiver rsync >= 3.1.3); by
+            // default rsync compares whole seconds and skips same-size rewrites within one.
+            "--modify-window=-1".into(),
+        ];
+        if self.options.compress {
+            args.push("--compress".into());
+        }
+        if let Some(file) = &self.options.password_file {
+            let mut arg = OsString::from("--password-file=");
+            arg.push(file);
+            args.push(arg);
+        }
+        args
+    }
+
+    fn stall(&self) -> Duration {
+        Duration::from_secs(self.options.timeout_secs + 5)
+    }
+
+    /// `rsync --files-from` of `list` (NUL-separated on stdin).
+    fn run_list(&self, list: &[PathBuf], ignore_times: bool) -> std::io::Result<RunResult> {
+        let mut args = self.common_args();
+        args.extend(
+            [
+                "--relative",
+                "--from0",
+                "--files-from=-",
+                "--delete-missing-args",
+                "--force",
+            ]
+            .map(OsString::from),
+        );
+        if ignore_times {
+            args.push("--ignore-times".into());
+        }
+        args.push(".".into());
+        args.push(self.url.destination().into());
+        let mut input = Vec::with_capacity(list.len() * 32);
+        for path in list {
+            input.extend_from_slice(path.as_os_str().as_bytes());
+            input.push(0);
+        }
+        run(
+            &args,
+            Some(input),
+            &self.source.abs,
+            self.stall(),
+            self.no_password,
+        )
+    }
+
+    /// `rsync -a -r --delete` of one subtree ("" is the whole tree).
+    fn run_subtree(&self, subtree: &Path, ignore_times: bool) -> std::io::Result<RunResult> {
+        let mut args = self.common_args();
+        args.extend(["-r", "--delete", "--force"].map(OsString::from));
+        if ignore_times {
+            args.push("--ignore-times".into());
+        }
+        for pattern in self.source.excludes.rsync_patterns() {
+            args.push(format!("--exclude={pattern}").into());
+        }
+        if subtree.as_os_str().is_empty() {
+            args.push("./".into());
+        } else {
+            args.push("--relative".into());
+            let mut arg = OsString::from("./");
+            arg.push(subtree);
+            args.push(arg);
+        }
+        args.push(self.url.destination().into());
+        run(
+            &args,
+            None,
+            &self.source.abs,
+            self.stall(),
+            self.no_password,
+        )
+    }
+
+    /// Runs the plans, `streams` at a time; returns a failure per failed plan.
+    fn execute(&self, plans: Vec<RunPlan>, stats: &TargetStats) -> Vec<(RunPlan, Failure)> {
+        let failed = Mutex::new(Vec::new());
+        let queue = Mutex::new(plans.into_iter());
+        let workers = self.options.streams.max(1);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some(plan) = next else { return };
+                        let result = match &plan.subtree {
+                            // A renamed directory's new name may hold stale copies of the same
+                            // size and mtime (a name used before): compare contents.
+                            Some(subtree) => self.run_subtree(subtree, true),
+                            None => self.run_list(&plan.list, true),
+                        };
+                        stats.rsync_runs.fetch_add(1, Relaxed);
+                        let verdict = match result {
+                            Ok(result) => {
+                                stats
+                                    .files_sent
+                                    .fetch_add(result.files_transferred, Relaxed);
+                                stats.bytes_sent.fetch_add(result.bytes_sent, Relaxed);
+                                classify(&result, &self.name)
+                            }
+                            Err(err) => Err(Failure::Transient(format!("{}: {err}", self.name))),
+                        };
+                        if let Err(failure) = verdict {
+                            stats.failures.fetch_add(1, Relaxed);
+                            failed
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((plan, failure));
+                        }
+                    }
+                });
+            }
+        });
+        failed.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Splits the checked paths into runs: deletions first (alone when the batch is big, so no
+    /// stream copies below a directory another stream deletes), then the present paths in
+    /// `streams` contiguous chunks, then one run per renamed directory.
+    fn plan(
+        &self,
+        missing: Vec<PathBuf>,
+        present: Vec<PathBuf>,
+        subtrees: Vec<PathBuf>,
+    ) -> (Vec<RunPlan>, Vec<RunPlan>) {
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        if present.len() < SPLIT_MIN || self.options.streams <= 1 {
+            let mut list = missing;
+            list.extend(present);
+            list.sort();
+            if !list.is_empty() {
+                first.push(RunPlan {
+                    list,
+                    subtree: None,
+                });
+            }
+        } else {
+            if !missing.is_empty() {
+                first.push(RunPlan {
+                    list: missing,
+                    subtree: None,
+                });
+            }
+            let chunk = present.len().div_ceil(self.options.streams);
+            for list in present.chunks(chunk) {
+                second.push(RunPlan {
+                    list: list.to_vec(),
+                    subtree: None,
+                });
+            }
+        }
+        second.extend(subtrees.into_iter().map(|s| RunPlan {
+            list: Vec::new(),
+            subtree: Some(s),
+        }));
+        (first, second)
+    }
+
+    /// Tracks outages; after a long one, asks for a full reconcile.
+    fn note_health(&self, failed: bool, outcome: &mut Outcome) {
+        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        match (failed, *down) {
+            (true, None) => *down = Some(Instant::now()),
+            (false, Some(since)) => {
+                if since.elapsed() >= LONG_OUTAGE {
+                    crate::info!(
+                        "{}: back after {:.0} s; reconciling the whole tree",
+                        self.name,
+                        since.elapsed().as_secs_f64()
+                    );
+                    outcome.rescan.push(PathBuf::new());
+                }
+                *down = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Target for RsyncTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
+        let mut outcome = Outcome::default();
+        let (mut missing, mut present, mut subtrees) = (Vec::new(), Vec::new(), Vec::new());
+        for rename in &batch.renames {
+            // No rename in the rsync protocol: delete the old name, send the new one.
+            match self.check(&rename.to) {
+                Checked::Present(Kind::Dir) if rename.is_dir => subtrees.push(rename.to.clone()),
+                _ => {}
+            }
+            if !batch.paths.contains(&rename.from) {
+                missing.push(rename.from.clone());
+            }
+        }
+        for path in &batch.paths {
+            if self.source.excludes.covers(path) || subtrees.iter().any(|s| path.starts_with(s)) {
+                continue;
+            }
+            match self.check(path) {
+                Checked::Present(_) => present.push(path.clone()),
+                Checked::Missing => missing.push(path.clone()),
+                Checked::Skip => {}
+            }
+        }
+        // A path listed as missing that exists again (re-created) is simply present.
+        missing.retain(|m| !matches!(self.check(m), Checked::Present(_)));
+        let (first, second) = self.plan(missing, present, subtrees);
+        let mut failed = self.execute(first, stats);
+        failed.extend(self.execute(second, stats));
+        self.note_health(!failed.is_empty(), &mut outcome);
+        for (plan, failure) in failed {
+            let (why, backoff) = match failure {
+                Failure::Fatal(why) => {
+                    outcome.fatal.get_or_insert(why.clone());
+                    (why, true)
+                }
+                Failure::Transient(why) => (why, true),
+                // Vanished or changed files: run the same work again at once.
+                Failure::Again(why) => (why, false),
+            };
+            crate::debug!("{why}");
+            outcome.backoff |= backoff;
+            outcome.first_error.get_or_insert(why);
+            stats.retries.fetch_add(1, Relaxed);
+            outcome.retry.extend(plan.list);
+            outcome.rescan.extend(plan.subtree);
+        }
+        outcome
+    }
+
+    fn reconcile(
+        &self,
+        subtree: &Path,
+        changed_since_ns: Option<i128>,
+        progress: &AtomicU64,
+    ) -> Result<Found, Trouble> {
+        if !matches!(self.check(subtree), Checked::Present(Kind::Dir)) {
+            // Not a directory (any more): settling the entry itself is all there is.
+            return Ok(Found {
+                dirty: vec![subtree.to_path_buf()],
+                rescan: Vec::new(),
+            });
+        }
+        // Without a checkpoint nothing tells which same-size rewrites rsync's quick check
+        // would miss: send everything with --ignore-times (the delta algorithm still only
+        // moves what differs). The same for a subtree compare without a guard: those come
+        // from renamed directories whose run failed.
+        let no_checkpoint = changed_since_ns == Some(i128::MIN)
+            || (changed_since_ns.is_none() && !subtree.as_os_str().is_empty());
+        let started = Instant::now();
+        let result = self
+            .run_subtree(subtree, no_checkpoint)
+            .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
+        match classify(&result, &self.name) {
+            Ok(()) => {}
+            Err(Failure::Fatal(why)) => return Err(Trouble::Fatal(why)),
+            Err(Failure::Transient(why) | Failure::Again(why)) => {
+                return Err(Trouble::Transient(why));
+            }
+        }
+        progress.fetch_add(result.files_transferred, Relaxed);
+        crate::debug!(
+            "{}: full rsync of {subtree:?} in {:.3} s",
+            self.name,
+            started.elapsed().as_secs_f64()
+        );
+        let dirty = match changed_since_ns {
+            Some(since) if !no_checkpoint => {
+                crate::scan::changed_files(&self.source, subtree, since)
+                    .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Found {
+            dirty,
+            rescan: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,292 @@
+//! One rsync client run: arguments and an optional NUL-separated file list in, exit status,
+//! stderr and `--stats` counters out. A watchdog thread kills a run whose I/O counters
+//! (/proc/PID/io rchar+wchar, which include socket traffic) stop moving: a hung run.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// What a run produced.
+#[derive(Debug, Default)]
+pub struct RunResult {
+    /// rsync's exit code (None: killed by a signal).
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub files_transferred: u64,
+    pub bytes_sent: u64,
+    /// The watchdog killed it.
+    pub hung: bool,
+}
+
+/// How a failed run is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Try the same work again later with backoff (daemon down, network, timeouts).
+    Transient(String),
+    /// Try the whole batch again (files vanished or changed mid-run: normal in a live tree).
+    Again(String),
+    /// Configuration error that retrying cannot fix (auth, unknown module, bad options).
+    Fatal(String),
+}
+
+/// What rsync's exit codes mean (rsync(1), EXIT VALUES).
+pub fn explain(code: i32) -> &'static str {
+    match code {
+        1 => "syntax or usage error (for a password file: readable by other users?)",
+        2 => "protocol incompatibility",
+        3 => "errors selecting input/output files or directories",
+        4 => "requested action not supported by the daemon's rsync",
+        5 => "error starting the client-server protocol (authentication, module name, access)",
+        10 => "socket I/O error (daemon down or connection refused?)",
+        11 => "file I/O error (the daemon's disk full?)",
+        12 => "error in the rsync protocol data stream (connection lost?)",
+        14 => "error in IPC code",
+        20 => "received SIGUSR1 or SIGINT",
+        23 => "partial transfer due to error",
+        24 => "some source files vanished before they could be transferred",
+        25 => "the --max-delete limit stopped deletions",
+        30 => "timeout in data send/receive",
+        35 => "timeout waiting for the daemon connection",
+        _ => "unknown rsync exit code",
+    }
+}
+
+/// The daemon's own "@ERROR: ..." line, if any.
+pub fn daemon_error(stderr: &str) -> Option<&str> {
+    stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("@ERROR:").map(str::trim))
+}
+
+/// Sorts a finished run into success or a kind of failure; messages name the target.
+pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
+    let detail = || {
+        let first = result
+            .stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        if first.is_empty() {
+            String::new()
+        } else {
+            format!(": {first}")
+        }
+    };
+    match result.code {
+        Some(0) => Ok(()),
+        _ if result.hung => Err(Failure::Transient(format!(
+            "{target}: rsync made no progress and was killed"
+        ))),
+        None => Err(Failure::Transient(format!(
+            "{target}: rsync was killed by a signal"
+        ))),
+        Some(5) => {
+            let why = daemon_error(&result.stderr).unwrap_or("no @ERROR line");
+            // "max connections" is the one code-5 case that passes by itself.
+            if why.contains("max connections") {
+                Err(Failure::Transient(format!("{target}: daemon busy: {why}")))
+            } else {
+                Err(Failure::Fatal(format!(
+                    "{target}: the daemon refused the session: {why} (check the module name, the user and --password-file / RSYNC_PASSWORD)"
+                )))
+            }
+        }
+        Some(code @ (1 | 2 | 4)) => Err(Failure::Fatal(format!(
+            "{target}: rsync exit {code}, {}{}",
+            explain(code),
+            detail()
+        ))),
+        Some(code @ (23 | 24)) => Err(Failure::Again(format!(
+            "{target}: rsync exit {code}, {}{}",
+            explain(code),
+            detail()
+        ))),
+        Some(code) => Err(Failure::Transient(format!(
+            "{target}: rsync exit {code}, {}{}",
+            explain(code),
+            detail()
+        ))),
+    }
+}
+
+fn stat_number(stdout: &str, label: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(label))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .replace(',', "")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// rchar + wchar of a process: moves with every read and write, sockets included.
+fn io_progress(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some(field("rchar:") + field("wchar:"))
+}
+
+/// Runs `rsync args...` in `cwd`, feeding `list` on stdin (or /dev/null), killing it when it
+/// makes no I/O progress for `stall`. `no_password`: set RSYNC_PASSWORD empty, so a module
+/// that wants a password fails with "auth failed" instead of rsync asking on the terminal.
+pub fn run(
+    args: &[OsString],
+    list: Option<Vec<u8>>,
+    cwd: &Path,
+    stall: Duration,
+    no_password: bool,
+) -> io::Result<RunResult> {
+    let mut command = Command::new("rsync");
+    if no_password {
+        command.env("RSYNC_PASSWORD", "");
+    }
+    let mut child = command
+        .args(args)
+        .current_dir(cwd)
+        .stdin(if list.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot run rsync: {err} (install it: apt-get install rsync)"),
+            )
+        })?;
+    let pid = child.id();
+    let writer = match (list, child.stdin.take()) {
+        (Some(list), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            // A broken pipe means rsync exited early; its exit status tells why.
+            let _ = stdin.write_all(&list);
+        })),
+        _ => None,
+    };
+    let hung = Arc::new(AtomicBool::new(false));
+    // Dropping `done` wakes the watchdog at once, so a finished run never waits for it.
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = {
+        let hung = hung.clone();
+        std::thread::spawn(move || {
+            let mut last = io_progress(pid);
+            let mut since = Instant::now();
+            while let Err(RecvTimeoutError::Timeout) =
+                finished.recv_timeout(Duration::from_millis(200))
+            {
+                let now = io_progress(pid);
+                if now != last {
+                    last = now;
+                    since = Instant::now();
+                } else if since.elapsed() >= stall {
+                    hung.store(true, SeqCst);
+                    // The pid is our child and not reaped yet, so it cannot have been reused.
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    return;
+                }
+            }
+        })
+    };
+    let output = child.wait_with_output();
+    drop(done);
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    let _ = watchdog.join();
+    let output = output?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(RunResult {
+        code: output.status.code(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        files_transferred: stat_number(&stdout, "Number of regular files transferred:"),
+        bytes_sent: stat_number(&stdout, "Total bytes sent:"),
+        hung: hung.load(SeqCst),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(code: i32, stderr: &str) -> RunResult {
+        RunResult {
+            code: Some(code),
+            stderr: stderr.into(),
+            ..RunResult::default()
+        }
+    }
+
+    #[test]
+    fn exit_codes_become_actions() {
+        assert_eq!(classify(&result(0, ""), "t"), Ok(()));
+        let auth = classify(
+            &result(5, "@ERROR: auth failed on module backup\nrsync error: ..."),
+            "t",
+        );
+        assert!(
+            matches!(&auth, Err(Failure::Fatal(m)) if m.contains("auth failed on module backup")),
+            "{auth:?}"
+        );
+        let busy = classify(
+            &result(
+                5,
+                "@ERROR: max connections (200) reached -- try again later",
+            ),
+            "t",
+        );
+        assert!(matches!(busy, Err(Failure::Transient(_))));
+        assert!(
+            matches!(classify(&result(10, "Connection refused"), "t"), Err(Failure::Transient(m)) if m.contains("socket I/O"))
+        );
+        assert!(matches!(
+            classify(&result(24, ""), "t"),
+            Err(Failure::Again(_))
+        ));
+        assert!(matches!(
+            classify(&result(23, ""), "t"),
+            Err(Failure::Again(_))
+        ));
+        assert!(
+            matches!(classify(&result(1, "ERROR: password file must not be other-accessible"), "t"), Err(Failure::Fatal(m)) if m.contains("other-accessible"))
+        );
+        let hung = RunResult {
+            code: None,
+            hung: true,
+            ..RunResult::default()
+        };
+        assert!(
+            matches!(classify(&hung, "t"), Err(Failure::Transient(m)) if m.contains("no progress"))
+        );
+    }
+
+    #[test]
+    fn stats_numbers_parse_with_separators() {
+        let out = "Number of files: 3\nNumber of regular files transferred: 1,234\nTotal bytes sent: 56,789\n";
+        assert_eq!(
+            stat_number(out, "Number of regular files transferred:"),
+            1234
+        );
+        assert_eq!(stat_number(out, "Total bytes sent:"), 56789);
+        assert_eq!(stat_number(out, "Missing:"), 0);
+    }
+}

@@ -1,0 +1,252 @@
+//! The rsync daemon target against a real `rsync --daemon` (the seed's classic config with
+//! auth) on 127.0.0.1: convergence, same-size rewrites, faults, safety, fan-out.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::daemon::Daemon;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn start(s: &Scratch, daemons: &[&Daemon], local: bool, options: &[&str]) -> Syncer {
+    let mut targets: Vec<OsString> = daemons.iter().map(|d| OsString::from(d.url())).collect();
+    if local {
+        targets.push(s.dst.clone().into_os_string());
+    }
+    let password = daemons[0].password_file.to_str().unwrap().to_string();
+    let mut all = vec!["--password-file", &password];
+    all.extend_from_slice(options);
+    Syncer::spawn_to(&s.src, &targets, &s.state, &s.status, &all).wait_ready()
+}
+
+fn converges(s: &Scratch, daemon: &Daemon, syncer: &Syncer) {
+    assert_converges_by(
+        compare_daemon_replica,
+        &s.src,
+        &daemon.module,
+        CONVERGE,
+        syncer,
+    );
+}
+
+#[test]
+fn classic_test_and_every_kind_of_change_reach_the_daemon() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    fs::create_dir_all(s.src.join("old/sub")).unwrap();
+    write(&s.src.join("old/sub/f"), b"f");
+    write(&s.src.join("gone"), b"g");
+    let syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg("for a in $(seq 200); do touch $a; done")
+        .current_dir(&s.src)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    converges(&s, &daemon, &syncer);
+    fs::remove_file(s.src.join("gone")).unwrap();
+    fs::rename(s.src.join("1"), s.src.join("one")).unwrap();
+    fs::rename(s.src.join("old"), s.src.join("new")).unwrap();
+    for round in 0..20 {
+        let dir = s.src.join(format!("m{round}/a/b"));
+        fs::create_dir_all(&dir).unwrap();
+        write(&dir.join("f"), b"nested");
+    }
+    write(&s.src.join(OsStr::from_bytes(b"new\nline \xff")), b"odd");
+    symlink("../outside/target", s.src.join("link")).unwrap();
+    fs::remove_dir_all(s.src.join("m3")).unwrap();
+    converges(&s, &daemon, &syncer);
+    let runs = syncer.fresh_status()["rsync_runs"].as_u64().unwrap();
+    assert!(
+        runs < 100,
+        "{runs} rsync runs for a few hundred changes: batching is broken"
+    );
+}
+
+#[test]
+fn same_size_rewrites_within_a_second_arrive() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    for i in 0..300 {
+        write(
+            &s.src.join(format!("f{i}")),
+            format!("file {i:05} version 0\n").as_bytes(),
+        );
+    }
+    let syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+    for version in 1..=2 {
+        for i in 0..300 {
+            write(
+                &s.src.join(format!("f{i}")),
+                format!("file {i:05} version {version}\n").as_bytes(),
+            );
+        }
+    }
+    converges(&s, &daemon, &syncer);
+    for i in 0..300 {
+        let got = fs::read(daemon.module.join(format!("f{i}"))).unwrap();
+        assert_eq!(got, format!("file {i:05} version 2\n").into_bytes());
+    }
+}
+
+#[test]
+fn wrong_password_and_open_password_file_are_refused_clearly() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    let wrong = s.dir.path().join("wrong.password");
+    fs::write(&wrong, "not-the-password\n").unwrap();
+    fs::set_permissions(&wrong, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(syncer_bin())
+        .args([
+            "--state-dir",
+            s.state.to_str().unwrap(),
+            "--password-file",
+            wrong.to_str().unwrap(),
+        ])
+        .arg(&s.src)
+        .arg(daemon.url())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("auth failed on module backup") && err.contains("rsync_backup"),
+        "{err}"
+    );
+
+    fs::set_permissions(&wrong, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(syncer_bin())
+        .args(["--password-file", wrong.to_str().unwrap()])
+        .arg(&s.src)
+        .arg(daemon.url())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("readable by other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn daemon_killed_in_a_storm_and_restarted_converges() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let mut daemon = Daemon::start(&s.dir.path().join("daemon"));
+    let syncer = start(&s, &[&daemon], false, &[]);
+    for d in 0..6 {
+        let dir = s.src.join(format!("d{d}"));
+        fs::create_dir(&dir).unwrap();
+        for i in 0..300 {
+            write(&dir.join(format!("{i}")), format!("{d}/{i}").as_bytes());
+        }
+        if d == 2 {
+            daemon.kill();
+        }
+    }
+    assert!(
+        wait_until(CONVERGE, || syncer.log().contains("retrying with backoff")),
+        "the outage was not reported:\n{}",
+        syncer.log()
+    );
+    daemon.restart();
+    converges(&s, &daemon, &syncer);
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_never_sends_the_secret() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    let secrets = s.dir.path().join("secrets");
+    fs::create_dir(&secrets).unwrap();
+    write(&secrets.join("secret"), b"TOPSECRET");
+    fs::create_dir(s.src.join("d")).unwrap();
+    let syncer = start(&s, &[&daemon], false, &[]);
+    for round in 0..60 {
+        write(
+            &s.src.join(format!("d/f{}", round % 7)),
+            format!("round {round}").as_bytes(),
+        );
+        fs::rename(s.src.join("d"), s.src.join("d.real")).unwrap();
+        symlink(&secrets, s.src.join("d")).unwrap();
+        fs::remove_file(s.src.join("d")).unwrap();
+        fs::rename(s.src.join("d.real"), s.src.join("d")).unwrap();
+    }
+    fs::rename(s.src.join("d"), s.src.join("d.real")).unwrap();
+    symlink(&secrets, s.src.join("d")).unwrap();
+    converges(&s, &daemon, &syncer);
+    let leaked = Command::new("grep")
+        .args(["-rl", "TOPSECRET"])
+        .arg(&daemon.module)
+        .output()
+        .unwrap();
+    assert!(
+        leaked.stdout.is_empty(),
+        "secret reached the daemon: {}",
+        String::from_utf8_lossy(&leaked.stdout)
+    );
+}
+
+#[test]
+fn two_daemons_and_a_local_dir_converge_and_a_dead_daemon_delays_nobody() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let mut first = Daemon::start(&s.dir.path().join("daemon1"));
+    let second = Daemon::start(&s.dir.path().join("daemon2"));
+    // One password file serves both: same user and password.
+    let syncer = start(&s, &[&first, &second], true, &[]);
+    for i in 0..100 {
+        write(&s.src.join(format!("a{i}")), b"round one");
+    }
+    converges(&s, &first, &syncer);
+    converges(&s, &second, &syncer);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+
+    first.kill();
+    let started = Instant::now();
+    for i in 0..100 {
+        write(&s.src.join(format!("b{i}")), b"round two");
+    }
+    converges(&s, &second, &syncer);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "live targets waited for the dead one: {took:?}"
+    );
+    first.restart();
+    converges(&s, &first, &syncer);
+}
+
+#[test]
+fn daemon_replica_of_an_existing_tree_needs_one_full_run() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    for d in 0..10 {
+        fs::create_dir(s.src.join(format!("d{d}"))).unwrap();
+        for i in 0..50 {
+            write(&s.src.join(format!("d{d}/{i}")), b"x");
+        }
+    }
+    let syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+    let doc = syncer.fresh_status();
+    assert_eq!(doc["rsync_runs"], 1, "{doc}");
+    let _ = Path::new("");
+}
