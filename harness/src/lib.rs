@@ -13,6 +13,7 @@ pub mod measure;
 pub mod model;
 pub mod plan;
 pub mod probe;
+pub mod probe_fan;
 pub mod proctree;
 pub mod result;
 pub mod run;

@@ -41,6 +41,8 @@ pub struct RunResult {
     pub unseen_examples: Vec<String>,
     pub samples_by_scan: u64,
     pub deletes_coalesced: u64,
+    /// The probe's event source: `fanotify` (filesystem mark) or `inotify`.
+    pub probe: String,
     pub probe_events: u64,
     pub probe_overflows: u64,
     /// From the end of the storm to a full tree compare that found the replica equal.
@@ -93,6 +95,7 @@ impl RunResult {
             unseen_examples: Vec::new(),
             samples_by_scan: 0,
             deletes_coalesced: 0,
+            probe: String::new(),
             probe_events: 0,
             probe_overflows: 0,
             converge_ns: None,

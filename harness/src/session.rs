@@ -114,7 +114,8 @@ pub fn run_one(
     let munged = daemon.is_some();
 
     // The probe's instance exists before the knobs change, so its queue keeps the default.
-    let instance = ProbeInstance::new()?;
+    let instance = ProbeInstance::new(&replica)?;
+    let probe_kind = instance.kind();
     let knobs = if spec.is_some() {
         KnobGuard::apply(&s.kernel)?
     } else {
@@ -166,6 +167,7 @@ pub fn run_one(
         result.samples_by_scan = lat.by_scan;
         result.deletes_coalesced = lat.absent_never_seen;
         result.probe_events = report.events;
+        result.probe = probe_kind.to_string();
         result.probe_overflows = report.overflows;
         if let Some(p) = sut_proc.as_mut() {
             crate::session_end::finish_sut(p, &mut tracker, daemon.as_mut(), &mut result);

@@ -23,7 +23,12 @@ fn repo() -> PathBuf {
 }
 
 fn harness(args: &[&str], out: &Path) -> Output {
+    harness_with(args, out, &[])
+}
+
+fn harness_with(args: &[&str], out: &Path, envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    cmd.envs(envs.iter().copied());
     cmd.arg("run")
         .args(args)
         .arg("--out")
@@ -86,6 +91,7 @@ fn smoke_scenario_passes_against_our_syncer_and_writes_every_result_file() {
     }
     let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
     assert!(summary.contains("| syncer | 1 | pass |"), "{summary}");
+    assert!(summary.contains("Probe: fanotify"), "{summary}");
     let csv = std::fs::read_to_string(dir.join("runs.csv")).expect("csv");
     assert!(csv.starts_with("sut,repeat,outcome,storm_ns"), "{csv}");
 }
@@ -123,7 +129,12 @@ fn classic_script_and_lsyncd_converge_on_a_small_storm() {
     let out = tempfile::tempdir().expect("tempdir");
     let file = out.path().join("baseline.toml");
     std::fs::write(&file, BASELINE).expect("scenario");
-    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    // The other tests use the fanotify probe (root); this one covers the inotify probe.
+    let o = harness_with(
+        &[file.to_str().expect("utf-8 path")],
+        out.path(),
+        &[("HARNESS_PROBE", "inotify")],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let summary =
         std::fs::read_to_string(results_dir(out.path(), "baseline-e2e").join("summary.md"))
@@ -133,6 +144,7 @@ fn classic_script_and_lsyncd_converge_on_a_small_storm() {
         summary.contains("| lsyncd-delay0 | 1 | pass |"),
         "{summary}"
     );
+    assert!(summary.contains("Probe: inotify"), "{summary}");
 }
 
 #[test]
