@@ -9,6 +9,7 @@ pub mod exec;
 pub mod export;
 pub mod floor;
 pub mod kernel;
+pub mod loopfs;
 pub mod measure;
 pub mod model;
 pub mod plan;

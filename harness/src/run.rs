@@ -91,6 +91,10 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         replica_fs: match s.replica_fs {
             scenario::ReplicaFs::Same => "same as the work dir".into(),
             scenario::ReplicaFs::Tmpfs => crate::env::filesystem(Path::new("/dev/shm")),
+            scenario::ReplicaFs::LoopExt4 => format!(
+                "ext4 without journal on a loop-mounted {} MiB image in the work dir",
+                s.replica_mib
+            ),
         },
         sysctls: crate::kernel::snapshot(),
         tools: crate::env::tool_versions(),

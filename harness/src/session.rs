@@ -89,6 +89,17 @@ pub fn run_one(
     };
     let replica = replica_base.clone().unwrap_or_else(|| base.join("replica"));
     fresh(&replica)?;
+    // Declared after `_dirs`, so it is unmounted before the run's dirs are removed.
+    let _loop_mount = if s.replica_fs == ReplicaFs::LoopExt4 {
+        Some(crate::loopfs::LoopMount::create(
+            &base.join("replica.img"),
+            &replica,
+            s.replica_mib,
+            ctx.keep,
+        )?)
+    } else {
+        None
+    };
     let src = if spec.is_none() {
         replica.clone()
     } else {

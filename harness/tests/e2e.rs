@@ -282,3 +282,42 @@ fn a_paused_syncer_overflows_its_tiny_queue_recovers_and_the_sysctl_is_restored(
         "the paused syncer's queue of 32 never overflowed: {json}"
     );
 }
+
+#[test]
+fn a_replica_on_its_own_loop_mounted_ext4_is_measured_and_unmounted() {
+    let _lock = shared();
+    let scenario = r#"
+name = "loop-e2e"
+calibrate = false
+replica_fs = "loop-ext4"
+replica_mib = 32
+[tree]
+dirs = 3
+files = 10
+size = { min_bytes = 0, max_bytes = 1024 }
+[[phase]]
+ops = 60
+threads = 2
+mix = { create = 4, write = 2, rename = 1, delete = 1, mkdir = 1 }
+[timeouts]
+ready_s = 20
+converge_s = 20
+idle_s = 2
+[[sut]]
+kind = "syncer"
+"#;
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("loop.toml");
+    std::fs::write(&file, scenario).expect("scenario");
+    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let root = out.path().to_string_lossy().into_owned();
+    assert!(
+        !mounts.contains(root.as_str()),
+        "a loop mount was left behind: {mounts}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let readme = std::fs::read_to_string(results_dir(out.path(), "loop-e2e").join("README.md"))
+        .expect("README");
+    assert!(readme.contains("loop-mounted 32 MiB image"), "{readme}");
+}
