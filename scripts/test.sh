@@ -19,10 +19,15 @@ cargo test --workspace
 
 # DESIGN: CI runs the smoke scenario end to end, every syncer it lists (a missing tool is
 # skipped, a baseline's expected failure is reported but not fatal). Results go to a temp
-# dir, not results/; a failed run of our syncer fails this script.
+# dir, not results/; a failed run of our syncer fails this script. It uses the debug binaries
+# `cargo test` just built: smoke checks correctness, not speed, and a clean release build
+# took 2m46s on this 2-core machine. HARNESS_SMOKE_PROFILE=release measures release builds.
 echo "== harness smoke scenario" >&2
-cargo build --release -p syncer -p harness
+profile="${HARNESS_SMOKE_PROFILE:-dev}"
+bin_dir=target/debug
+[ "$profile" = dev ] || bin_dir="target/$profile"
+cargo build --profile "$profile" -p syncer -p harness
 smoke_out="$(mktemp -d -t harness-smoke-XXXXXX)"
 trap 'rm -rf "$smoke_out"; scripts/restore-sysctls.sh "$SYNCER_SYSCTL_SAVE_DIR"' EXIT
-HARNESS_SYNCER_BIN="$PWD/target/release/syncer" \
-  target/release/harness run scenarios/smoke.toml --out "$smoke_out" --workdir "$smoke_out"
+HARNESS_SYNCER_BIN="$PWD/$bin_dir/syncer" \
+  "$bin_dir/harness" run scenarios/smoke.toml --out "$smoke_out" --workdir "$smoke_out"
