@@ -1,9 +1,8 @@
-//! The probe: watches the replica (fanotify filesystem mark, else its own inotify instance)
-//! and stamps, per expected
-//! path, when the replica first showed its final state (`t_seen_ns`, taken when the read()
-//! that delivered the event returned). Directories created in the replica are watched and
-//! then scanned (watch-then-scan), so nothing created before the watch is missed; entries
-//! found only by a scan are flagged.
+//! The probe: watches the replica (a fanotify filesystem mark, else its own inotify instance)
+//! and stamps, per expected path, when the replica first showed its final state (`t_seen_ns`,
+//! taken when the read() that delivered the event returned). Directories created in the
+//! replica are watched and then scanned (watch-then-scan), so nothing created before the watch
+//! is missed; entries found only by a scan are flagged.
 
 use std::collections::HashMap;
 use std::io::Read;

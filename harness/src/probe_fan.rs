@@ -33,9 +33,10 @@ pub struct FanSource {
     pub fan: Fanotify,
     /// Any fd for `name_to_handle_at` (absolute paths ignore it).
     root: File,
-    /// Directory handle (type, bytes) -> replica-relative path; only replica dirs are in it,
-    /// which is how events from the rest of the filesystem are filtered out.
-    dirs: HashMap<(i32, Vec<u8>), String>,
+    /// Directory handle bytes -> (handle type, replica-relative path); only replica dirs are
+    /// in it, which is how events from the rest of the filesystem are filtered out. Keyed by
+    /// the bytes so a lookup borrows from the read buffer (no allocation per event).
+    dirs: HashMap<Vec<u8>, (i32, String)>,
 }
 
 impl FanSource {
@@ -60,7 +61,7 @@ impl FanSource {
         match name_to_handle_at(self.root.as_fd(), abs, 0) {
             Ok((h, _mount)) => {
                 self.dirs
-                    .insert((h.handle_type, h.bytes().to_vec()), rel.to_string());
+                    .insert(h.bytes().to_vec(), (h.handle_type, rel.to_string()));
                 true
             }
             Err(_) => false,
@@ -68,7 +69,10 @@ impl FanSource {
     }
 
     fn path_of(&self, rec: &InfoRecord<'_>) -> Option<String> {
-        let dir = self.dirs.get(&(rec.handle_type, rec.handle.to_vec()))?;
+        let (kind, dir) = self.dirs.get(rec.handle)?;
+        if *kind != rec.handle_type {
+            return None;
+        }
         let name = std::str::from_utf8(rec.name).ok()?;
         Some(if name.is_empty() || name == "." {
             dir.clone()
@@ -80,7 +84,7 @@ impl FanSource {
     /// A directory moved from `old` to `new`: its descendants' paths change with it.
     fn rekey(&mut self, old: &str, new: &str) {
         let prefix = format!("{old}/");
-        for path in self.dirs.values_mut() {
+        for (_, path) in self.dirs.values_mut() {
             if path == old {
                 *path = new.to_string();
             } else if let Some(rest) = path.strip_prefix(&prefix) {
