@@ -18,3 +18,18 @@ echo "== cargo test" >&2
 cargo test --workspace
 echo "== cargo test (fanotify backend)" >&2
 SYNCER_TEST_BACKEND=fanotify cargo test -p syncer --test it
+
+# DESIGN: CI runs the smoke scenario end to end, every syncer it lists (a missing tool is
+# skipped, a baseline's expected failure is reported but not fatal). Results go to a temp
+# dir, not results/; a failed run of our syncer fails this script. It uses the debug binaries
+# `cargo test` just built: smoke checks correctness, not speed, and a clean release build
+# took 2m46s on this 2-core machine. HARNESS_SMOKE_PROFILE=release measures release builds.
+echo "== harness smoke scenario" >&2
+profile="${HARNESS_SMOKE_PROFILE:-dev}"
+bin_dir=target/debug
+[ "$profile" = dev ] || bin_dir="target/$profile"
+cargo build --profile "$profile" -p syncer -p harness
+smoke_out="$(mktemp -d -t harness-smoke-XXXXXX)"
+trap 'rm -rf "$smoke_out"; scripts/restore-sysctls.sh "$SYNCER_SYSCTL_SAVE_DIR"' EXIT
+HARNESS_SYNCER_BIN="$PWD/$bin_dir/syncer" \
+  "$bin_dir/harness" run scenarios/smoke.toml --out "$smoke_out" --workdir "$smoke_out"

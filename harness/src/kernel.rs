@@ -115,3 +115,26 @@ pub fn snapshot() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Watches the inotify sysctls while a run goes on (every 100 ms until `stop`): the knobs are
+/// machine-wide, so another user's test that shrinks them (e.g. `max_user_watches` = 11)
+/// disturbs the syncer under test. Returns each change seen, so the results say so.
+pub fn watch_drift(
+    expected: &[(String, String)],
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let done = stop.load(std::sync::atomic::Ordering::Acquire);
+        for ((key, want), (_, got)) in expected.iter().zip(snapshot()) {
+            let note = format!("{key} was {got} (not {want})");
+            if got != *want && !seen.contains(&note) {
+                seen.push(note);
+            }
+        }
+        if done {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

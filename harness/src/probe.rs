@@ -1,11 +1,12 @@
-//! The probe: watches the replica with its own inotify instance and stamps, per expected
-//! path, when the replica first showed its final state (`t_seen_ns`, taken when the read()
-//! that delivered the event returned). Directories created in the replica are watched and
-//! then scanned (watch-then-scan), so nothing created before the watch is missed; entries
-//! found only by a scan are flagged.
+//! The probe: watches the replica (a fanotify filesystem mark, else its own inotify instance)
+//! and stamps, per expected path, when the replica first showed its final state (`t_seen_ns`,
+//! taken when the read() that delivered the event returned). Directories created in the
+//! replica are watched and then scanned (watch-then-scan), so nothing created before the watch
+//! is missed; entries found only by a scan are flagged.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use syncer::sys::inotify::{
 
 use crate::exec::Clock;
 use crate::plan::{Expect, Expected, HEADER_LEN, header, join};
+use crate::probe_fan::{FanSource, Hit};
 
 const PROBE_MASK: u32 =
     IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB | IN_ONLYDIR;
@@ -47,19 +49,40 @@ pub struct ProbeReport {
     pub watch_errors: u64,
 }
 
-/// An inotify instance created before the scenario's knobs apply (its queue size is fixed at
-/// creation: inotify(7)), so a tiny `max_queued_events` for the syncer never shrinks it.
-pub struct ProbeInstance(Inotify);
+/// The probe's event source, created before the scenario's knobs apply: a fanotify
+/// filesystem mark (probe_fan.rs; root only) or else an inotify instance, whose queue size is
+/// fixed at creation (inotify(7)), so a tiny `max_queued_events` for the syncer never shrinks
+/// it. `HARNESS_PROBE=inotify` forces inotify.
+pub enum ProbeInstance {
+    Inotify(Inotify),
+    Fanotify(FanSource),
+}
 
 impl ProbeInstance {
-    pub fn new() -> std::io::Result<Self> {
-        Inotify::new().map(Self)
+    pub fn new(replica: &Path) -> std::io::Result<Self> {
+        if std::env::var("HARNESS_PROBE").as_deref() != Ok("inotify") {
+            match FanSource::new(replica) {
+                Ok(f) => return Ok(Self::Fanotify(f)),
+                Err(e) => eprintln!(
+                    "harness: fanotify probe unavailable ({e}): using inotify (its watches count against max_user_watches)"
+                ),
+            }
+        }
+        Inotify::new().map(Self::Inotify)
+    }
+
+    /// "fanotify" or "inotify", for the results.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Inotify(_) => "inotify",
+            Self::Fanotify(_) => "fanotify",
+        }
     }
 }
 
 struct State<'a> {
     root: PathBuf,
-    ino: Inotify,
+    src: ProbeInstance,
     wd_path: HashMap<i32, String>,
     index: HashMap<&'a str, usize>,
     expect: &'a [Expect],
@@ -85,7 +108,7 @@ pub fn run(
 ) -> std::io::Result<ProbeReport> {
     let mut st = State {
         root: root.to_path_buf(),
-        ino: instance.0,
+        src: instance,
         wd_path: HashMap::new(),
         index: expect
             .iter()
@@ -108,19 +131,34 @@ pub fn run(
     st.checking = true;
     // The probe's view is in place: the storm may start. A closed receiver is not an error.
     let _ = ready.send(());
-    let poller = Poller::new(std::os::fd::AsFd::as_fd(&st.ino))?;
+    let poller = Poller::new(match &st.src {
+        ProbeInstance::Inotify(ino) => ino.as_fd(),
+        ProbeInstance::Fanotify(f) => f.fan.as_fd(),
+    })?;
     let mut buf = vec![0u8; 1 << 20];
+    let mut hits = Vec::new();
     while !live.stop.load(Ordering::Acquire) {
         if !poller.wait(Some(Duration::from_millis(20)))?.readable {
             continue;
         }
         loop {
-            let n = match st.ino.read(&mut buf)? {
+            let read = match &st.src {
+                ProbeInstance::Inotify(ino) => ino.read(&mut buf)?,
+                ProbeInstance::Fanotify(f) => f.fan.read(&mut buf)?,
+            };
+            let n = match read {
                 ReadOutcome::Drained => break,
                 ReadOutcome::Filled(n) => n,
             };
             let t = clock.now_ns();
-            st.handle(&buf[..n], t);
+            if let ProbeInstance::Fanotify(f) = &mut st.src {
+                hits.clear();
+                let events = f.parse(&buf[..n], &st.root, &mut hits);
+                st.live.events.fetch_add(events, Ordering::Relaxed);
+                st.apply(&hits, t);
+            } else {
+                st.handle(&buf[..n], t);
+            }
         }
     }
     // A last full scan catches what arrived without an event the probe saw; flagged.
@@ -135,6 +173,43 @@ pub fn run(
 }
 
 impl State<'_> {
+    /// Acts on the fanotify source's hits: checks, then scans of new dirs, then a rescan.
+    fn apply(&mut self, hits: &[Hit], t: u64) {
+        let mut rescan = false;
+        for hit in hits {
+            match hit {
+                Hit::Check(path) => self.check(path, t, false),
+                Hit::Overflow => {
+                    self.live.overflows.fetch_add(1, Ordering::Relaxed);
+                    rescan = true;
+                }
+                Hit::NewDir(_) => {}
+            }
+        }
+        for hit in hits {
+            if let Hit::NewDir(dir) = hit {
+                self.watch_and_scan(dir, t, true);
+            }
+        }
+        if rescan {
+            self.watch_and_scan("", t, true);
+        }
+    }
+
+    /// Watches one replica dir (inotify watch or fanotify handle); false when it is gone.
+    fn watch(&mut self, abs: &Path, rel: &str) -> bool {
+        match &mut self.src {
+            ProbeInstance::Inotify(ino) => match ino.add_watch(abs, PROBE_MASK) {
+                Ok(wd) => {
+                    self.wd_path.insert(wd, rel.to_string());
+                    true
+                }
+                Err(_) => false,
+            },
+            ProbeInstance::Fanotify(f) => f.add_dir(abs, rel),
+        }
+    }
+
     fn handle(&mut self, bytes: &[u8], t: u64) {
         let mut records = 0u64;
         let mut rescan = false;
@@ -200,15 +275,10 @@ impl State<'_> {
             } else {
                 self.root.join(&dir)
             };
-            match self.ino.add_watch(&abs, PROBE_MASK) {
-                Ok(wd) => {
-                    self.wd_path.insert(wd, dir.clone());
-                }
-                Err(_) => {
-                    // Gone already (deleted or renamed): its events come from its parent.
-                    self.watch_errors += 1;
-                    continue;
-                }
+            if !self.watch(&abs, &dir) {
+                // Gone already (deleted or renamed): its events come from its parent.
+                self.watch_errors += 1;
+                continue;
             }
             self.check(&dir, t, flag);
             let Ok(entries) = std::fs::read_dir(&abs) else {

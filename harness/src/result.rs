@@ -20,6 +20,8 @@ pub struct RunResult {
     pub kind: String,
     pub repeat: u32,
     pub outcome: Outcome,
+    /// The scenario marks this syncer as known to fail: a failure does not fail the exit code.
+    pub expect_fail: bool,
     /// Why it failed or was skipped (empty when it passed).
     pub reasons: Vec<String>,
     /// Options that matter when comparing (rsync flags, delays, our syncer's args).
@@ -39,6 +41,8 @@ pub struct RunResult {
     pub unseen_examples: Vec<String>,
     pub samples_by_scan: u64,
     pub deletes_coalesced: u64,
+    /// The probe's event source: `fanotify` (filesystem mark) or `inotify`.
+    pub probe: String,
     pub probe_events: u64,
     pub probe_overflows: u64,
     /// From the end of the storm to a full tree compare that found the replica equal.
@@ -64,12 +68,18 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// Failed, and not a failure the scenario expects: what makes `harness run` exit 1.
+    pub fn counts_as_failure(&self) -> bool {
+        self.outcome == Outcome::Failed && !self.expect_fail
+    }
+
     pub fn skipped(sut: String, kind: String, repeat: u32, reason: String) -> Self {
         Self {
             sut,
             kind,
             repeat,
             outcome: Outcome::Skipped,
+            expect_fail: false,
             reasons: vec![reason],
             flags: String::new(),
             ready_ns: 0,
@@ -85,6 +95,7 @@ impl RunResult {
             unseen_examples: Vec::new(),
             samples_by_scan: 0,
             deletes_coalesced: 0,
+            probe: String::new(),
             probe_events: 0,
             probe_overflows: 0,
             converge_ns: None,

@@ -91,6 +91,10 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         replica_fs: match s.replica_fs {
             scenario::ReplicaFs::Same => "same as the work dir".into(),
             scenario::ReplicaFs::Tmpfs => crate::env::filesystem(Path::new("/dev/shm")),
+            scenario::ReplicaFs::LoopExt4 => format!(
+                "ext4 without journal on a loop-mounted {} MiB image in the work dir",
+                s.replica_mib
+            ),
         },
         sysctls: crate::kernel::snapshot(),
         tools: crate::env::tool_versions(),
@@ -145,6 +149,16 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
                     r
                 }
             };
+            let mut r = r;
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Cut short by Ctrl-C: the figures are partial, not the syncer's fault alone.
+                r.outcome = Outcome::Failed;
+                r.expect_fail = false;
+                r.reasons.insert(
+                    0,
+                    "interrupted (Ctrl-C): the figures below are partial".into(),
+                );
+            }
             eprintln!(
                 "harness: {} r{repeat}: {:?} {}",
                 r.sut,
@@ -174,7 +188,7 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         std::fs::read_to_string(results.path.join("summary.md")).unwrap_or_default()
     );
     eprintln!("harness: results in {}", results.path.display());
-    Ok(runs.iter().all(|r| r.outcome != Outcome::Failed))
+    Ok(!runs.iter().any(RunResult::counts_as_failure))
 }
 
 /// `harness list`: each scenario file in `dir` with its description.

@@ -19,9 +19,13 @@ pub struct Scenario {
     pub repeats: u32,
     #[serde(default)]
     pub target: TargetKind,
-    /// Where the replica lives: next to the source, or on its own tmpfs (/dev/shm).
+    /// Where the replica lives: next to the source, on its own tmpfs (/dev/shm), or on a
+    /// loop-mounted ext4 of its own.
     #[serde(default)]
     pub replica_fs: ReplicaFs,
+    /// Size of the loop-mounted ext4 image (MiB, sparse) for `replica_fs = "loop-ext4"`.
+    #[serde(default = "default_replica_mib")]
+    pub replica_mib: u64,
     /// `f-id` names files `f<id>`; `seq` names them `1`, `2`, ... as the seed's shell loop does.
     #[serde(default)]
     pub file_names: FileNames,
@@ -56,6 +60,7 @@ pub enum ReplicaFs {
     #[default]
     Same,
     Tmpfs,
+    LoopExt4,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -238,6 +243,10 @@ pub struct SutSpec {
     pub command: String,
     /// Overrides timeouts.converge_s for this syncer.
     pub converge_timeout_s: Option<f64>,
+    /// A baseline known to fail this scenario (e.g. rsync's quick check on same-size
+    /// rewrites): its failure is still reported in full but does not fail the exit code.
+    #[serde(default)]
+    pub expect_fail: bool,
 }
 
 impl SutSpec {
@@ -262,6 +271,9 @@ fn one<T: From<u8>>() -> T {
 }
 fn yes() -> bool {
     true
+}
+fn default_replica_mib() -> u64 {
+    2048
 }
 fn default_depth() -> u32 {
     4

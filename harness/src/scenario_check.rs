@@ -24,6 +24,12 @@ pub fn validate(s: &Scenario) -> Result<(), Problem> {
     if s.repeats == 0 || s.repeats > 1000 {
         return Err(problem("repeats", "must be between 1 and 1000"));
     }
+    if !(16..=1 << 20).contains(&s.replica_mib) {
+        return Err(problem(
+            "replica_mib",
+            "must be between 16 and 1048576 MiB (mkfs.ext4 needs room; the image is sparse)",
+        ));
+    }
     check_size("tree.size", &s.tree.size)?;
     if s.tree.depth > 200 {
         return Err(problem(

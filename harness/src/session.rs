@@ -89,6 +89,17 @@ pub fn run_one(
     };
     let replica = replica_base.clone().unwrap_or_else(|| base.join("replica"));
     fresh(&replica)?;
+    // Declared after `_dirs`, so it is unmounted before the run's dirs are removed.
+    let _loop_mount = if s.replica_fs == ReplicaFs::LoopExt4 {
+        Some(crate::loopfs::LoopMount::create(
+            &base.join("replica.img"),
+            &replica,
+            s.replica_mib,
+            ctx.keep,
+        )?)
+    } else {
+        None
+    };
     let src = if spec.is_none() {
         replica.clone()
     } else {
@@ -114,15 +125,18 @@ pub fn run_one(
     let munged = daemon.is_some();
 
     // The probe's instance exists before the knobs change, so its queue keeps the default.
-    let instance = ProbeInstance::new()?;
+    let instance = ProbeInstance::new(&replica)?;
+    let probe_kind = instance.kind();
     let knobs = if spec.is_some() {
         KnobGuard::apply(&s.kernel)?
     } else {
         KnobGuard::default()
     };
+    let expected_sysctls = crate::kernel::snapshot();
     let live = Arc::new(ProbeLive::default());
     let mut result = RunResult::skipped(label.clone(), kind, repeat, String::new());
     result.reasons.clear();
+    result.expect_fail = spec.is_some_and(|x| x.expect_fail);
     result.outcome = Outcome::Passed;
     let (tx, rx) = std::sync::mpsc::channel();
     let hist = std::thread::scope(|scope| -> std::io::Result<Histogram<u64>> {
@@ -130,6 +144,9 @@ pub fn run_one(
         let (root, expect) = (replica.clone(), &ctx.plan.expect);
         let probe =
             scope.spawn(move || probe::run(instance, &root, expect, clock, probe_live, munged, tx));
+        let drift_live = Arc::clone(&live);
+        let drift =
+            scope.spawn(move || crate::kernel::watch_drift(&expected_sysctls, &drift_live.stop));
         // Err means the probe thread failed early; its error is reported when joined.
         let _ = rx.recv_timeout(Duration::from_secs(600));
         let env = SutEnv {
@@ -144,6 +161,14 @@ pub fn run_one(
         let report = probe
             .join()
             .map_err(|_| std::io::Error::other("the probe thread panicked"))??;
+        let drifted = drift.join().unwrap_or_default();
+        if !drifted.is_empty() {
+            // Not the syncer's fault, but its figures are disturbed: the run cannot pass.
+            result.reasons.push(format!(
+                "another process changed the inotify sysctls during the run: {}; run again on a quiet machine",
+                drifted.join(", ")
+            ));
+        }
         let (runs, mut sut_proc, mut tracker) = outcome?;
         let lat = crate::measure::latency(ctx.plan, &runs, &report);
         result.latency = crate::measure::stats(&lat.from_done);
@@ -153,6 +178,7 @@ pub fn run_one(
         result.samples_by_scan = lat.by_scan;
         result.deletes_coalesced = lat.absent_never_seen;
         result.probe_events = report.events;
+        result.probe = probe_kind.to_string();
         result.probe_overflows = report.overflows;
         if let Some(p) = sut_proc.as_mut() {
             crate::session_end::finish_sut(p, &mut tracker, daemon.as_mut(), &mut result);
@@ -192,6 +218,12 @@ fn drive(
     let mut sut_proc = None;
     let mut tracker = TreeTracker::default();
     if let Some(spec) = spec {
+        // The classic loop has no initial sync (it rsyncs only on events): like an admin who
+        // runs one copy before starting it, the harness seeds its replica with the tree.
+        let seeded = spec.kind == SutKind::SeedScript;
+        if seeded {
+            seed_replica(env.src, env.replica)?;
+        }
         match sut::launch(spec, env)? {
             Launch::Skipped(reason) => {
                 r.outcome = Outcome::Skipped;
@@ -201,6 +233,10 @@ fn drive(
             Launch::Started(p) => {
                 tracker = TreeTracker::new(p.pid);
                 r.flags = p.flags.clone();
+                if seeded {
+                    r.flags
+                        .push_str("; replica seeded with `cp -a` of the tree first");
+                }
                 sut_proc = Some(p);
             }
         }
@@ -254,6 +290,24 @@ fn drive(
         );
     }
     Ok((runs, sut_proc, tracker))
+}
+
+/// Copies the pre-storm tree into the replica with `cp -a` (modes and ns mtimes kept).
+fn seed_replica(src: &Path, replica: &Path) -> std::io::Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src.join("."))
+        .arg(replica)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "seeding the replica with `cp -a {}/. {}` failed ({status}): check free space",
+            src.display(),
+            replica.display()
+        )))
+    }
 }
 
 fn wait_ready(

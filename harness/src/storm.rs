@@ -43,7 +43,13 @@ pub fn run_storm(
         );
         bar.set_prefix(phase.name.clone());
         let run = std::thread::scope(|scope| {
-            let worker = scope.spawn(|| {
+            // The worker drops `done_tx` when it ends (or panics): the loop below wakes at once
+            // instead of finishing its 50 ms sleep, which added up to 5 s over modify-hot's
+            // 100 short rounds and inflated its storm time.
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            let (progress, gen_stop) = (&progress, &gen_stop);
+            let worker = scope.spawn(move || {
+                let _done = done_tx;
                 exec::run_phase(
                     src,
                     ctx.plan,
@@ -51,14 +57,15 @@ pub fn run_storm(
                     phase.threads,
                     phase.via,
                     clock,
-                    &progress,
-                    &gen_stop,
+                    progress,
+                    gen_stop,
                 )
             });
             let start = clock.now_ns();
             let mut ticks = 0u32;
-            while !worker.is_finished() {
-                std::thread::sleep(Duration::from_millis(50));
+            while done_rx.recv_timeout(Duration::from_millis(50))
+                == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
                 let done = progress.load(Ordering::Relaxed);
                 let secs = (clock.now_ns() - start) as f64 / 1e9;
                 bar.set_position(done);

@@ -1,9 +1,19 @@
 //! End-to-end runs of the harness binary on real files, a real rsync daemon and the real
 //! baselines: the smoke scenario against our syncer, a small storm against the classic
-//! script and lsyncd, and a replica broken on purpose that must fail the run.
+//! script and lsyncd, a replica broken on purpose that must fail the run, and a paused syncer
+//! whose tiny inotify queue overflows (the sysctl restored afterwards).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{RwLock, RwLockReadGuard};
+
+/// The overflow test shrinks a machine-wide sysctl: it runs alone (write lock) so that no
+/// other run's syncer or probe gets a tiny queue; the other tests share a read lock.
+static SYSCTL: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    SYSCTL.read().unwrap_or_else(|e| e.into_inner())
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,7 +23,12 @@ fn repo() -> PathBuf {
 }
 
 fn harness(args: &[&str], out: &Path) -> Output {
+    harness_with(args, out, &[])
+}
+
+fn harness_with(args: &[&str], out: &Path, envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    cmd.envs(envs.iter().copied());
     cmd.arg("run")
         .args(args)
         .arg("--out")
@@ -59,6 +74,7 @@ fn installed(tool: &str) -> bool {
 
 #[test]
 fn smoke_scenario_passes_against_our_syncer_and_writes_every_result_file() {
+    let _lock = shared();
     let out = tempfile::tempdir().expect("tempdir");
     let o = harness(&["scenarios/smoke.toml", "--sut", "syncer"], out.path());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -75,6 +91,7 @@ fn smoke_scenario_passes_against_our_syncer_and_writes_every_result_file() {
     }
     let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
     assert!(summary.contains("| syncer | 1 | pass |"), "{summary}");
+    assert!(summary.contains("Probe: fanotify"), "{summary}");
     let csv = std::fs::read_to_string(dir.join("runs.csv")).expect("csv");
     assert!(csv.starts_with("sut,repeat,outcome,storm_ns"), "{csv}");
 }
@@ -105,13 +122,19 @@ delay_s = 0
 
 #[test]
 fn classic_script_and_lsyncd_converge_on_a_small_storm() {
+    let _lock = shared();
     if !installed("inotifywait") || !installed("lsyncd") || !installed("rsync") {
         panic!("rsync, inotify-tools and lsyncd are needed: run scripts/install-deps.sh");
     }
     let out = tempfile::tempdir().expect("tempdir");
     let file = out.path().join("baseline.toml");
     std::fs::write(&file, BASELINE).expect("scenario");
-    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    // The other tests use the fanotify probe (root); this one covers the inotify probe.
+    let o = harness_with(
+        &[file.to_str().expect("utf-8 path")],
+        out.path(),
+        &[("HARNESS_PROBE", "inotify")],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let summary =
         std::fs::read_to_string(results_dir(out.path(), "baseline-e2e").join("summary.md"))
@@ -121,10 +144,12 @@ fn classic_script_and_lsyncd_converge_on_a_small_storm() {
         summary.contains("| lsyncd-delay0 | 1 | pass |"),
         "{summary}"
     );
+    assert!(summary.contains("Probe: inotify"), "{summary}");
 }
 
 #[test]
 fn a_replica_broken_on_purpose_fails_the_run_with_examples() {
+    let _lock = shared();
     // This "syncer" copies the tree but never deletes, and plants a stray file.
     let scenario = r#"
 name = "broken"
@@ -155,10 +180,144 @@ command = "while true; do cp -a {src}/. {dst}/; echo x > {dst}/stray-file; sleep
 
 #[test]
 fn a_bad_scenario_is_a_usage_error_with_its_position() {
+    let _lock = shared();
     let out = tempfile::tempdir().expect("tempdir");
     let file = out.path().join("bad.toml");
     std::fs::write(&file, "name = \"x\"\nsed = 3\n").expect("scenario");
     let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("bad.toml:2:1: key `sed`"), "{}", text(&o));
+}
+
+#[test]
+fn a_known_failing_baseline_is_reported_but_does_not_fail_the_exit_code() {
+    let _lock = shared();
+    let scenario = r#"
+name = "expected-fail"
+calibrate = false
+[tree]
+files = 3
+[[phase]]
+sequence = ["create"]
+files = 3
+[timeouts]
+converge_s = 1
+idle_s = 1
+[[sut]]
+kind = "command"
+expect_fail = true
+command = "sleep 30"
+"#;
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("expected-fail.toml");
+    std::fs::write(&file, scenario).expect("scenario");
+    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let dir = results_dir(out.path(), "expected-fail");
+    let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary");
+    assert!(
+        summary.contains("| command | 1 | **FAIL** (expected) |"),
+        "{summary}"
+    );
+    assert!(summary.contains("6 missing (e.g. f0"), "{summary}");
+    let csv = std::fs::read_to_string(dir.join("runs.csv")).expect("csv");
+    assert!(
+        csv.contains(",failed,") && csv.trim_end().ends_with(",true"),
+        "{csv}"
+    );
+}
+
+const OVERFLOW: &str = r#"
+name = "overflow-e2e"
+seed = 13
+calibrate = false
+[tree]
+dirs = 4
+depth = 1
+fanout = 4
+files = 20
+[kernel]
+max_queued_events = 32
+[[phase]]
+name = "while-stopped"
+sequence = ["create"]
+files = 400
+threads = 2
+pause_sut = true
+[[phase]]
+name = "after-resume"
+ops = 100
+threads = 2
+mix = { create = 3, write = 2, delete = 1, rename = 1 }
+[timeouts]
+ready_s = 20
+converge_s = 30
+idle_s = 3
+[[sut]]
+kind = "syncer"
+"#;
+
+#[test]
+fn a_paused_syncer_overflows_its_tiny_queue_recovers_and_the_sysctl_is_restored() {
+    let _alone = SYSCTL.write().unwrap_or_else(|e| e.into_inner());
+    let key = "/proc/sys/fs/inotify/max_queued_events";
+    let before = std::fs::read_to_string(key).expect("inotify sysctl readable");
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("overflow.toml");
+    std::fs::write(&file, OVERFLOW).expect("scenario");
+    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    assert_eq!(
+        std::fs::read_to_string(key).expect("inotify sysctl readable"),
+        before,
+        "max_queued_events was not restored"
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let json = std::fs::read_to_string(results_dir(out.path(), "overflow-e2e").join("run.json"))
+        .expect("run.json");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid run.json");
+    let run = &v["runs"][0];
+    assert_eq!(run["outcome"], "passed", "{json}");
+    assert!(
+        run["self_overflows"].as_u64().is_some_and(|n| n > 0),
+        "the paused syncer's queue of 32 never overflowed: {json}"
+    );
+}
+
+#[test]
+fn a_replica_on_its_own_loop_mounted_ext4_is_measured_and_unmounted() {
+    let _lock = shared();
+    let scenario = r#"
+name = "loop-e2e"
+calibrate = false
+replica_fs = "loop-ext4"
+replica_mib = 32
+[tree]
+dirs = 3
+files = 10
+size = { min_bytes = 0, max_bytes = 1024 }
+[[phase]]
+ops = 60
+threads = 2
+mix = { create = 4, write = 2, rename = 1, delete = 1, mkdir = 1 }
+[timeouts]
+ready_s = 20
+converge_s = 20
+idle_s = 2
+[[sut]]
+kind = "syncer"
+"#;
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("loop.toml");
+    std::fs::write(&file, scenario).expect("scenario");
+    let o = harness(&[file.to_str().expect("utf-8 path")], out.path());
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let root = out.path().to_string_lossy().into_owned();
+    assert!(
+        !mounts.contains(root.as_str()),
+        "a loop mount was left behind: {mounts}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let readme = std::fs::read_to_string(results_dir(out.path(), "loop-e2e").join("README.md"))
+        .expect("README");
+    assert!(readme.contains("loop-mounted 32 MiB image"), "{readme}");
 }

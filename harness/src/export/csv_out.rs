@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::result::RunResult;
 
-const HEADERS: [&str; 30] = [
+const HEADERS: [&str; 31] = [
     "sut",
     "repeat",
     "outcome",
@@ -35,6 +35,7 @@ const HEADERS: [&str; 30] = [
     "unseen",
     "floor_ns",
     "floor_ratio",
+    "expect_fail",
 ];
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -76,6 +77,7 @@ pub fn write(path: &Path, runs: &[RunResult]) -> std::io::Result<()> {
             r.samples_unseen.to_string(),
             r.floor_ns.to_string(),
             opt(r.floor_ratio.map(|x| format!("{x:.3}"))),
+            r.expect_fail.to_string(),
         ];
         w.write_record(&row).map_err(std::io::Error::other)?;
     }

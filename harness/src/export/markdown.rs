@@ -46,7 +46,7 @@ pub fn readme(info: &RunInfo, s: &Scenario) -> String {
     out.push_str(
         "\n## How to read these numbers\n\n\
          Latency is per path, from the moment the generator finished the path's final operation to the\n\
-         moment the probe (inotify on the replica) saw that final version (header id+version, size, mode).\n\
+         moment the probe (fanotify or inotify on the replica) saw that final version (header id+version, size, mode).\n\
          Convergence is the time from the end of the storm to a full tree compare that found the replica\n\
          equal (names, type, size, content, mode, mtime ns, link target). CPU is user+sys of the syncer's\n\
          whole process tree, including children it already waited for, sampled when it went idle; the\n\
@@ -76,6 +76,17 @@ pub fn summary(
             c.latency.count
         );
     }
+    if let Some(probe) = calibration
+        .into_iter()
+        .chain(runs)
+        .map(|r| r.probe.as_str())
+        .find(|p| !p.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "Probe: {probe} (the replica watcher that stamps arrivals).\n"
+        );
+    }
     out.push_str("| syncer | rep | result | storm s | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | converge s | idle s | CPU s | daemon CPU s | peak RSS MiB | procs | daemon conns | overflows (probe/self) | missing/extra/mismatched | floor ratio |\n");
     out.push_str(
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -94,10 +105,11 @@ pub fn summary(
             "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {}/{} | {}/{}/{} | {} |",
             r.sut,
             r.repeat,
-            if r.outcome == Outcome::Passed {
-                "pass"
-            } else {
-                "**FAIL**"
+            match (r.outcome == Outcome::Passed, r.expect_fail) {
+                (true, false) => "pass",
+                (true, true) => "pass (expected to fail)",
+                (false, false) => "**FAIL**",
+                (false, true) => "**FAIL** (expected)",
             },
             r.storm_ns as f64 / 1e9,
             r.ops_per_s,
