@@ -37,16 +37,39 @@ fn write(key: &str, value: u64) -> std::io::Result<()> {
     })
 }
 
+/// Machine-wide lock taken while knobs are changed: sysctls are shared by every process, so
+/// a test run or another harness must not read our temporary value as its "original". The
+/// syncer's tests take the same lock (`flock` on this path).
+pub const SYSCTL_LOCK: &str = "/tmp/syncer-sysctl.lock";
+
 /// Restores the changed sysctls on drop.
 #[derive(Debug, Default)]
 pub struct KnobGuard {
     saved: Vec<(String, u64, Option<PathBuf>)>,
+    /// Held from before the originals are read until after they are restored.
+    lock: Option<nix::fcntl::Flock<fs::File>>,
 }
 
 impl KnobGuard {
     /// Applies the knobs that are set and differ from the current value.
     pub fn apply(knobs: &Knobs) -> std::io::Result<Self> {
         let mut guard = Self::default();
+        let wants_change = [
+            knobs.max_user_watches,
+            knobs.max_queued_events,
+            knobs.max_user_instances,
+        ]
+        .iter()
+        .any(Option::is_some);
+        if wants_change {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(SYSCTL_LOCK)?;
+            let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, err)| std::io::Error::from_raw_os_error(err as i32))?;
+            guard.lock = Some(lock);
+        }
         let wanted = [
             knobs.max_user_watches,
             knobs.max_queued_events,
@@ -101,6 +124,8 @@ impl Drop for KnobGuard {
                 ),
             }
         }
+        // The lock is released only now, after every original is back.
+        self.lock.take();
     }
 }
 

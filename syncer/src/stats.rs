@@ -185,10 +185,19 @@ impl Stats {
     }
 }
 
-/// Peak resident set size of this process (getrusage), in KiB.
+/// Peak resident set size of this process, in KiB: VmHWM from /proc/self/status.
+/// (getrusage's maxrss is inherited across fork+exec, so it reports the parent's peak when
+/// that was larger.)
 pub fn max_rss_kib() -> u64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .map_or(0, |usage| usage.max_rss() as u64)
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

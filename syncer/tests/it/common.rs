@@ -424,14 +424,29 @@ pub struct SysctlGuard {
     key: &'static str,
     original: String,
     saved_copy: Option<PathBuf>,
+    /// Held until after the restore in Drop (fields drop after `drop` runs).
+    _lock: nix::fcntl::Flock<fs::File>,
 }
 
 fn proc_path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))
 }
 
+/// Machine-wide lock file: sysctls are shared by every process, so test runs in other
+/// checkouts (or a harness run) must not read each other's temporary value as the original.
+/// The harness takes the same lock (`flock` on this path).
+pub const SYSCTL_LOCK: &str = "/tmp/syncer-sysctl.lock";
+
 impl SysctlGuard {
     pub fn set(key: &'static str, value: u64) -> Self {
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(SYSCTL_LOCK)
+            .expect("open the sysctl lock file");
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, err)| err)
+            .expect("lock the sysctl lock file");
         let original = fs::read_to_string(proc_path(key))
             .expect("read sysctl")
             .trim()
@@ -449,6 +464,7 @@ impl SysctlGuard {
             key,
             original,
             saved_copy,
+            _lock: lock,
         }
     }
 }
