@@ -255,6 +255,8 @@ converge_s = 30
 idle_s = 3
 [[sut]]
 kind = "syncer"
+# The knob is inotify's queue; as root `auto` would pick fanotify, whose queue is another.
+args = ["--backend", "inotify"]
 "#;
 
 #[test]
