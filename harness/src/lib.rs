@@ -3,16 +3,20 @@
 //! -> result -> export.
 #![forbid(unsafe_code)]
 
+pub mod ci;
+pub mod compare;
 pub mod daemon;
 pub mod env;
 pub mod exec;
 pub mod export;
 pub mod floor;
+pub mod history;
 pub mod kernel;
 pub mod measure;
 pub mod model;
 pub mod plan;
 pub mod probe;
+pub mod procio;
 pub mod proctree;
 pub mod result;
 pub mod run;
