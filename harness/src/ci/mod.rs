@@ -229,7 +229,11 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
         all_b.extend(compare::load(&runs_dir.join(name).join("B"))?);
     }
     let mut report = compare::compare(&all_a, &all_b, &a.sut);
-    report.a = format!("baseline {rev} ({id:.12})");
+    report.a = if id.starts_with(&rev) {
+        format!("baseline {id:.12}")
+    } else {
+        format!("baseline {rev} ({id:.12})")
+    };
     report.b = format!(
         "candidate {}{}",
         crate::env::git_revision(&root),
