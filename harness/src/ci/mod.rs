@@ -158,15 +158,20 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
         Ok(x) => x,
         Err(why) => return Ok(CiOutcome::Skipped(format!("baseline: {why}"))),
     };
+    // Absolute: each run's syncer starts in its own directory.
+    let given = |b: &PathBuf| {
+        b.canonicalize()
+            .map_err(|e| format!("no syncer binary at {} ({e})", b.display()))
+    };
     let candidate_bin = match &a.candidate_bin {
-        Some(b) => b.clone(),
+        Some(b) => given(b)?,
         None => {
             eprintln!("harness ci: building the candidate's syncer");
             baseline::build_candidate(&root, &out)?
         }
     };
     let baseline_bin = match &a.baseline_bin {
-        Some(b) => b.clone(),
+        Some(b) => given(b)?,
         None => {
             eprintln!("harness ci: building the baseline's syncer ({rev} = {id:.12})");
             let t = std::time::Instant::now();
