@@ -86,7 +86,9 @@ pub const METRICS: &[Metric] = &[
         key: "write_calls_per_op",
         label: "write calls per storm op (/proc io syscw)",
         unit: "calls",
-        rule: FIXED,
+        // Not storm-fixed: the status file is rewritten every second, so a slower run makes
+        // more calls (1.04 vs 1.11 per op for the same build on a 300-op storm).
+        rule: noisy(0.1),
         self_report: false,
         get: |v| per_op(v, "/io/syscw"),
     },
