@@ -3,11 +3,14 @@
 //! -> result -> export.
 #![forbid(unsafe_code)]
 
+pub mod ci;
+pub mod compare;
 pub mod daemon;
 pub mod env;
 pub mod exec;
 pub mod export;
 pub mod floor;
+pub mod history;
 pub mod kernel;
 pub mod loopfs;
 pub mod measure;
@@ -15,6 +18,7 @@ pub mod model;
 pub mod plan;
 pub mod probe;
 pub mod probe_fan;
+pub mod procio;
 pub mod proctree;
 pub mod result;
 pub mod run;

@@ -1,8 +1,8 @@
-//! harness CLI: arguments in, `run` or `list` out; exit 0 when every run passed, 1 when a
-//! run failed verification or an SLO, 2 on a usage or setup error.
+//! harness CLI: arguments in, `run`, `compare`, `ci` or `list` out; exit 0 when every run
+//! passed (or the gate passed), 1 on a failed run or a regression, 2 on a usage or setup error.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
@@ -38,11 +38,79 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Compare two sets of runs (results folders or run.json files; folders are searched
+    /// recursively): every gate metric, B/A, noise, a verdict each. Exit 1 on a regression.
+    Compare {
+        /// Baseline runs.
+        a: PathBuf,
+        /// Candidate runs.
+        b: PathBuf,
+        /// Which syncer's runs to compare (its label in the results).
+        #[arg(long, default_value = "syncer")]
+        sut: String,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Regression gate: build the baseline revision's syncer, run the CI scenarios A B A B
+    /// with this build's syncer, compare. Exit 1 on a regression, 0 when the baseline
+    /// cannot be built (with a SKIP line saying why).
+    Ci {
+        /// Baseline revision (default: the merge base with main, or HEAD~1 on main).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Comma-separated scenario files (default: scenarios/ci-*.toml).
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Vec<PathBuf>,
+        /// A/B pairs per scenario (at least 3).
+        #[arg(long, default_value_t = 5)]
+        pairs: u32,
+        /// Where runs, report.md and report.json go (runs/ inside is replaced).
+        #[arg(long, default_value = "target/ci-gate")]
+        out: PathBuf,
+        /// Append every run's floor ratio and latency to results/history.csv.
+        #[arg(long)]
+        record: bool,
+        /// Which syncer entry of the scenarios to run.
+        #[arg(long, default_value = "syncer")]
+        sut: String,
+        /// Testing: the baseline's syncer binary (nothing is built for it).
+        #[arg(long)]
+        baseline_bin: Option<PathBuf>,
+        /// Testing: the candidate's syncer binary (default: build this tree's).
+        #[arg(long)]
+        candidate_bin: Option<PathBuf>,
+        /// Testing: extra syncer arguments for the candidate only, e.g. "--batch-delay 2000"
+        /// to check that the gate catches an injected regression.
+        #[arg(long, allow_hyphen_values = true)]
+        candidate_args: Option<String>,
+    },
     /// List scenarios with their descriptions.
     List {
         #[arg(default_value = "scenarios")]
         dir: PathBuf,
     },
+}
+
+/// `harness compare`: the report on stdout, JSON on request; 1 on a regression.
+fn compare(a: &Path, b: &Path, sut: &str, json: Option<&Path>) -> i32 {
+    let loaded = harness::compare::load(a).and_then(|ra| Ok((ra, harness::compare::load(b)?)));
+    let (ra, rb) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("harness compare: {e}");
+            return 2;
+        }
+    };
+    let report = harness::compare::compare(&ra, &rb, sut);
+    print!("{}", harness::compare::render::markdown(&report));
+    if let Some(path) = json
+        && let Err(e) = std::fs::write(path, harness::compare::render::json(&report))
+    {
+        eprintln!("harness compare: cannot write {} ({e})", path.display());
+        return 2;
+    }
+    i32::from(!report.passed)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -62,6 +130,45 @@ fn main() {
         eprintln!("harness: cannot install the Ctrl-C handler ({e}); Ctrl-C will not clean up");
     }
     let code = match cli.command {
+        Cmd::Compare { a, b, sut, json } => compare(&a, &b, &sut, json.as_deref()),
+        Cmd::Ci {
+            baseline,
+            scenarios,
+            pairs,
+            out,
+            record,
+            sut,
+            baseline_bin,
+            candidate_bin,
+            candidate_args,
+        } => {
+            harness::proctree::become_subreaper();
+            let args = harness::ci::CiArgs {
+                baseline,
+                scenarios,
+                pairs,
+                out,
+                record,
+                sut,
+                baseline_bin,
+                candidate_bin,
+                candidate_args: candidate_args
+                    .map(|s| s.split_whitespace().map(String::from).collect())
+                    .unwrap_or_default(),
+            };
+            match harness::ci::ci(&args, &STOP) {
+                Ok(harness::ci::CiOutcome::Passed) => 0,
+                Ok(harness::ci::CiOutcome::Regressed) => 1,
+                Ok(harness::ci::CiOutcome::Skipped(why)) => {
+                    println!("harness ci: SKIP (gate not run): {why}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("harness ci: {e}");
+                    2
+                }
+            }
+        }
         Cmd::List { dir } => match harness::run::list(&dir) {
             Ok(text) => {
                 print!("{text}");

@@ -60,6 +60,8 @@ pub struct RunResult {
     pub self_overflows: Option<u64>,
     /// Our syncer's final status JSON, labelled as its own report.
     pub self_report: Option<serde_json::Value>,
+    /// The syncer's tree's /proc/PID/io just before it was stopped (measured from outside).
+    pub io: crate::procio::ProcIo,
     pub diff: TreeDiff,
     pub floor_ns: u64,
     /// (storm + convergence) / floor copy time.
@@ -108,6 +110,7 @@ impl RunResult {
             daemon_connections: 0,
             self_overflows: None,
             self_report: None,
+            io: crate::procio::ProcIo::default(),
             diff: TreeDiff::default(),
             floor_ns: 0,
             floor_ratio: None,

@@ -27,6 +27,7 @@ pub fn finish_sut(
     r.processes_seen = u64::from(sample.seen);
     r.peak_rss_kib = tracker.peak_rss_kib;
     r.main_rss_kib = tracker.root_rss_kib;
+    r.io = crate::procio::read_tree(&tracker.live_pids());
     if let Some(d) = daemon {
         if let Some(pid) = d.pid() {
             r.daemon_cpu_ns = TreeTracker::new(pid).sample().cpu_ns;
