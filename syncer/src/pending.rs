@@ -225,7 +225,7 @@ impl Pending {
 
     /// Marks `path` dirty at `now_ns`.
     pub fn mark(&mut self, path: PathBuf, mark: Mark, now_ns: u64) {
-        self.mark_key(PathKey(path), mark, now_ns);
+        self.mark_key(PathKey::from(path), mark, now_ns);
     }
 
     fn mark_key(&mut self, key: PathKey, mark: Mark, now_ns: u64) {
@@ -382,12 +382,12 @@ impl Pending {
             let rescan = self.remove_dirty(&key).and_then(|entry| entry.rescan);
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
-                    subtree: key.0.clone(),
+                    subtree: key.path().to_path_buf(),
                     changed_since_ns,
                 });
             }
             // A rescanned path is also applied itself (its own entry may differ).
-            batch.paths.push(key.0.clone());
+            batch.paths.push(key.path().to_path_buf());
             self.in_flight.insert(key, rescan);
         }
         Some(batch)
