@@ -49,6 +49,54 @@ pub fn parallel_copy(src: &Path, dst: &Path) -> std::io::Result<u64> {
     Ok(start.elapsed().as_nanos() as u64)
 }
 
+/// R: the median of 5 one-file `rsync --files-from` runs (the way a batching syncer sends one
+/// change, with the client's TCP_NODELAY) from `src` to the daemon's floor module.
+pub fn one_file_run(src: &Path, daemon: &RsyncDaemon) -> std::io::Result<u64> {
+    let (mut dirs, mut leaves) = (Vec::new(), Vec::new());
+    walk(src, &mut dirs, &mut leaves)?;
+    let Some(file) = leaves.first() else {
+        return Err(std::io::Error::other(
+            "no file in the source to time a one-file run with",
+        ));
+    };
+    let mut list = file.as_os_str().as_encoded_bytes().to_vec();
+    list.push(0);
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut child = Command::new("rsync")
+            .args([
+                "-a",
+                "--relative",
+                "--from0",
+                "--files-from=-",
+                "--ignore-times",
+            ])
+            .arg("--sockopts=TCP_NODELAY")
+            .arg(format!(
+                "--password-file={}",
+                daemon.password_file.display()
+            ))
+            .arg(".")
+            .arg(daemon.url(FLOOR_MODULE))
+            .current_dir(src)
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, &list)?;
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "one-file rsync run failed ({status})"
+            )));
+        }
+        times.push(start.elapsed().as_nanos() as u64);
+    }
+    times.sort_unstable();
+    Ok(times[times.len() / 2])
+}
+
 /// One `rsync -a` of `src` to the daemon's floor module; returns the nanoseconds it took.
 pub fn rsync_copy(src: &Path, daemon: &RsyncDaemon) -> std::io::Result<u64> {
     let start = Instant::now();

@@ -66,6 +66,9 @@ pub struct RunResult {
     pub floor_ns: u64,
     /// (storm + convergence) / floor copy time.
     pub floor_ratio: Option<f64>,
+    /// rsync daemon targets: R, the median time of a one-file `--files-from` run to the same
+    /// daemon (TCP_NODELAY on the client), measured right after this run.
+    pub one_file_run_ns: Option<u64>,
     pub exit_status: String,
 }
 
@@ -114,6 +117,7 @@ impl RunResult {
             diff: TreeDiff::default(),
             floor_ns: 0,
             floor_ratio: None,
+            one_file_run_ns: None,
             exit_status: String::new(),
         }
     }

@@ -67,6 +67,12 @@ pub fn floor(src: &Path, floor_dir: &Path, daemon: Option<&RsyncDaemon>, r: &mut
         }
         Err(e) => eprintln!("harness: floor copy failed ({e}); the ratio is left out"),
     }
+    if let Some(d) = daemon {
+        match crate::floor::one_file_run(src, d) {
+            Ok(ns) => r.one_file_run_ns = Some(ns),
+            Err(e) => eprintln!("harness: timing a one-file rsync run failed ({e})"),
+        }
+    }
 }
 
 /// Pass or fail: a lost or corrupted file fails the run whatever its speed; then the SLOs.

@@ -135,6 +135,28 @@ pub fn summary(
                 .map_or_else(|| "—".into(), |x| format!("{x:.2}")),
         );
     }
+    let timed: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.one_file_run_ns.is_some())
+        .collect();
+    if !timed.is_empty() {
+        out.push_str(
+            "\nR = one-file `--files-from` run to the same daemon (client TCP_NODELAY), median of 5, timed right after each run:\n\n",
+        );
+        for r in timed {
+            let one = r.one_file_run_ns.unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "- {} r{}: R {} ms, 2R + 10 ms = {} ms, p99 {} ms ({:.2} x R)",
+                r.sut,
+                r.repeat,
+                ms(one),
+                ms(2 * one + 10_000_000),
+                ms(r.latency.p99_ns),
+                r.latency.p99_ns as f64 / one.max(1) as f64
+            );
+        }
+    }
     let notes: Vec<&RunResult> = runs
         .iter()
         .filter(|r| !r.reasons.is_empty() || !r.flags.is_empty())
