@@ -138,7 +138,7 @@ impl Applier {
     }
 
     /// Waits for the next batch; None when stopping and drained (or out of drain time).
-    fn next_batch(&self) -> Option<crate::pending::Batch> {
+    fn next_batch(&self, paced_until_ns: u64) -> Option<crate::pending::Batch> {
         let queue = &self.queue;
         let mut pending = queue.lock();
         loop {
@@ -146,6 +146,16 @@ impl Applier {
             let stopping = self.control.stopping();
             if stopping && self.control.drain_expired() {
                 return None;
+            }
+            if now < paced_until_ns && !stopping {
+                // Busy: let the next batch gather until the target's pace allows a run.
+                let wait = Duration::from_nanos(paced_until_ns - now);
+                pending = queue
+                    .work
+                    .wait_timeout(pending, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
             }
             // When stopping, deferred paths (quiet periods, backoff) are due at once.
             let horizon = if stopping {
@@ -248,7 +258,10 @@ impl Applier {
     pub fn run(self) {
         crate::sys::sched::become_worker();
         let mut failures: u32 = 0;
-        while let Some(batch) = self.next_batch() {
+        let pace = self.target.min_batch_interval().as_nanos() as u64;
+        let mut paced_until_ns = 0;
+        while let Some(batch) = self.next_batch(paced_until_ns) {
+            paced_until_ns = self.control.now_ns() + pace;
             let stats = self.target_stats();
             stats.batches.fetch_add(1, Relaxed);
             let mut outcome = self.target.apply(&batch, stats);

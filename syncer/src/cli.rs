@@ -75,6 +75,10 @@ pub struct Args {
     /// streams use more of its cores).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub streams: usize,
+    /// rsync targets: least time between the starts of two runs while changes keep coming
+    /// (an idle syncer starts at once). Bounds the runs of a storm to 20 per second.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub run_interval: u64,
     /// rsync targets: I/O timeout of each run in seconds (rsync --timeout); a run silent
     /// this long plus 5 s is killed and retried.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
@@ -256,6 +260,7 @@ impl Args {
                 compress: self.compress,
                 timeout_secs: self.rsync_timeout,
                 streams: self.streams,
+                run_interval: Duration::from_millis(self.run_interval),
             },
             log_level: if self.quiet {
                 crate::log::ERROR

@@ -76,6 +76,13 @@ pub trait Target: Send + Sync {
         1
     }
 
+    /// Least time between the starts of two batches while busy (an idle applier still starts
+    /// at once). rsync targets pace their runs so a storm makes a few large runs, not many
+    /// tiny ones.
+    fn min_batch_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Makes every path of the batch in the replica equal to the source as it is now.
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome;
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::rsync_run::{Failure, RunResult, classify, run};
+use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
 use super::{Found, Outcome, Target, Trouble};
 use crate::entry::{Kind, is_ancestor_gone, split, stat_at};
@@ -30,6 +30,8 @@ use crate::stats::TargetStats;
 
 /// An outage longer than this ends with a full reconcile when the daemon is back.
 const LONG_OUTAGE: Duration = Duration::from_secs(30);
+/// A warm client older than this is not used: the daemon or our --timeout may have closed it.
+const WARM_MAX_AGE: Duration = Duration::from_secs(20);
 /// Below this many present paths one run carries deletions and copies together.
 const SPLIT_MIN: usize = 64;
 
@@ -41,6 +43,8 @@ pub struct RsyncOptions {
     pub timeout_secs: u64,
     /// Parallel rsync runs per batch.
     pub streams: usize,
+    /// Least time between two batches' runs while busy.
+    pub run_interval: Duration,
 }
 
 pub struct RsyncTarget {
@@ -52,6 +56,8 @@ pub struct RsyncTarget {
     down_since: Mutex<Option<Instant>>,
     /// Neither --password-file nor RSYNC_PASSWORD was given.
     no_password: bool,
+    /// Clients started ahead of need (see `rsync_run::Started`).
+    warm: Mutex<Vec<Started>>,
 }
 
 /// What the check found for one path.
@@ -80,6 +86,7 @@ impl RsyncTarget {
                 && std::env::var_os("RSYNC_PASSWORD").is_none(),
             options,
             down_since: Mutex::new(None),
+            warm: Mutex::new(Vec::new()),
         }
     }
 
@@ -130,7 +137,9 @@ impl RsyncTarget {
     }
 
     /// `rsync --files-from` of `list` (NUL-separated on stdin).
-    fn run_list(&self, list: &[PathBuf], ignore_times: bool) -> std::io::Result<RunResult> {
+    /// The arguments of a `--files-from` run (always `--ignore-times`: listed paths are known
+    /// to have changed).
+    fn list_args(&self) -> Vec<OsString> {
         let mut args = self.common_args();
         args.extend(
             [
@@ -139,26 +148,59 @@ impl RsyncTarget {
                 "--files-from=-",
                 "--delete-missing-args",
                 "--force",
+                "--ignore-times",
             ]
             .map(OsString::from),
         );
-        if ignore_times {
-            args.push("--ignore-times".into());
-        }
         args.push(".".into());
         args.push(self.url.destination().into());
+        args
+    }
+
+    /// A warm client (connected and authenticated, waiting for its list), if a fresh one is
+    /// ready; stale or exited ones are dropped (reaped).
+    fn take_warm(&self) -> Option<Started> {
+        let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        // Oldest first: the one most likely to have finished its handshake.
+        while !pool.is_empty() {
+            let mut started = pool.remove(0);
+            if started.spawned.elapsed() < WARM_MAX_AGE && started.alive() {
+                return Some(started);
+            }
+        }
+        None
+    }
+
+    /// Keeps two warm clients for the next batches: a client needs about one cold run's time
+    /// (~50 ms here) to get ready, so one would often be taken before its handshake is done.
+    fn refill_warm(&self) {
+        let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        while pool.len() < 2 {
+            match spawn(&self.list_args(), true, &self.source.abs, self.no_password) {
+                Ok(started) => pool.push(started),
+                Err(err) => {
+                    crate::debug!("{}: cannot start a warm rsync client: {err}", self.name);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `rsync --files-from` of `list` (NUL-separated on stdin), on a warm client when one is
+    /// ready; then starts the next warm client.
+    fn run_list(&self, list: &[PathBuf]) -> std::io::Result<RunResult> {
         let mut input = Vec::with_capacity(list.len() * 32);
         for path in list {
             input.extend_from_slice(path.as_os_str().as_bytes());
             input.push(0);
         }
-        run(
-            &args,
-            Some(input),
-            &self.source.abs,
-            self.stall(),
-            self.no_password,
-        )
+        let started = match self.take_warm() {
+            Some(started) => started,
+            None => spawn(&self.list_args(), true, &self.source.abs, self.no_password)?,
+        };
+        let result = finish(started, Some(input), self.stall());
+        self.refill_warm();
+        result
     }
 
     /// `rsync -a -r --delete` of one subtree ("" is the whole tree).
@@ -204,7 +246,7 @@ impl RsyncTarget {
                             // A renamed directory's new name may hold stale copies of the same
                             // size and mtime (a name used before): compare contents.
                             Some(subtree) => self.run_subtree(subtree, true),
-                            None => self.run_list(&plan.list, true),
+                            None => self.run_list(&plan.list),
                         };
                         stats.rsync_runs.fetch_add(1, Relaxed);
                         let verdict = match result {
@@ -300,10 +342,14 @@ impl Target for RsyncTarget {
         &self.name
     }
 
-    /// A run costs ~55 ms on loopback, mostly waiting: overlapping the next batch with it
-    /// halves the latency of a change that arrives during a run.
+    /// One applier: warm clients already make a run take ~3 ms once its list is known, and
+    /// big batches still split into `--streams` parallel runs.
     fn appliers(&self) -> usize {
-        self.options.streams
+        1
+    }
+
+    fn min_batch_interval(&self) -> Duration {
+        self.options.run_interval
     }
 
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
@@ -386,6 +432,8 @@ impl Target for RsyncTarget {
             }
         }
         progress.fetch_add(result.files_transferred, Relaxed);
+        // The daemon answers: have clients ready for the batches that follow.
+        self.refill_warm();
         crate::debug!(
             "{}: full rsync of {subtree:?} in {:.3} s",
             self.name,
