@@ -177,6 +177,7 @@ fn spawn_housekeeper(
             if control.stopping() {
                 return;
             }
+            // Returns early on a stop, which the loop checks anyway.
             let _ = control_sleep(&control, Duration::from_secs(1));
         }
     })

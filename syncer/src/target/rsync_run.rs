@@ -249,6 +249,8 @@ pub fn finish(
     let stderr = started.child.stderr.take();
     let output = collect(&mut started.child, stdout, stderr);
     drop(done);
+    // Both threads only report through `hung` and the exit status; a panic in either leaves
+    // nothing to recover.
     if let Some(writer) = writer {
         let _ = writer.join();
     }
@@ -274,6 +276,7 @@ fn collect(
     let err_reader = stderr.map(|mut e| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
+            // Whatever stderr held until an error is all there is to report.
             let _ = e.read_to_end(&mut buf);
             buf
         })
