@@ -50,13 +50,14 @@ impl TargetQueue {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds changes (cloned: every target gets its own copy).
-    pub fn push(&self, changes: &[Change], now_ns: u64) {
+    /// Adds changes; the caller clones them for every target but the last, which takes the
+    /// reader's own copies (no allocation per event for a single target).
+    pub fn push(&self, changes: impl IntoIterator<Item = Change>, now_ns: u64) {
         let mut pending = self.lock();
         for change in changes {
             match change {
-                Change::Mark(path, mark) => pending.mark(path.clone(), *mark, now_ns),
-                Change::Rename(rename) => pending.rename(rename.clone(), now_ns),
+                Change::Mark(path, mark) => pending.mark(path, mark, now_ns),
+                Change::Rename(rename) => pending.rename(rename, now_ns),
             }
         }
         drop(pending);

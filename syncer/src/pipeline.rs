@@ -77,8 +77,11 @@ struct Fanout {
 impl Sink for Fanout {
     fn push(&self, changes: &mut Vec<Change>) {
         let now = self.control.now_ns();
-        for queue in &self.queues {
-            queue.push(changes, now);
+        if let Some((last, others)) = self.queues.split_last() {
+            for queue in others {
+                queue.push(changes.iter().cloned(), now);
+            }
+            last.push(changes.drain(..), now);
         }
         changes.clear();
     }
