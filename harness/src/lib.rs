@@ -16,6 +16,7 @@ pub mod loopfs;
 pub mod measure;
 pub mod model;
 pub mod plan;
+pub mod planning;
 pub mod probe;
 pub mod probe_fan;
 pub mod procio;
