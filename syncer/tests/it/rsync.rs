@@ -75,28 +75,43 @@ fn classic_test_and_every_kind_of_change_reach_the_daemon() {
 
 #[test]
 fn same_size_rewrites_within_a_second_arrive() {
+    same_size_rewrites_arrive(&[], 1);
+}
+
+/// In place and over several directories: the runs of one batch are dealt to both streams
+/// by directory, and the daemon rewrites files without temporary files.
+#[test]
+fn same_size_rewrites_arrive_in_place_over_parallel_streams() {
+    same_size_rewrites_arrive(&["--inplace", "--streams", "2"], 8);
+}
+
+fn same_size_rewrites_arrive(options: &[&str], dirs: usize) {
     let _k = shared_kernel();
     let s = Scratch::new();
     let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    let name = |i: usize| format!("d{}/f{i}", i % dirs);
+    for d in 0..dirs {
+        fs::create_dir_all(s.src.join(format!("d{d}"))).unwrap();
+    }
     for i in 0..300 {
         write(
-            &s.src.join(format!("f{i}")),
+            &s.src.join(name(i)),
             format!("file {i:05} version 0\n").as_bytes(),
         );
     }
-    let syncer = start(&s, &[&daemon], false, &[]);
+    let syncer = start(&s, &[&daemon], false, options);
     converges(&s, &daemon, &syncer);
     for version in 1..=2 {
         for i in 0..300 {
             write(
-                &s.src.join(format!("f{i}")),
+                &s.src.join(name(i)),
                 format!("file {i:05} version {version}\n").as_bytes(),
             );
         }
     }
     converges(&s, &daemon, &syncer);
     for i in 0..300 {
-        let got = fs::read(daemon.module.join(format!("f{i}"))).unwrap();
+        let got = fs::read(daemon.module.join(name(i))).unwrap();
         assert_eq!(got, format!("file {i:05} version 2\n").into_bytes());
     }
 }
