@@ -81,6 +81,10 @@ pub struct Args {
     /// streams use more of its cores).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub streams: usize,
+    /// rsync targets: clients kept connected and authenticated ahead of need, so a batch
+    /// skips the connection handshake (each is one daemon connection, used or not).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub warm_clients: usize,
     /// rsync targets: least time between the starts of two runs while changes keep coming
     /// (an idle syncer starts at once). Bounds the runs of a storm to 20 per second.
     #[arg(long, value_name = "MS", default_value_t = 50)]
@@ -267,6 +271,7 @@ impl Args {
                 inplace: self.inplace,
                 timeout_secs: self.rsync_timeout,
                 streams: self.streams,
+                warm_clients: self.warm_clients,
                 run_interval: Duration::from_millis(self.run_interval),
             },
             log_level: if self.quiet {

@@ -46,6 +46,8 @@ pub struct RsyncOptions {
     pub timeout_secs: u64,
     /// Parallel rsync runs per batch.
     pub streams: usize,
+    /// Clients kept connected ahead of need.
+    pub warm_clients: usize,
     /// Least time between two batches' runs while busy.
     pub run_interval: Duration,
 }
@@ -181,7 +183,7 @@ impl RsyncTarget {
     /// (~50 ms here) to get ready, so one would often be taken before its handshake is done.
     fn refill_warm(&self) {
         let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        while pool.len() < 2 {
+        while pool.len() < self.options.warm_clients {
             match spawn(&self.list_args(), true, &self.source.abs, self.no_password) {
                 Ok(started) => pool.push(started),
                 Err(err) => {
