@@ -28,7 +28,7 @@ fn rule(r: Rule, unit: &str) -> String {
             min_change,
             abs_floor,
         } => format!(
-            ">{:.0}% & >noise & >{} {unit}",
+            ">{:.0}% & out of noise & >{} {unit}",
             min_change * 100.0,
             num(Some(abs_floor))
         ),
@@ -64,13 +64,13 @@ pub fn markdown(r: &Report) -> String {
         out.push('\n');
     }
     out.push_str(
-        "| scenario | metric | unit | A median | B median | B/A | noise | rule | verdict |\n",
+        "| scenario | metric | unit | A median | B median | B/A | noise | p | rule | verdict |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for row in &r.rows {
         let _ = writeln!(
             out,
-            "| {} | {}{} | {} | {} | {} | {} | {:.0}% | {} | {} |",
+            "| {} | {}{} | {} | {} | {} | {} | {:.0}% | {} | {} | {} |",
             row.scenario,
             if row.self_report { "self: " } else { "" },
             row.label,
@@ -79,6 +79,7 @@ pub fn markdown(r: &Report) -> String {
             num(row.judged.b_median),
             ratio(row.judged.ratio),
             row.judged.noise * 100.0,
+            row.judged.p_value.map_or("—".into(), |p| format!("{p:.3}")),
             rule(row.rule, row.unit),
             verdict(row.judged.verdict)
         );
@@ -90,7 +91,10 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     out.push_str(
-        "\nMedians over the runs; noise = the larger (max - min) / median of either side's runs. \
+        "\nMedians over the runs; noise = the larger (max - min) / median of either side's runs; \
+         p = one-sided Mann-Whitney rank test of the shift's direction (with 3+ runs a side, a \
+         timing metric is out of noise at p <= 0.05; with fewer, when its change exceeds the \
+         noise). \
          `self:` rows are the syncer's own status-file counters, shown but never gating.\n",
     );
     out

@@ -14,8 +14,11 @@ pub enum Rule {
     /// the noise (they hardly vary; measured spread ~1% over 5 repeats here).
     Fixed { tolerance: f64 },
     /// Timing-dependent metrics: worse only when the change exceeds `min_change` (relative),
-    /// exceeds the noise measured across the repeats, and exceeds `abs_floor` (the metric's
-    /// unit), so a shared, loaded machine does not cry wolf.
+    /// stands out of the noise across the repeats, and exceeds `abs_floor` (the metric's
+    /// unit), so a shared, loaded machine does not cry wolf. With 3 or more repeats a side,
+    /// "out of the noise" is a one-sided Mann-Whitney rank test at 5% (one outlier cannot
+    /// hide a shift, as it could behind max - min); with fewer, the change must exceed the
+    /// relative range of the repeats.
     Noisy { min_change: f64, abs_floor: f64 },
     /// Recorded and shown (the syncer's self-reports), never gating.
     Info,
@@ -47,6 +50,9 @@ pub struct Judged {
     pub ratio: Option<f64>,
     /// The larger relative range (max - min) / median of the two sides' repeats.
     pub noise: f64,
+    /// One-sided Mann-Whitney p-value of the observed direction (B above A when B's median
+    /// is higher); None with fewer than 3 repeats a side.
+    pub p_value: Option<f64>,
     pub verdict: Verdict,
 }
 
@@ -80,9 +86,69 @@ pub fn relative_range(xs: &[f64]) -> f64 {
     }
 }
 
+/// Repeats a side from which the rank test decides.
+const RANK_TEST_MIN: usize = 3;
+/// Its significance level.
+const RANK_TEST_ALPHA: f64 = 0.05;
+
+/// Ways to interleave `n` values of one sample with `m` of the other such that exactly `u`
+/// (one-sample, other-sample) pairs have the other above: the exact null distribution of
+/// the Mann-Whitney U statistic, as counts indexed by u.
+fn u_distribution(n: usize, m: usize) -> Vec<f64> {
+    // ways[j][u] for the first sample's n values and j of the other's, built row by row.
+    let mut ways = vec![vec![1.0]; m + 1];
+    for i in 1..=n {
+        let mut next: Vec<Vec<f64>> = vec![Vec::new(); m + 1];
+        for j in 0..=m {
+            let mut row = vec![0.0; i * j + 1];
+            // Largest value from the first sample: it is above all j others, adds no pairs.
+            for (u, w) in ways[j].iter().enumerate() {
+                row[u] += w;
+            }
+            // Largest from the other sample: above all i first-sample values, adds i pairs.
+            if j > 0 {
+                for (u, w) in next[j - 1].iter().enumerate() {
+                    row[u + i] += w;
+                }
+            }
+            next[j] = row;
+        }
+        ways = next;
+    }
+    ways.swap_remove(m)
+}
+
+/// One-sided exact p-value that `above` tends to lie above `below` (ties count half).
+pub fn rank_test_p(below: &[f64], above: &[f64]) -> f64 {
+    let mut u = 0.0_f64;
+    for x in below {
+        for y in above {
+            u += if y > x {
+                1.0
+            } else if y == x {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    let dist = u_distribution(below.len(), above.len());
+    let total: f64 = dist.iter().sum();
+    // Ties make u a half-integer: round down, the conservative side.
+    let from = u.floor() as usize;
+    dist.iter().skip(from).sum::<f64>() / total
+}
+
 pub fn judge(a: &[f64], b: &[f64], rule: Rule) -> Judged {
     let (a_median, b_median) = (median(a), median(b));
     let noise = relative_range(a).max(relative_range(b));
+    let p_value = (a.len() >= RANK_TEST_MIN && b.len() >= RANK_TEST_MIN).then(|| {
+        if b_median >= a_median {
+            rank_test_p(a, b)
+        } else {
+            rank_test_p(b, a)
+        }
+    });
     let ratio = match (a_median, b_median) {
         (Some(x), Some(y)) if x > 0.0 => Some(y / x),
         (Some(_), Some(0.0)) => Some(1.0),
@@ -117,7 +183,8 @@ pub fn judge(a: &[f64], b: &[f64], rule: Rule) -> Judged {
             // Relative change either way, measured against the smaller side, so a halving
             // and a doubling are the same size of change.
             let change = (y - x).abs() / x.min(y).max(f64::MIN_POSITIVE);
-            if change > min_change && change > noise && (y - x).abs() > abs_floor {
+            let out_of_noise = p_value.map_or(change > noise, |p| p <= RANK_TEST_ALPHA);
+            if change > min_change && out_of_noise && (y - x).abs() > abs_floor {
                 if y > x {
                     Verdict::Worse
                 } else {
@@ -133,6 +200,7 @@ pub fn judge(a: &[f64], b: &[f64], rule: Rule) -> Judged {
         b_median,
         ratio,
         noise,
+        p_value,
         verdict,
     }
 }
@@ -238,6 +306,32 @@ mod tests {
     fn info_metrics_and_empty_sides_never_gate() {
         assert_eq!(judge(&[1.0], &[100.0], Rule::Info).verdict, Verdict::Info);
         assert_eq!(judge(&[], &[100.0], NOISY).verdict, Verdict::Info);
+    }
+
+    #[test]
+    fn one_outlier_does_not_hide_a_consistent_shift() {
+        // One candidate repeat hit a load spike (600): max - min says 270% noise, but every
+        // candidate repeat lies above every baseline one.
+        let a = [100.0, 98.0, 103.0, 102.0, 101.0];
+        let b = [160.0, 158.0, 162.0, 165.0, 600.0];
+        let j = judge(&a, &b, NOISY);
+        assert!(j.noise > 2.0, "{j:?}");
+        assert!(j.p_value.unwrap() <= 0.05, "{j:?}");
+        assert_eq!(j.verdict, Verdict::Worse, "{j:?}");
+    }
+
+    #[test]
+    fn rank_test_matches_the_exact_tables() {
+        // n = m = 3: all three above is 1 of C(6,3) = 20 orders.
+        assert!((rank_test_p(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]) - 0.05).abs() < 1e-12);
+        // n = m = 5: U' <= 4 has 12 of 252 orders (p = 0.0476), U' <= 5 has 19 (0.0754).
+        let below = [1.0, 2.0, 3.0, 4.0, 10.0];
+        assert!((rank_test_p(&below, &[5.0, 6.0, 7.0, 8.0, 11.0]) - 12.0 / 252.0).abs() < 1e-12);
+        assert!((rank_test_p(&below, &[5.0, 6.0, 7.0, 8.0, 9.0]) - 19.0 / 252.0).abs() < 1e-12);
+        // No shift at all: about one half.
+        assert!(rank_test_p(&[1.0, 3.0, 5.0], &[2.0, 4.0, 6.0]) > 0.3);
+        let total: f64 = u_distribution(4, 6).iter().sum();
+        assert_eq!(total, 210.0);
     }
 
     #[test]
