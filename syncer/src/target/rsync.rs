@@ -12,7 +12,7 @@
 //! (its sender resolves listed paths from the working directory). The window is one rsync
 //! start-up; the daemon side is unaffected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -35,6 +35,13 @@ const LONG_OUTAGE: Duration = Duration::from_secs(30);
 const WARM_MAX_AGE: Duration = Duration::from_secs(20);
 /// Below this many present paths one run carries deletions and copies together.
 const SPLIT_MIN: usize = 64;
+/// A directory that lost at least this many entries in one batch (and at least a quarter of
+/// what it holds) is swept instead of listing each deletion: see `plan_deletions`.
+const SWEEP_MIN: usize = 32;
+/// Bytes of directory size per entry assumed when estimating a directory's entries from
+/// st_size (tmpfs counts 20 per entry; ext4 about 16-24 for short names and never shrinks,
+/// which errs toward listing).
+const DIRENT_BYTES: u64 = 24;
 
 #[derive(Debug, Clone)]
 pub struct RsyncOptions {
@@ -79,6 +86,19 @@ enum Checked {
 struct RunPlan {
     list: Vec<PathBuf>,
     subtree: Option<PathBuf>,
+    /// Directories whose vanished entries the run deletes (`list` then holds those entries,
+    /// to give back on failure).
+    sweep: Vec<PathBuf>,
+}
+
+impl RunPlan {
+    fn list(list: Vec<PathBuf>) -> Self {
+        Self {
+            list,
+            subtree: None,
+            sweep: Vec::new(),
+        }
+    }
 }
 
 impl RsyncTarget {
@@ -239,6 +259,84 @@ impl RsyncTarget {
         )
     }
 
+    /// Deletes, in each of `dirs`, the replica's entries the source no longer has, without
+    /// recursing and without creating or updating anything (`--existing --ignore-existing`):
+    /// the daemon compares two listings instead of handling one delete argument per entry.
+    fn run_sweep(&self, dirs: &[PathBuf]) -> std::io::Result<RunResult> {
+        let mut args = self.common_args();
+        args.extend(
+            [
+                "--from0",
+                "--files-from=-",
+                "--delete",
+                "--force",
+                "--existing",
+                "--ignore-existing",
+            ]
+            .map(OsString::from),
+        );
+        // Excluded entries on the replica are the user's: --delete leaves excluded names.
+        for pattern in self.source.excludes.rsync_patterns() {
+            args.push(format!("--exclude={pattern}").into());
+        }
+        args.push(".".into());
+        args.push(self.url.destination().into());
+        let mut input = Vec::new();
+        for dir in dirs {
+            // "dir/." : the directory's contents, one level (rsync --dirs semantics).
+            input.extend_from_slice(dir.join(".").as_os_str().as_bytes());
+            input.push(0);
+        }
+        run(
+            &args,
+            Some(input),
+            &self.source.abs,
+            self.stall(),
+            self.no_password,
+        )
+    }
+
+    /// Entries a source directory holds, estimated from its size without reading it.
+    fn estimated_entries(&self, dir: &Path) -> Option<u64> {
+        let fd = self.source.open_dir(dir).ok()?;
+        let meta = std::fs::File::from(fd).metadata().ok()?;
+        Some(meta.len() / DIRENT_BYTES)
+    }
+
+    /// Deletions as runs: entries below another deleted entry are dropped (`--force` removes
+    /// the whole directory); a directory that still exists and lost many of its entries is
+    /// swept in one listing (measured: 20,000 files deleted in 100 directories took the
+    /// daemon ~100 us per delete argument); the rest are listed one by one.
+    fn plan_deletions(&self, missing: Vec<PathBuf>) -> (Vec<PathBuf>, Option<RunPlan>) {
+        let gone: HashSet<&Path> = missing.iter().map(PathBuf::as_path).collect();
+        let covered = |p: &Path| p.ancestors().skip(1).any(|a| gone.contains(a));
+        let mut by_parent: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+        for path in missing.iter().filter(|p| !covered(p)) {
+            let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            by_parent.entry(parent).or_default().push(path.clone());
+        }
+        let (mut listed, mut swept, mut sweep) = (Vec::new(), Vec::new(), Vec::new());
+        for (parent, paths) in by_parent {
+            let worth_it = paths.len() >= SWEEP_MIN
+                && matches!(self.check(&parent), Checked::Present(Kind::Dir))
+                && self
+                    .estimated_entries(&parent)
+                    .is_some_and(|n| paths.len() as u64 * 4 >= n);
+            if worth_it {
+                sweep.push(parent);
+                swept.extend(paths);
+            } else {
+                listed.extend(paths);
+            }
+        }
+        let plan = (!sweep.is_empty()).then(|| RunPlan {
+            list: swept,
+            subtree: None,
+            sweep,
+        });
+        (listed, plan)
+    }
+
     /// Runs the plans, `streams` at a time; returns a failure per failed plan.
     fn execute(&self, plans: Vec<RunPlan>, stats: &TargetStats) -> Vec<(RunPlan, Failure)> {
         let failed = Mutex::new(Vec::new());
@@ -254,6 +352,7 @@ impl RsyncTarget {
                             // A renamed directory's new name may hold stale copies of the same
                             // size and mtime (a name used before): compare contents.
                             Some(subtree) => self.run_subtree(subtree, true),
+                            None if !plan.sweep.is_empty() => self.run_sweep(&plan.sweep),
                             None => self.run_list(&plan.list),
                         };
                         stats.rsync_runs.fetch_add(1, Relaxed);
@@ -297,28 +396,20 @@ impl RsyncTarget {
             list.extend(present);
             list.sort();
             if !list.is_empty() {
-                first.push(RunPlan {
-                    list,
-                    subtree: None,
-                });
+                first.push(RunPlan::list(list));
             }
         } else {
             if !missing.is_empty() {
-                first.push(RunPlan {
-                    list: missing,
-                    subtree: None,
-                });
+                first.push(RunPlan::list(missing));
             }
             for list in split_by_directory(present, self.options.streams) {
-                second.push(RunPlan {
-                    list,
-                    subtree: None,
-                });
+                second.push(RunPlan::list(list));
             }
         }
         second.extend(subtrees.into_iter().map(|s| RunPlan {
             list: Vec::new(),
             subtree: Some(s),
+            sweep: Vec::new(),
         }));
         (first, second)
     }
@@ -410,8 +501,11 @@ impl Target for RsyncTarget {
         }
         // A path listed as missing that exists again (re-created) is simply present.
         missing.retain(|m| !matches!(self.check(m), Checked::Present(_)));
+        let (missing, sweep) = self.plan_deletions(missing);
         let (first, second) = self.plan(missing, present, subtrees);
-        let mut failed = self.execute(first, stats);
+        // The sweep runs alone: a copy beside it could land after its listing of a directory.
+        let mut failed = self.execute(sweep.into_iter().collect(), stats);
+        failed.extend(self.execute(first, stats));
         failed.extend(self.execute(second, stats));
         self.note_health(!failed.is_empty(), &mut outcome);
         for (plan, failure) in failed {

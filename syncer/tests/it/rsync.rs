@@ -265,3 +265,52 @@ fn daemon_replica_of_an_existing_tree_needs_one_full_run() {
     assert_eq!(doc["rsync_runs"], 1, "{doc}");
     let _ = Path::new("");
 }
+
+/// Many deletions in one directory go as one sweep of it (`--delete --existing
+/// --ignore-existing`), a deleted directory as one forced delete: both converge, and a name
+/// excluded from syncing that lives only on the replica survives the sweep.
+#[test]
+fn mass_deletes_converge_and_spare_excluded_names() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    for (dir, files) in [("a", 300), ("a/sub", 20), ("b", 10)] {
+        fs::create_dir_all(s.src.join(dir)).unwrap();
+        for i in 0..files {
+            write(&s.src.join(format!("{dir}/f{i}")), b"x");
+        }
+    }
+    let syncer = start(&s, &[&daemon], false, &["--exclude", "*.keep"]);
+    converges(&s, &daemon, &syncer);
+    let kept = daemon.module.join("a/local.keep");
+    write(&kept, b"the replica's own");
+    for i in 0..250 {
+        fs::remove_file(s.src.join(format!("a/f{i}"))).unwrap();
+    }
+    fs::remove_dir_all(s.src.join("a/sub")).unwrap();
+    for i in 0..3 {
+        fs::remove_file(s.src.join(format!("b/f{i}"))).unwrap();
+    }
+    let names = |dir: &Path| -> Vec<OsString> {
+        let mut v: Vec<OsString> = fs::read_dir(dir)
+            .map(|it| it.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let settled = wait_until(CONVERGE, || {
+        let mut want_a = names(&s.src.join("a"));
+        want_a.push("local.keep".into());
+        want_a.sort();
+        names(&daemon.module.join("a")) == want_a
+            && names(&daemon.module.join("b")) == names(&s.src.join("b"))
+    });
+    assert!(
+        settled,
+        "replica a: {:?}",
+        names(&daemon.module.join("a")).len()
+    );
+    assert_eq!(fs::read(&kept).unwrap(), b"the replica's own");
+    fs::remove_file(&kept).unwrap();
+    converges(&s, &daemon, &syncer);
+}
