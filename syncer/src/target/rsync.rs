@@ -329,7 +329,7 @@ impl RsyncTarget {
                 listed.extend(paths);
             }
         }
-        let plan = (!sweep.is_empty()).then(|| RunPlan {
+        let plan = (!sweep.is_empty()).then_some(RunPlan {
             list: swept,
             subtree: None,
             sweep,
