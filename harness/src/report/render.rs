@@ -23,6 +23,16 @@ fn ms(ns: u64) -> String {
     format!("{:.2}", ns as f64 / 1e6)
 }
 
+/// Milliseconds as a person states a setting: "1000", "2.5".
+fn ms_setting(ns: u64) -> String {
+    let v = ns as f64 / 1e6;
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
 fn link(rel: Rel, p: &Path) -> String {
     let r = rel(p);
     format!("[{r}]({r})")
@@ -64,11 +74,17 @@ fn kib(bytes: u64) -> String {
 /// The SLO in force and where it comes from.
 fn slo(inputs: &Inputs, args: &ReportArgs) -> (u64, String) {
     if let Some(ms) = args.slo_ms {
-        return ((ms * 1e6) as u64, "--slo-ms".into());
+        return ((ms * 1e6) as u64, "from --slo-ms".into());
     }
     match inputs.sweeps.first() {
-        Some(s) if s.data.slo_p99_ns > 0 => (s.data.slo_p99_ns, "the sweep's scenario".into()),
-        _ => (1_000_000_000, "default (no --slo-ms, no sweep.json)".into()),
+        Some(s) if s.data.slo_p99_ns > 0 => (
+            s.data.slo_p99_ns,
+            format!("from {}'s scenario", s.path.display()),
+        ),
+        _ => (
+            1_000_000_000,
+            "the default: no --slo-ms, no sweep.json".into(),
+        ),
     }
 }
 
@@ -200,7 +216,7 @@ fn recommendations(inputs: &Inputs, args: &ReportArgs, m: &Machine, rel: Rel, ou
             what: "Inotify watches already in use by this user".into(),
             value: thousands(m.watches_in_use),
             how: format!(
-                "`inotify wd:` lines of /proc/*/fdinfo, {} processes; {proc_note}",
+                "`inotify wd:` lines of /proc/*/fdinfo, held by {} process(es); {proc_note}",
                 m.watch_holders
             ),
             from: "/proc/*/fdinfo".into(),
@@ -346,7 +362,12 @@ fn recommendations(inputs: &Inputs, args: &ReportArgs, m: &Machine, rel: Rel, ou
         for c in &s.data.curves {
             let best = rec::sustainable_at(&c.points, slo_ns);
             rows.push(Row {
-                what: format!("**Sustainable ops/s at p99 ≤ {} ms**: {} ({})", ms(slo_ns), c.sut, s.data.scenario),
+                what: format!(
+                    "**Sustainable ops/s at p99 ≤ {} ms**: {} ({})",
+                    ms_setting(slo_ns),
+                    c.sut,
+                    s.data.scenario
+                ),
                 value: best.map_or_else(
                     || "**below the sweep's lowest rate**".into(),
                     |p| format!("**{:.0}**", p.achieved_ops_s),
@@ -372,7 +393,7 @@ fn recommendations(inputs: &Inputs, args: &ReportArgs, m: &Machine, rel: Rel, ou
     let _ = writeln!(
         out,
         "## Recommendations\n\nSLO p99 {} ms ({slo_from}); stall budget {} ms (--stall-budget-ms).\n",
-        ms(slo_ns),
+        ms_setting(slo_ns),
         args.stall_budget_ms
     );
     if !rows.is_empty() {
@@ -536,7 +557,7 @@ fn sweep_section(
                 c.sut,
                 c.knee_rate
                     .map_or_else(|| "none found".into(), |k| format!("{k:.0} ops/s offered")),
-                ms(slo_ns),
+                ms_setting(slo_ns),
                 rec::sustainable_at(&c.points, slo_ns).map_or_else(
                     || "none".into(),
                     |p| format!("{:.0} ops/s", p.achieved_ops_s)
