@@ -93,7 +93,7 @@ pub fn percentiles(f: &RunFolder, rel: &dyn Fn(&Path) -> String) -> Option<Chart
 /// Bin width of a run's timeline in ms: the step between bins, or from the storm length.
 pub fn bin_width_ms(e: &RunEntry, bins: &[crate::planning::TimelineBin]) -> u64 {
     match bins {
-        [a, b, ..] => b.t_ms - a.t_ms,
+        [a, b, ..] => b.t_ms.saturating_sub(a.t_ms).max(1),
         _ => crate::measure::bin_width_ms(e.storm_ns),
     }
 }
