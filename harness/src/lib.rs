@@ -21,6 +21,7 @@ pub mod probe;
 pub mod probe_fan;
 pub mod procio;
 pub mod proctree;
+pub mod report;
 pub mod result;
 pub mod run;
 pub mod scenario;

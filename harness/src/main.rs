@@ -1,4 +1,4 @@
-//! harness CLI: arguments in, `run`, `compare`, `ci` or `list` out; exit 0 when every run
+//! harness CLI: arguments in, `run`, `compare`, `ci`, `report` or `list` out; exit 0 when every run
 //! passed (or the gate passed), 1 on a failed run or a regression, 2 on a usage or setup error.
 #![forbid(unsafe_code)]
 
@@ -85,6 +85,21 @@ enum Cmd {
         #[arg(long, allow_hyphen_values = true)]
         candidate_args: Option<String>,
     },
+    /// Capacity planning report (report.md + SVG plots) from results folders, tune.json,
+    /// sweep.json, watchcost.json and history.csv (folders are searched recursively).
+    Report {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where report.md and the plots go.
+        #[arg(long, default_value = "results/capacity-report")]
+        out: PathBuf,
+        /// p99 objective for "sustainable ops/s" (default: the sweep's, else 1000 ms).
+        #[arg(long)]
+        slo_ms: Option<f64>,
+        /// How long the syncer may stop reading events; sizes max_queued_events.
+        #[arg(long, default_value_t = 1000.0)]
+        stall_budget_ms: f64,
+    },
     /// List scenarios with their descriptions.
     List {
         #[arg(default_value = "scenarios")]
@@ -165,6 +180,30 @@ fn main() {
                 }
                 Err(e) => {
                     eprintln!("harness ci: {e}");
+                    2
+                }
+            }
+        }
+        Cmd::Report {
+            inputs,
+            out,
+            slo_ms,
+            stall_budget_ms,
+        } => {
+            let args = harness::report::ReportArgs {
+                inputs,
+                out,
+                slo_ms,
+                stall_budget_ms,
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            match harness::report::report(&args) {
+                Ok(path) => {
+                    println!("harness report: {}", path.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("harness report: {e}");
                     2
                 }
             }

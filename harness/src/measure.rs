@@ -1,13 +1,15 @@
 //! Measurement: the plan's expectations, the generator's stamps and the probe's sightings in,
 //! latency histograms (hdrhistogram, 3 significant figures, nanoseconds) and counts out.
 //! Latency is from the completion of each path's final op; with a rate also from its planned
-//! time (open loop), so a generator that fell behind cannot hide a slow syncer.
+//! time (open loop), so a generator that fell behind cannot hide a slow syncer. Also the
+//! storm's timeline: ops and latency per fixed time bin (`planning::TimelineBin`).
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::exec::PhaseRun;
 use crate::plan::{Expected, Plan};
+use crate::planning::TimelineBin;
 use crate::probe::ProbeReport;
 
 /// Largest latency recorded: one hour; anything slower is clamped (and is a failure anyway).
@@ -100,6 +102,66 @@ pub fn latency(plan: &Plan, runs: &[PhaseRun], probe: &ProbeReport) -> Latency {
     out
 }
 
+/// About 150 bins over the storm, whole milliseconds, never under 10 ms (finer bins hold too
+/// few samples for a p99 and make the CSV large for nothing).
+pub fn bin_width_ms(storm_ns: u64) -> u64 {
+    storm_ns.div_ceil(150 * 1_000_000).max(10)
+}
+
+/// Nearest-rank percentile of sorted values (exact: a bin holds few enough samples).
+fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The storm in fixed time bins from its start: ops completed per bin, and each latency
+/// sample (as in `latency`, from the final op's completion) in the bin where that op completed.
+pub fn timeline(plan: &Plan, runs: &[PhaseRun], probe: &ProbeReport) -> Vec<TimelineBin> {
+    let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
+        return Vec::new();
+    };
+    let start = first.start_ns;
+    let width_ns = bin_width_ms(last.end_ns.saturating_sub(start)) * 1_000_000;
+    let bins = (last.end_ns.saturating_sub(start) / width_ns + 1) as usize;
+    let bin_of = |t: u64| ((t.saturating_sub(start) / width_ns) as usize).min(bins - 1);
+    let mut ops = vec![0u64; bins];
+    for t in runs.iter().flat_map(|r| &r.done_ns).filter(|&&t| t > 0) {
+        ops[bin_of(*t)] += 1;
+    }
+    let mut lat: Vec<Vec<u64>> = vec![Vec::new(); bins];
+    for (i, e) in plan.expect.iter().enumerate() {
+        let seen = probe.seen_ns.get(i).copied().unwrap_or(0);
+        let done = runs
+            .get(e.phase as usize)
+            .and_then(|r| r.done_ns.get(e.op as usize).copied())
+            .unwrap_or(0);
+        // Same samples as `latency`: seen, and not a delete the replica never had.
+        let coalesced = probe.by_scan.get(i) == Some(&true) && e.state == Expected::Absent;
+        if seen == 0 || done == 0 || coalesced {
+            continue;
+        }
+        lat[bin_of(done)].push(seen.saturating_sub(done).clamp(1, MAX_NS));
+    }
+    ops.into_iter()
+        .zip(lat)
+        .enumerate()
+        .map(|(i, (ops, mut l))| {
+            l.sort_unstable();
+            TimelineBin {
+                t_ms: i as u64 * width_ns / 1_000_000,
+                ops,
+                samples: l.len() as u64,
+                p50_ns: nearest_rank(&l, 0.5),
+                p99_ns: nearest_rank(&l, 0.99),
+                max_ns: l.last().copied().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
 /// The percentile distribution in HdrHistogram's text (.hgrm) format, values in ms.
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
@@ -147,5 +209,22 @@ mod tests {
         assert!((499_000_000..=501_000_000).contains(&s.p50_ns), "{s:?}");
         assert!((989_000_000..=991_000_000).contains(&s.p99_ns), "{s:?}");
         assert!(hgrm(&h).contains("Total count"));
+    }
+
+    #[test]
+    fn bin_width_scales_with_the_storm_and_has_a_floor() {
+        assert_eq!(bin_width_ms(300_000_000), 10);
+        assert_eq!(bin_width_ms(15_000_000_000), 100);
+        assert_eq!(bin_width_ms(15_000_000_001), 101);
+        assert_eq!(bin_width_ms(134_000_000_000), 894);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=200).collect();
+        assert_eq!(nearest_rank(&v, 0.5), 100);
+        assert_eq!(nearest_rank(&v, 0.99), 198);
+        assert_eq!(nearest_rank(&[7], 0.99), 7);
+        assert_eq!(nearest_rank(&[], 0.5), 0);
     }
 }

@@ -70,6 +70,9 @@ pub struct RunResult {
     /// daemon (TCP_NODELAY on the client), measured right after this run.
     pub one_file_run_ns: Option<u64>,
     pub exit_status: String,
+    /// The storm in time bins (written as `<sut>-r<N>-timeline.csv`, not into run.json).
+    #[serde(skip)]
+    pub timeline: Vec<crate::planning::TimelineBin>,
 }
 
 impl RunResult {
@@ -119,6 +122,7 @@ impl RunResult {
             floor_ratio: None,
             one_file_run_ns: None,
             exit_status: String::new(),
+            timeline: Vec::new(),
         }
     }
 }

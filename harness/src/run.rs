@@ -101,6 +101,7 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         date: crate::env::today(),
         host: crate::env::hostname(),
         storm_ops: plan.storm_ops(),
+        tree_dirs: plan.dirs.len() as u64,
     };
     let results = ResultsDir::create(&args.out, &info, &s).map_err(|e| {
         format!(
@@ -122,6 +123,7 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         let (r, h) =
             session::run_one(&ctx, None, 1).map_err(|e| format!("calibration run failed: {e}"))?;
         results.write_hgrm(&r, &h).map_err(|e| e.to_string())?;
+        results.write_timeline(&r).map_err(|e| e.to_string())?;
         calibration = Some(r);
     }
     let mut runs: Vec<RunResult> = Vec::new();
@@ -135,6 +137,7 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
                 Ok((r, h)) => {
                     if r.outcome != Outcome::Skipped {
                         results.write_hgrm(&r, &h).map_err(|e| e.to_string())?;
+                        results.write_timeline(&r).map_err(|e| e.to_string())?;
                     }
                     r
                 }

@@ -173,6 +173,7 @@ pub fn run_one(
         let lat = crate::measure::latency(ctx.plan, &runs, &report);
         result.latency = crate::measure::stats(&lat.from_done);
         result.latency_planned = lat.from_plan.as_ref().map(crate::measure::stats);
+        result.timeline = crate::measure::timeline(ctx.plan, &runs, &report);
         result.samples_unseen = lat.unseen;
         result.unseen_examples = lat.unseen_examples;
         result.samples_by_scan = lat.by_scan;

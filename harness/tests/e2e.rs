@@ -94,6 +94,42 @@ fn smoke_scenario_passes_against_our_syncer_and_writes_every_result_file() {
     assert!(summary.contains("Probe: fanotify"), "{summary}");
     let csv = std::fs::read_to_string(dir.join("runs.csv")).expect("csv");
     assert!(csv.starts_with("sut,repeat,outcome,storm_ns"), "{csv}");
+    // The timeline accounts for every op of the storm and every latency sample.
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("run.json"))
+            .expect("valid run.json");
+    let timeline = std::fs::read_to_string(dir.join("syncer-r1-timeline.csv")).expect("timeline");
+    let mut lines = timeline.lines();
+    assert_eq!(lines.next(), Some("t_ms,ops,samples,p50_ns,p99_ns,max_ns"));
+    let rows: Vec<Vec<u64>> = lines
+        .map(|l| l.split(',').map(|x| x.parse().expect("a number")).collect())
+        .collect();
+    let col = |i: usize| rows.iter().map(|r| r[i]).sum::<u64>();
+    assert_eq!(
+        col(1),
+        run["runs"][0]["storm_ops"].as_u64().unwrap(),
+        "{timeline}"
+    );
+    assert_eq!(
+        col(2),
+        run["runs"][0]["latency"]["count"].as_u64().unwrap(),
+        "{timeline}"
+    );
+    // Exact per bin; the histogram's max is rounded to 3 significant digits.
+    let max = rows.iter().map(|r| r[5]).max().unwrap_or(0);
+    let hist_max = run["runs"][0]["latency"]["max_ns"].as_u64().unwrap();
+    assert!(
+        max <= hist_max && hist_max - max <= hist_max / 500,
+        "{max} vs {hist_max}"
+    );
+    assert!(
+        rows.iter().all(|r| r[3] <= r[4] && r[4] <= r[5]),
+        "{timeline}"
+    );
+    assert!(
+        run["tree_dirs"].as_u64().unwrap() > 1,
+        "tree_dirs in run.json"
+    );
 }
 
 const BASELINE: &str = r#"

@@ -1,6 +1,6 @@
 //! Results export: the run's `RunResult`s in, the results folder out (README.md, runs.csv,
-//! run.json, one .hgrm per run, summary.md). Rewritten after every run, so a crash keeps
-//! what was measured.
+//! run.json, one .hgrm and one -timeline.csv per run, summary.md). Rewritten after every
+//! run, so a crash keeps what was measured.
 
 mod csv_out;
 mod markdown;
@@ -27,6 +27,8 @@ pub struct RunInfo {
     pub date: String,
     pub host: String,
     pub storm_ops: u64,
+    /// Every directory the tree has at some point, root included: the watches it needs.
+    pub tree_dirs: u64,
 }
 
 pub struct ResultsDir {
@@ -45,6 +47,18 @@ impl ResultsDir {
             self.path.join(format!("{}-r{}.hgrm", r.sut, r.repeat)),
             crate::measure::hgrm(hist),
         )
+    }
+
+    /// `<sut>-r<N>-timeline.csv`: the run's `TimelineBin`s, one row per bin.
+    pub fn write_timeline(&self, r: &RunResult) -> std::io::Result<()> {
+        let path = self
+            .path
+            .join(format!("{}-r{}-timeline.csv", r.sut, r.repeat));
+        let mut w = csv::Writer::from_path(path).map_err(std::io::Error::other)?;
+        for bin in &r.timeline {
+            w.serialize(bin).map_err(std::io::Error::other)?;
+        }
+        w.flush()
     }
 
     pub fn write_all(
@@ -74,6 +88,7 @@ impl ResultsDir {
             "replica_fs": info.replica_fs,
             "sysctls": info.sysctls,
             "storm_ops": info.storm_ops,
+            "tree_dirs": info.tree_dirs,
             "calibration": calibration,
             "runs": runs,
         });
