@@ -252,23 +252,19 @@ impl<'a> Translator<'a> {
         is_dir: bool,
         fid: Option<InfoRecord<'_>>,
     ) {
+        let repeat = (from.is_some() || to.is_some())
+            && self
+                .resolver
+                .window
+                .renamed(fid.as_ref().map(|f| (f.handle_type, f.handle)));
+        let ends = repeat.then(|| (from.clone(), to.clone()));
         match (from, to) {
             (Some(from), Some(to)) => {
-                let repeat = self
-                    .resolver
-                    .window
-                    .renamed(fid.as_ref().map(|f| (f.handle_type, f.handle)));
                 if is_dir {
                     self.rename_in_map(&from, &to, fid.as_ref());
                 }
-                self.changes.push(Change::Rename(Rename {
-                    from: from.clone(),
-                    to: to.clone(),
-                    is_dir,
-                }));
-                if repeat {
-                    self.after_repeated_rename(from, to, is_dir, fid.as_ref());
-                }
+                self.changes
+                    .push(Change::Rename(Rename { from, to, is_dir }));
             }
             (Some(from), None) => {
                 // Moved out (or into an excluded name): a delete.
@@ -288,33 +284,44 @@ impl<'a> Translator<'a> {
             }
             (None, None) => {}
         }
+        if let Some((from, to)) = ends {
+            self.after_repeated_rename(from, to, is_dir, fid.as_ref());
+        }
     }
 
-    /// An object renamed twice in one window: a third rename, identical to one of the earlier,
-    /// may have been merged away, so the stream's idea of where it is cannot be trusted.
-    /// Compares both ends again (whole subtrees for a directory; the pending set already
-    /// marks `to`) and forgets the directory's place in the map.
+    /// An object renamed a second time in one window: a rename identical to an earlier one
+    /// (a move within SOURCE, in or out) may have been merged away, so the stream's idea of
+    /// where it is cannot be trusted. Compares both ends again (whole subtrees for a
+    /// directory; the pending set already marks `to`) and forgets what the map and the
+    /// outside cache knew of the directory, so its next events resolve from the present.
     fn after_repeated_rename(
         &mut self,
-        from: PathBuf,
-        to: PathBuf,
+        from: Option<PathBuf>,
+        to: Option<PathBuf>,
         is_dir: bool,
         fid: Option<&InfoRecord<'_>>,
     ) {
         if !is_dir {
-            self.changes.push(Change::Mark(from, Mark::Changed));
+            if let Some(from) = from {
+                self.changes.push(Change::Mark(from, Mark::Changed));
+            }
             return;
         }
+        // A lost move back in would leave its handles cached as outside.
+        self.resolver.outside.clear();
         let map = &mut self.resolver.map;
-        map.remove_prefix(&to);
+        if let Some(to) = &to {
+            map.remove_prefix(to);
+        }
         if let Some(fid) = fid {
             map.remove(fid.handle_type, fid.handle);
         }
         let compare = Mark::Rescan {
             changed_since_ns: None,
         };
-        self.changes.push(Change::Mark(from, compare));
-        self.changes.push(Change::Mark(to, compare));
+        for end in [from, to].into_iter().flatten() {
+            self.changes.push(Change::Mark(end, compare));
+        }
     }
 
     fn rename_in_map(&mut self, from: &Path, to: &Path, fid: Option<&InfoRecord<'_>>) {

@@ -203,6 +203,11 @@ fn renames_back_and_forth_while_the_reader_is_stopped_converge() {
         write(&s.src.join(format!("swap/f{i}")), b"before");
     }
     write(&s.src.join("file"), b"a file renamed back and forth");
+    // Moved across SOURCE's border and back: `leaver` ends outside, `comer` inside.
+    fs::create_dir_all(s.src.join("leaver/sub")).unwrap();
+    write(&s.src.join("leaver/sub/f"), b"leaves");
+    fs::create_dir_all(outside.join("comer/sub")).unwrap();
+    write(&outside.join("comer/sub/f"), b"comes in");
     let syncer = s.syncer(&["--backend", "fanotify"]);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     for round in 0..3 {
@@ -219,8 +224,16 @@ fn renames_back_and_forth_while_the_reader_is_stopped_converge() {
             fs::rename(s.src.join("swap.real"), s.src.join("swap")).unwrap();
         }
         fs::rename(s.src.join("swap"), s.src.join("swap.real")).unwrap();
+        rename_back_and_forth(&s.src.join("leaver"), &outside.join("leaver"), 50);
+        rename_back_and_forth(&outside.join("comer"), &s.src.join("comer"), 50);
+        write(
+            &s.src.join("comer/sub/f"),
+            format!("round {round}").as_bytes(),
+        );
         syncer.signal(Signal::SIGCONT);
         assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+        fs::rename(outside.join("leaver"), s.src.join("leaver")).unwrap();
+        fs::rename(s.src.join("comer"), outside.join("comer")).unwrap();
         // Back to the starting names for the next round.
         fs::rename(s.src.join("e"), s.src.join("d")).unwrap();
         fs::rename(s.src.join("renamed"), s.src.join("file")).unwrap();
