@@ -1,6 +1,7 @@
 //! Directory file handles (handle_type + bytes) in, directory paths relative to SOURCE out:
 //! the fanotify backend's table, plus a bounded negative cache of handles known to lie
-//! outside SOURCE. Pure: no syscalls; the backend fills it from `name_to_handle_at` during the
+//! outside SOURCE, and the window of recently renamed objects (any handle) that finds renames
+//! the kernel may have merged away. Pure: no syscalls; the backend fills it from `name_to_handle_at` during the
 //! initial scan and from `open_by_handle_at` on a miss, and keeps it current from events.
 //!
 //! A handle survives renames (it names the inode), so a directory rename only rewrites the
@@ -240,6 +241,62 @@ impl OutsideCache {
     }
 }
 
+/// The objects (by their own file handle) renamed since the event queue was last found empty.
+///
+/// fanotify merges a new event into an identical one still queued, FAN_RENAME included: an
+/// object renamed a→b, b→a, a→b before the reader has read the first rename shows up as
+/// a→b, b→a only, and the replica ends at `a` while the source has `b`. Such a merge needs
+/// the object renamed at least twice while its first rename sat in the queue; events that sat
+/// in the queue together are read between two moments it was empty, so an object renamed a
+/// second time in that window is the only case where a rename may be missing.
+#[derive(Debug)]
+pub struct RenameWindow {
+    capacity: usize,
+    seen: HashSet<Box<[u8]>>,
+    /// More objects than `capacity` renamed in this window: every rename counts as a repeat.
+    saturated: bool,
+}
+
+impl RenameWindow {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            seen: HashSet::new(),
+            saturated: false,
+        }
+    }
+
+    /// Records a rename of the object with this handle (None: the group does not report it).
+    /// True when an identical rename of it may have been merged away: it was renamed before in
+    /// this window, its handle is unknown, or the window is full.
+    pub fn renamed(&mut self, handle: Option<(i32, &[u8])>) -> bool {
+        let Some((handle_type, handle)) = handle else {
+            return true;
+        };
+        if self.saturated {
+            return true;
+        }
+        let Some(key) = StackKey::new(handle_type, handle) else {
+            return true;
+        };
+        if self.seen.contains(key.as_bytes()) {
+            return true;
+        }
+        if self.seen.len() >= self.capacity {
+            self.saturated = true;
+            return true;
+        }
+        self.seen.insert(owned_key(handle_type, handle));
+        false
+    }
+
+    /// The queue was found empty: no later event can merge into one read before.
+    pub fn reset(&mut self) {
+        self.seen.clear();
+        self.saturated = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +390,31 @@ mod tests {
         assert_eq!(map.len(), 1);
         assert_eq!(map.remove_prefix(Path::new("")), 1);
         assert!(map.is_empty());
+    }
+
+    #[test]
+    fn rename_window_reports_second_renames_until_reset() {
+        let mut window = RenameWindow::new(2);
+        assert!(!window.renamed(Some((1, &h(1)))));
+        assert!(
+            window.renamed(Some((1, &h(1)))),
+            "renamed twice in the window"
+        );
+        assert!(
+            !window.renamed(Some((2, &h(1)))),
+            "handle type is part of the key"
+        );
+        assert!(window.renamed(None), "no handle: always a possible repeat");
+        window.reset();
+        assert!(!window.renamed(Some((1, &h(1)))));
+        assert!(!window.renamed(Some((1, &h(2)))));
+        assert!(
+            window.renamed(Some((1, &h(3)))),
+            "full: every rename counts as a repeat"
+        );
+        assert!(window.renamed(Some((1, &h(4)))));
+        window.reset();
+        assert!(!window.renamed(Some((1, &h(3)))));
     }
 
     #[test]

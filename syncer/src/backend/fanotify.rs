@@ -155,7 +155,10 @@ impl FanotifyBackend {
         let mut total = 0;
         loop {
             let n = match self.group.read(buf)? {
-                ReadOutcome::Drained => return Ok(total),
+                ReadOutcome::Drained => {
+                    lock(&self.resolver).queue_empty();
+                    return Ok(total);
+                }
                 ReadOutcome::Filled(0) => continue,
                 ReadOutcome::Filled(n) => n,
             };

@@ -9,6 +9,13 @@
 //! map's subtree only when the event's own FID (FAN_REPORT_TARGET_FID) confirms the map still
 //! had that directory at the old name; otherwise the ambiguous entries are dropped, which is
 //! always safe (they are resolved again on their next event).
+//!
+//! Merged renames: the kernel folds an event into an identical one still queued, so an object
+//! renamed back and forth before the reader catches up loses renames from the stream (the
+//! `RenameWindow` explains when). When an object is renamed a second time in one window, both
+//! ends of that rename are compared again after it, and a directory's map entries are dropped
+//! so its next events resolve from the present. Those marks are applied after the read that
+//! returned the first rename, which is after any rename merged into it, so they see its effect.
 
 use std::ffi::OsStr;
 use std::io;
@@ -19,7 +26,7 @@ use std::path::{Path, PathBuf};
 use super::{Change, Sink};
 use crate::entry::{Kind, list_dir, stat_at};
 use crate::event::fanotify::{Event, InfoKind, InfoRecord};
-use crate::handles::{HandleMap, OutsideCache};
+use crate::handles::{HandleMap, OutsideCache, RenameWindow};
 use crate::pending::{Mark, Rename};
 use crate::source::SourceTree;
 use crate::sys::fanotify::{
@@ -31,6 +38,9 @@ use crate::sys::fanotify::{
 /// Outside handles remembered. A handle key is at most 132 bytes, so this bounds the cache
 /// near 10 MiB in the worst case; a busy build tree elsewhere on the filesystem fits easily.
 const OUTSIDE_CAPACITY: usize = 65_536;
+/// Objects tracked per rename window; past it every rename counts as a possible repeat (one
+/// more mark per rename), so a storm of renames costs bounded memory.
+const WINDOW_CAPACITY: usize = 65_536;
 
 /// Where a directory handle points.
 enum Place {
@@ -46,6 +56,7 @@ enum Place {
 pub struct Resolver {
     pub map: HandleMap,
     outside: OutsideCache,
+    window: RenameWindow,
     /// Unexpected resolution errors are logged once, not per event.
     warned: bool,
 }
@@ -55,6 +66,7 @@ impl Default for Resolver {
         Self {
             map: HandleMap::new(),
             outside: OutsideCache::new(OUTSIDE_CAPACITY),
+            window: RenameWindow::new(WINDOW_CAPACITY),
             warned: false,
         }
     }
@@ -65,6 +77,13 @@ impl Resolver {
     pub fn clear(&mut self) {
         self.map = HandleMap::new();
         self.outside.clear();
+        self.window.reset();
+    }
+
+    /// The reader found the queue empty: events read from now on were never queued together
+    /// with the ones read before, so none of them was merged into an earlier one.
+    pub fn queue_empty(&mut self) {
+        self.window.reset();
     }
 
     fn place(&mut self, source: &SourceTree, rec: &InfoRecord<'_>) -> Place {
@@ -233,10 +252,16 @@ impl<'a> Translator<'a> {
         is_dir: bool,
         fid: Option<InfoRecord<'_>>,
     ) {
+        let repeat = (from.is_some() || to.is_some())
+            && self
+                .resolver
+                .window
+                .renamed(fid.as_ref().map(|f| (f.handle_type, f.handle)));
+        let ends = repeat.then(|| (from.clone(), to.clone()));
         match (from, to) {
             (Some(from), Some(to)) => {
                 if is_dir {
-                    self.rename_in_map(&from, &to, fid);
+                    self.rename_in_map(&from, &to, fid.as_ref());
                 }
                 self.changes
                     .push(Change::Rename(Rename { from, to, is_dir }));
@@ -259,9 +284,47 @@ impl<'a> Translator<'a> {
             }
             (None, None) => {}
         }
+        if let Some((from, to)) = ends {
+            self.after_repeated_rename(from, to, is_dir, fid.as_ref());
+        }
     }
 
-    fn rename_in_map(&mut self, from: &Path, to: &Path, fid: Option<InfoRecord<'_>>) {
+    /// An object renamed a second time in one window: a rename identical to an earlier one
+    /// (a move within SOURCE, in or out) may have been merged away, so the stream's idea of
+    /// where it is cannot be trusted. Compares both ends again (whole subtrees for a
+    /// directory; the pending set already marks `to`) and forgets what the map and the
+    /// outside cache knew of the directory, so its next events resolve from the present.
+    fn after_repeated_rename(
+        &mut self,
+        from: Option<PathBuf>,
+        to: Option<PathBuf>,
+        is_dir: bool,
+        fid: Option<&InfoRecord<'_>>,
+    ) {
+        if !is_dir {
+            if let Some(from) = from {
+                self.changes.push(Change::Mark(from, Mark::Changed));
+            }
+            return;
+        }
+        // A lost move back in would leave its handles cached as outside.
+        self.resolver.outside.clear();
+        let map = &mut self.resolver.map;
+        if let Some(to) = &to {
+            map.remove_prefix(to);
+        }
+        if let Some(fid) = fid {
+            map.remove(fid.handle_type, fid.handle);
+        }
+        let compare = Mark::Rescan {
+            changed_since_ns: None,
+        };
+        for end in [from, to].into_iter().flatten() {
+            self.changes.push(Change::Mark(end, compare));
+        }
+    }
+
+    fn rename_in_map(&mut self, from: &Path, to: &Path, fid: Option<&InfoRecord<'_>>) {
         let map = &mut self.resolver.map;
         let confirmed = match fid {
             None => true,

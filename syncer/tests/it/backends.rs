@@ -1,13 +1,16 @@
 //! Backend choice and fanotify specifics, on real trees under /tmp (ext4, the same filesystem
 //! as the replica, so the syncer's own writes are fanotify events outside SOURCE): the forced
 //! fallback of `auto`, traffic outside SOURCE ignored, directory renames kept as renames, moves
-//! into and out of SOURCE, and the start-up self-report checked from outside for both backends.
+//! into and out of SOURCE, renames the kernel merged while the reader was stopped, and the
+//! start-up self-report checked from outside for both backends.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use crate::common::*;
 
@@ -171,6 +174,72 @@ fn directory_rename_under_fanotify_is_a_rename_and_moves_across_the_border_conve
     write(&outside.join("deep/late"), b"outside now");
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     assert!(!s.dst.join("new/deep").exists());
+}
+
+/// Renames `a` to `b` and back `rounds` times, then once more to `b`.
+fn rename_back_and_forth(a: &Path, b: &Path, rounds: usize) {
+    for _ in 0..rounds {
+        fs::rename(a, b).unwrap();
+        fs::rename(b, a).unwrap();
+    }
+    fs::rename(a, b).unwrap();
+}
+
+#[test]
+fn renames_back_and_forth_while_the_reader_is_stopped_converge() {
+    // The reader is stopped, so every rename sits in the queue: the kernel folds each repeat
+    // into its identical twin and the stream shows a->b, b->a only, ending at the old name.
+    let _k = shared_kernel();
+    if !fanotify_possible() {
+        return;
+    }
+    let s = Scratch::new();
+    let outside = s.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::create_dir_all(s.src.join("d/sub")).unwrap();
+    fs::create_dir(s.src.join("swap")).unwrap();
+    for i in 0..10 {
+        write(&s.src.join(format!("d/sub/f{i}")), b"before");
+        write(&s.src.join(format!("swap/f{i}")), b"before");
+    }
+    write(&s.src.join("file"), b"a file renamed back and forth");
+    // Moved across SOURCE's border and back: `leaver` ends outside, `comer` inside.
+    fs::create_dir_all(s.src.join("leaver/sub")).unwrap();
+    write(&s.src.join("leaver/sub/f"), b"leaves");
+    fs::create_dir_all(outside.join("comer/sub")).unwrap();
+    write(&outside.join("comer/sub/f"), b"comes in");
+    let syncer = s.syncer(&["--backend", "fanotify"]);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    for round in 0..3 {
+        syncer.signal(Signal::SIGSTOP);
+        rename_back_and_forth(&s.src.join("d"), &s.src.join("e"), 50);
+        // Written through the final name: its directory's handle must not resolve to `d`.
+        write(&s.src.join("e/sub/f0"), format!("round {round}").as_bytes());
+        rename_back_and_forth(&s.src.join("file"), &s.src.join("renamed"), 50);
+        // The symlink swap of faults.rs, with the directory ending under its temporary name.
+        for _ in 0..50 {
+            fs::rename(s.src.join("swap"), s.src.join("swap.real")).unwrap();
+            std::os::unix::fs::symlink(&outside, s.src.join("swap")).unwrap();
+            fs::remove_file(s.src.join("swap")).unwrap();
+            fs::rename(s.src.join("swap.real"), s.src.join("swap")).unwrap();
+        }
+        fs::rename(s.src.join("swap"), s.src.join("swap.real")).unwrap();
+        rename_back_and_forth(&s.src.join("leaver"), &outside.join("leaver"), 50);
+        rename_back_and_forth(&outside.join("comer"), &s.src.join("comer"), 50);
+        write(
+            &s.src.join("comer/sub/f"),
+            format!("round {round}").as_bytes(),
+        );
+        syncer.signal(Signal::SIGCONT);
+        assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+        fs::rename(outside.join("leaver"), s.src.join("leaver")).unwrap();
+        fs::rename(s.src.join("comer"), outside.join("comer")).unwrap();
+        // Back to the starting names for the next round.
+        fs::rename(s.src.join("e"), s.src.join("d")).unwrap();
+        fs::rename(s.src.join("renamed"), s.src.join("file")).unwrap();
+        fs::rename(s.src.join("swap.real"), s.src.join("swap")).unwrap();
+        assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    }
 }
 
 /// Creates `tops` x `subs` directories with two files each; returns the last one by name.
