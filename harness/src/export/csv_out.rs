@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::result::RunResult;
 
-const HEADERS: [&str; 31] = [
+const HEADERS: [&str; 35] = [
     "sut",
     "repeat",
     "outcome",
@@ -36,6 +36,10 @@ const HEADERS: [&str; 31] = [
     "floor_ns",
     "floor_ratio",
     "expect_fail",
+    "capture_ns",
+    "reconcile_ns",
+    "kmem_pinned_bytes",
+    "kmem_pinned_slabinfo_bytes",
 ];
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -78,6 +82,10 @@ pub fn write(path: &Path, runs: &[RunResult]) -> std::io::Result<()> {
             r.floor_ns.to_string(),
             opt(r.floor_ratio.map(|x| format!("{x:.3}"))),
             r.expect_fail.to_string(),
+            opt(r.capture_ns),
+            opt(r.reconcile_ns),
+            opt(r.kmem_pinned_bytes),
+            opt(r.kmem_pinned_slabinfo_bytes),
         ];
         w.write_record(&row).map_err(std::io::Error::other)?;
     }
