@@ -197,11 +197,13 @@ pub fn sysctl_lines(watches: u64, queue: u64) -> String {
     )
 }
 
-/// The newest committed reference: results/*-watchcost/watchcost.json, by folder name.
+/// The newest committed reference: results/<date>-<host>-watchcost/watchcost.json, by folder
+/// name (variants such as `-watchcost-tmpfs` are not the default: a tree on disk is).
 pub fn default_cost_file(repo_root: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(repo_root.join("results"))
         .ok()?
         .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-watchcost"))
         .map(|e| e.path().join("watchcost.json"))
         .filter(|p| p.is_file())
         .collect();

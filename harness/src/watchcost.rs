@@ -302,9 +302,13 @@ pub fn summary(w: &WatchCost) -> String {
     if let Some(c) = &w.fanotify {
         out.push_str(&row("fanotify", c));
     }
+    // The folklore figure and the kernel's own budget (fs/notify/inotify/inotify_user.c,
+    // INOTIFY_WATCH_COST since Linux 5.11) are printed beside the measurement.
     out.push_str(
-        "  folklore: \"about 1 KiB per watch on 64-bit\" counts only the watch; the watch also keeps the \
-         directory's inode in cache, which is what dominates on a disk filesystem\n",
+        "  folklore: \"540 bytes (32-bit) or 1 KiB (64-bit) per watch\"; since Linux 5.11 the kernel budgets \
+         sizeof(inotify_inode_mark) + 2 x sizeof(struct inode) per watch when it sizes the default \
+         max_user_watches (1% of RAM). A watch holds its mark and keeps the directory's inode: on a disk \
+         filesystem the inode dominates; on tmpfs only the mark shows\n",
     );
     out
 }
