@@ -296,10 +296,13 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
                 None => line(format!("{} has no inotify measurement", path.display())),
             }
             if let Some(fan) = &cost.fanotify {
+                let (median, lo, hi) = crate::kmem::median_spread(&fan.samples_bytes);
                 line(format!(
-                    "  fanotify instead: one filesystem mark, {} pinned in total (measured over {} directories)",
-                    crate::kmem::human(fan.pinned_bytes as i64),
-                    grouped(fan.directories)
+                    "  fanotify instead: one filesystem mark over {} directories pinned {} (rounds {}..{}: the machine's slab noise)",
+                    grouped(fan.directories),
+                    crate::kmem::human(median),
+                    crate::kmem::human(lo),
+                    crate::kmem::human(hi)
                 ));
             }
         }
