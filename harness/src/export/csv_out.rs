@@ -35,11 +35,11 @@ const HEADERS: [&str; 35] = [
     "unseen",
     "floor_ns",
     "floor_ratio",
-    "expect_fail",
     "capture_ns",
     "reconcile_ns",
     "kmem_pinned_bytes",
     "kmem_pinned_slabinfo_bytes",
+    "expect_fail",
 ];
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -81,11 +81,11 @@ pub fn write(path: &Path, runs: &[RunResult]) -> std::io::Result<()> {
             r.samples_unseen.to_string(),
             r.floor_ns.to_string(),
             opt(r.floor_ratio.map(|x| format!("{x:.3}"))),
-            r.expect_fail.to_string(),
             opt(r.capture_ns),
             opt(r.reconcile_ns),
             opt(r.kmem_pinned_bytes),
             opt(r.kmem_pinned_slabinfo_bytes),
+            r.expect_fail.to_string(),
         ];
         w.write_record(&row).map_err(std::io::Error::other)?;
     }
