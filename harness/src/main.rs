@@ -1,5 +1,6 @@
-//! harness CLI: arguments in, `run`, `compare`, `ci`, `report` or `list` out; exit 0 when every run
-//! passed (or the gate passed), 1 on a failed run or a regression, 2 on a usage or setup error.
+//! harness CLI: arguments in, `run`, `compare`, `ci`, `report`, `watchcost`, `limits` or `list`
+//! out; exit 0 when every run passed (or the gate passed), 1 on a failed run or a regression,
+//! 2 on a usage or setup error.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -99,6 +100,41 @@ enum Cmd {
         /// How long the syncer may stop reading events; sizes max_queued_events.
         #[arg(long, default_value_t = 1000.0)]
         stall_budget_ms: f64,
+    },
+    /// Kernel memory pinned per inotify watch and per fanotify filesystem mark, measured
+    /// (slab after drop_caches, held vs released); writes watchcost.json. Needs root.
+    Watchcost {
+        /// Directories to watch.
+        #[arg(long, default_value_t = 100_000)]
+        dirs: u64,
+        /// Held/released rounds per mechanism (median and spread are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Folder for watchcost.json and README.md (default results/<date>-<host>-watchcost).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the directories are made; its filesystem decides what a watch pins (default:
+        /// the temp dir, ext4 here, where a watch keeps an otherwise reclaimable inode).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Quick, read-only capacity answer for a real tree: watches needed (and held already),
+    /// their kernel memory, the queue for a rate and stall, /etc/sysctl.d/ lines.
+    Limits {
+        #[arg(long)]
+        tree: PathBuf,
+        /// Storm rate, file operations per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// How long the syncer may stop reading without an overflow, ms.
+        #[arg(long, default_value_t = 1000)]
+        stall_ms: u64,
+        /// Queued events per file operation.
+        #[arg(long, default_value_t = harness::limits::DEFAULT_EVENTS_PER_OP)]
+        events_per_op: f64,
+        /// watchcost.json (default: the newest results/*/watchcost.json).
+        #[arg(long)]
+        cost: Option<PathBuf>,
     },
     /// List scenarios with their descriptions.
     List {
@@ -204,6 +240,63 @@ fn main() {
                 }
                 Err(e) => {
                     eprintln!("harness report: {e}");
+                    2
+                }
+            }
+        }
+        Cmd::Watchcost {
+            dirs,
+            rounds,
+            out,
+            dir,
+        } => {
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "results/{}-{}-watchcost",
+                    harness::env::today(),
+                    harness::env::hostname()
+                ))
+            });
+            let args = harness::watchcost::WatchcostArgs {
+                dirs,
+                rounds,
+                out: out.clone(),
+                parent: dir.unwrap_or_else(std::env::temp_dir),
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            match harness::watchcost::watchcost(&args, &STOP) {
+                Ok(w) => {
+                    print!("{}", harness::watchcost::summary(&w));
+                    eprintln!("harness: wrote {}", out.join("watchcost.json").display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("harness watchcost: {e}");
+                    2
+                }
+            }
+        }
+        Cmd::Limits {
+            tree,
+            rate,
+            stall_ms,
+            events_per_op,
+            cost,
+        } => {
+            let args = harness::limits::LimitsArgs {
+                tree,
+                rate,
+                stall_ms,
+                events_per_op,
+                cost,
+            };
+            match harness::limits::limits(&args, &harness::run::repo_root()) {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("harness limits: {e}");
                     2
                 }
             }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::model::{Model, NO_POS};
-use crate::scenario::{FileNames, OpKind, Phase, Scenario, SizeDist, Via};
+use crate::scenario::{CreateIn, FileNames, OpKind, Phase, Scenario, SizeDist, Via};
 
 /// Directory index of the root in `Plan::dirs`.
 pub const ROOT: u32 = 0;
@@ -276,7 +276,10 @@ fn mix_phase(m: &mut Model, rng: &mut Rng, p: &Phase, size: &SizeDist) -> Vec<Op
 fn sequence_rounds(m: &mut Model, rng: &mut Rng, p: &Phase, size: &SizeDist) -> Vec<Vec<Op>> {
     let creates = p.sequence[0] == OpKind::Create;
     let targets: Vec<u32> = if creates {
-        let dirs = m.alive_subdirs();
+        let mut dirs = m.alive_subdirs();
+        if p.create_in == CreateIn::LastDir {
+            dirs = dirs.pop().into_iter().collect();
+        }
         (0..p.files)
             .map(|i| {
                 let dir = if dirs.is_empty() {
@@ -407,6 +410,34 @@ kind = "seed-script"
         );
         assert_eq!(p.file_path(ROOT, 199, 0), "200");
         assert!(p.phases[0].ops.iter().all(|o| o.size == 0));
+    }
+
+    #[test]
+    fn create_in_last_dir_puts_every_new_file_in_the_directory_created_last() {
+        let text = r#"
+name = "s"
+[tree]
+dirs = 30
+depth = 2
+fanout = 6
+files = 100
+[[phase]]
+sequence = ["create", "write"]
+files = 3
+create_in = "last-dir"
+[[sut]]
+kind = "syncer"
+"#;
+        let p = plan_of(text);
+        let last = (p.dirs.len() - 1) as u32;
+        assert_eq!(
+            p.dirs[last as usize].matches('/').count(),
+            1,
+            "a level-2 dir"
+        );
+        let ops = &p.phases[0].ops;
+        assert_eq!(ops.len(), 6);
+        assert!(ops.iter().all(|o| o.dir == last), "{ops:?}");
     }
 
     #[test]

@@ -135,12 +135,16 @@ pub struct MemoryCost {
     pub objects: u64,
     /// Directories they cover (for fanotify: the tree under the one filesystem mark).
     pub directories: u64,
-    /// Median over the samples of (held - released) unreclaimable slab, bytes.
+    /// Median over the samples of (held - released) slab left after drop_caches, bytes
+    /// (/proc/meminfo `Slab`: a pinned inode counts as SReclaimable yet cannot be reclaimed).
     pub pinned_bytes: u64,
     /// pinned_bytes / directories: what planning multiplies by a tree's directory count.
     pub bytes_per_directory: f64,
     /// Each sample's delta, bytes (the spread is the noise).
     pub samples_bytes: Vec<i64>,
+    /// The same deltas from /proc/slabinfo (sum of num_objs x objsize over every cache).
+    #[serde(default)]
+    pub slabinfo_samples_bytes: Vec<i64>,
     /// How it was measured, in a sentence (which counters, how many rounds).
     pub method: String,
 }

@@ -73,6 +73,18 @@ pub struct RunResult {
     /// The storm in time bins (written as `<sut>-r<N>-timeline.csv`, not into run.json).
     #[serde(skip)]
     pub timeline: Vec<crate::planning::TimelineBin>,
+    /// Start-up, the syncer's own report (status file): from its start until changes were
+    /// being captured (all watches added, or the one fanotify mark).
+    pub capture_ns: Option<u64>,
+    /// Start-up, self-reported: from capturing to the initial reconcile applied (ready).
+    pub reconcile_ns: Option<u64>,
+    /// Scenarios with `measure_kmem`: slab bytes after drop_caches with the syncer running
+    /// (after the storm), after it stopped, and the difference: what it pinned.
+    pub kmem_running_bytes: Option<u64>,
+    pub kmem_stopped_bytes: Option<u64>,
+    pub kmem_pinned_bytes: Option<i64>,
+    /// The same difference from /proc/slabinfo totals (sum of num_objs x objsize).
+    pub kmem_pinned_slabinfo_bytes: Option<i64>,
 }
 
 impl RunResult {
@@ -123,6 +135,12 @@ impl RunResult {
             one_file_run_ns: None,
             exit_status: String::new(),
             timeline: Vec::new(),
+            capture_ns: None,
+            reconcile_ns: None,
+            kmem_running_bytes: None,
+            kmem_stopped_bytes: None,
+            kmem_pinned_bytes: None,
+            kmem_pinned_slabinfo_bytes: None,
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct Scenario {
     /// Whether a calibration run (generator writes straight into the replica) runs first.
     #[serde(default = "yes")]
     pub calibrate: bool,
+    /// Measure the kernel memory the syncer pins: slab after drop_caches with it running
+    /// versus after it stopped (slow on big trees: each reading drops every cache).
+    #[serde(default)]
+    pub measure_kmem: bool,
     #[serde(default)]
     pub tree: Tree,
     #[serde(default, rename = "phase")]
@@ -171,6 +175,20 @@ pub struct Phase {
     /// Pause before the phase starts.
     #[serde(default)]
     pub gap_ms: u64,
+    /// Where a `create` sequence puts its new files.
+    #[serde(default)]
+    pub create_in: CreateIn,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CreateIn {
+    /// Round-robin over the tree's directories (the root when there are none).
+    #[default]
+    Spread,
+    /// All in the directory created last (the deepest, last of the breadth-first layout):
+    /// a syncer's start-up walk reaches it last.
+    LastDir,
 }
 
 /// inotify sysctls for the run, restored afterwards. Unset keys are left as they are.

@@ -1,7 +1,7 @@
 //! Semantic checks of a parsed scenario (what serde cannot express): a `Scenario` in,
 //! `Ok(())` or `(key, what is allowed)` out. Line and column are added by scenario.rs.
 
-use crate::scenario::{OpKind, Phase, Scenario, SizeDist, SutKind};
+use crate::scenario::{CreateIn, OpKind, Phase, Scenario, SizeDist, SutKind};
 
 type Problem = (String, String);
 
@@ -182,6 +182,12 @@ fn check_phase(i: usize, p: &Phase) -> Result<(), Problem> {
         (true, false) => {
             if p.files == 0 {
                 return Err(problem(key("files"), "a sequence phase needs `files` > 0"));
+            }
+            if p.create_in == CreateIn::LastDir && p.sequence[0] != OpKind::Create {
+                return Err(problem(
+                    key("create_in"),
+                    "`create_in` places new files: it needs a sequence that starts with `create`",
+                ));
             }
             if p.sequence.iter().skip(1).any(|&op| op == OpKind::Create) {
                 return Err(problem(

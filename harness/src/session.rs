@@ -181,9 +181,14 @@ pub fn run_one(
         result.probe_events = report.events;
         result.probe = probe_kind.to_string();
         result.probe_overflows = report.overflows;
+        let running = (s.measure_kmem && sut_proc.is_some()).then(crate::kmem::settled);
         if let Some(p) = sut_proc.as_mut() {
             crate::session_end::finish_sut(p, &mut tracker, daemon.as_mut(), &mut result);
         }
+        if let Some(running) = running {
+            crate::session_end::kmem_pinned(running, &mut result);
+        }
+        crate::session_end::startup_times(&mut result);
         drop(knobs);
         result.diff = verify::compare(
             &src,

@@ -52,6 +52,35 @@ pub fn finish_sut(
     }
 }
 
+/// The syncer's start-up milestones from its final status (self-reported): capture, and the
+/// initial reconcile (ready minus capture).
+pub fn startup_times(r: &mut RunResult) {
+    let Some(status) = &r.self_report else { return };
+    let capture = status["capture_ns"].as_u64().filter(|&ns| ns > 0);
+    let ready = status["ready_ns"].as_u64().filter(|&ns| ns > 0);
+    r.capture_ns = capture;
+    r.reconcile_ns = capture.zip(ready).map(|(c, d)| d.saturating_sub(c));
+}
+
+/// Kernel memory the syncer pinned: the slab reading taken while it ran minus one taken now
+/// that it has stopped (both after drop_caches). A failed reading leaves the fields empty
+/// and says why in the reasons (it does not fail the run).
+pub fn kmem_pinned(running: std::io::Result<crate::kmem::KmemReading>, r: &mut RunResult) {
+    let stopped = crate::kmem::settled();
+    match (running, stopped) {
+        (Ok(running), Ok(stopped)) => {
+            let (slab, slabinfo) = running.delta(&stopped);
+            r.kmem_running_bytes = Some(running.slab_bytes);
+            r.kmem_stopped_bytes = Some(stopped.slab_bytes);
+            r.kmem_pinned_bytes = Some(slab);
+            r.kmem_pinned_slabinfo_bytes = Some(slabinfo);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("harness: kernel memory not measured: {e}");
+        }
+    }
+}
+
 /// Times the floor copy of the final source tree.
 pub fn floor(src: &Path, floor_dir: &Path, daemon: Option<&RsyncDaemon>, r: &mut RunResult) {
     let timed = match daemon {

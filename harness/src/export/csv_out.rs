@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::result::RunResult;
 
-const HEADERS: [&str; 31] = [
+const HEADERS: [&str; 35] = [
     "sut",
     "repeat",
     "outcome",
@@ -35,6 +35,10 @@ const HEADERS: [&str; 31] = [
     "unseen",
     "floor_ns",
     "floor_ratio",
+    "capture_ns",
+    "reconcile_ns",
+    "kmem_pinned_bytes",
+    "kmem_pinned_slabinfo_bytes",
     "expect_fail",
 ];
 
@@ -77,6 +81,10 @@ pub fn write(path: &Path, runs: &[RunResult]) -> std::io::Result<()> {
             r.samples_unseen.to_string(),
             r.floor_ns.to_string(),
             opt(r.floor_ratio.map(|x| format!("{x:.3}"))),
+            opt(r.capture_ns),
+            opt(r.reconcile_ns),
+            opt(r.kmem_pinned_bytes),
+            opt(r.kmem_pinned_slabinfo_bytes),
             r.expect_fail.to_string(),
         ];
         w.write_record(&row).map_err(std::io::Error::other)?;

@@ -56,6 +56,42 @@ pub fn readme(info: &RunInfo, s: &Scenario) -> String {
     out
 }
 
+/// The start-up table, for runs whose syncer reported capture time or whose kernel memory
+/// was measured.
+fn startup(out: &mut String, runs: &[RunResult]) {
+    let shown: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.capture_ns.is_some() || r.kmem_pinned_bytes.is_some())
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    out.push_str("\nStart-up: capture and initial reconcile are the syncer's own report (status file: from its start until changes were captured; then until the initial reconcile was applied); ready is the harness's wait from launch. Kernel memory pinned: slab after drop_caches with the syncer running minus after it stopped (measured, /proc/meminfo `Slab`; slabinfo totals beside it).\n\n");
+    out.push_str("| syncer | rep | backend | capture s | initial reconcile s | ready s (harness) | kernel memory pinned MiB | (slabinfo MiB) |\n|---|---|---|---|---|---|---|---|\n");
+    let mib =
+        |b: Option<i64>| b.map_or_else(|| "—".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
+    for r in shown {
+        let backend = r
+            .self_report
+            .as_ref()
+            .and_then(|v| v["backend"].as_str())
+            .unwrap_or("—");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.3} | {} | {} |",
+            r.sut,
+            r.repeat,
+            backend,
+            r.capture_ns
+                .map_or_else(|| "—".into(), |ns| format!("{:.4}", ns as f64 / 1e9)),
+            secs(r.reconcile_ns),
+            r.ready_ns as f64 / 1e9,
+            mib(r.kmem_pinned_bytes),
+            mib(r.kmem_pinned_slabinfo_bytes),
+        );
+    }
+}
+
 pub fn summary(
     info: &RunInfo,
     s: &Scenario,
@@ -135,6 +171,7 @@ pub fn summary(
                 .map_or_else(|| "—".into(), |x| format!("{x:.2}")),
         );
     }
+    startup(&mut out, runs);
     let timed: Vec<&RunResult> = runs
         .iter()
         .filter(|r| r.one_file_run_ns.is_some())
