@@ -29,5 +29,6 @@ pub mod session;
 pub mod session_end;
 pub mod storm;
 pub mod sut;
+pub mod tune;
 pub mod verify;
 pub mod wait;
