@@ -306,6 +306,15 @@ fn an_interrupted_tune_restores_the_sysctl() {
         "{}",
         logs(dir.path())
     );
+    // The cut-short cell keeps its own folder (marked interrupted) but is no tune.json cell.
+    let root = only_subdir(&dir.path().join("out"));
+    let cell = root.join("syncer/q24-r500/run.json");
+    let run = std::fs::read_to_string(&cell).expect("the interrupted cell's run.json");
+    assert!(run.contains("interrupted (Ctrl-C)"), "{run}");
+    if let Ok(json) = std::fs::read_to_string(root.join("syncer/tune.json")) {
+        let t: harness::planning::TuneReport = serde_json::from_str(&json).expect("TuneReport");
+        assert!(t.cells.is_empty(), "{json}");
+    }
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .expect("work dir")
         .flatten()

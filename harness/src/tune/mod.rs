@@ -180,6 +180,10 @@ pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, String> {
                 let s = cell::variant(&base, Some(queue), rate)?;
                 let run_dir = format!("q{queue}-r{rate}");
                 let r = bench.run(&s, spec, &dir.join(&run_dir))?;
+                if bench.stopped() {
+                    // A cell cut short is in its own folder, marked so, but not in tune.json.
+                    return Err(interrupted(&root));
+                }
                 let c = grid::cell_record(queue, rate, &r, run_dir);
                 bench.bars.suspend(|| {
                     eprintln!(
@@ -229,6 +233,9 @@ pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, String> {
                     )
                 });
             })?;
+            if bench.stopped() {
+                return Err(interrupted(&root));
+            }
             all_as_predicted &= checks.iter().all(|c| c.as_predicted);
             report.stall_checks = checks;
             save(&root, &dir, &report, &reports, &notes)?;
@@ -289,6 +296,15 @@ fn notes(specs: &[SutSpec]) -> Vec<String> {
             "`{}` runs pinned to the inotify backend (`{}`): max_queued_events sizes inotify's queue; fanotify's queue is fixed at 16384 events unless --fanotify-unlimited-queue.",
             s.label(),
             s.args.join(" ")
+        ));
+    }
+    for s in specs
+        .iter()
+        .filter(|s| matches!(s.kind, SutKind::SeedScript | SutKind::Command))
+    {
+        notes.push(format!(
+            "`{}` reports no overflows (the classic script's inotifywait output feeds its loop; a command has no status file): its overflow column is 0 for want of a report, not a measurement, so its smallest queue and stall checks mean nothing; its latency and lost files do.",
+            s.label()
         ));
     }
     notes.push("Overflows are each syncer's own report (our syncer's status file `overflows`, lsyncd's log): the probe cannot see another instance's queue overflow. Reconciles include the start-up sync.".into());

@@ -92,6 +92,9 @@ pub fn run_checks(
         let s = stall_scenario(base, budget.queue, budget.rate, ops)?;
         let run_dir = format!("stall-q{}-r{}-x{factor}", budget.queue, budget.rate);
         let r = bench.run(&s, spec, &dir.join(&run_dir))?;
+        if bench.stopped() {
+            break;
+        }
         let overflowed = grid::overflows(&r) > 0;
         let check = StallCheck {
             queue: budget.queue,

@@ -93,6 +93,13 @@ pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, String> {
             s.slo.p99_ms = Some(slo_ms);
             let run_dir = format!("{label}/rate-{rate}");
             let r = bench.run(&s, spec, &root.join(&run_dir))?;
+            if bench.stopped() {
+                // A point cut short is in its own folder, marked so, but not in sweep.json.
+                return Err(format!(
+                    "interrupted: sysctls restored; the points measured so far are in {}",
+                    root.display()
+                ));
+            }
             let p = SweepPoint {
                 offered_rate: rate,
                 achieved_ops_s: r.ops_per_s,
