@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::planning::{StallBudget, TuneReport};
+use crate::planning::{MachineFacts, StallBudget, TuneReport};
 use crate::scenario::{Scenario, SutKind, SutSpec};
 
 pub struct TuneArgs {
@@ -143,7 +143,10 @@ pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, String> {
         return Err("no syncer selected: every [[sut]] is disabled; pass --sut NAME".into());
     }
     let stall_cell = match (args.stall_queue, args.stall_rate) {
-        (Some(q), Some(r)) => Some((q, r)),
+        (Some(q), Some(r)) => {
+            check_grid(&[q], &[r])?;
+            Some((q, r))
+        }
         (None, None) => None,
         _ => return Err("give both --stall-queue and --stall-rate, or neither".into()),
     };
@@ -158,98 +161,154 @@ pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, String> {
     let checked = |s: &SutSpec| args.stall_check && s.kind == SutKind::Syncer;
     let runs = specs.len() * queues.len() * rates.len()
         + specs.iter().filter(|s| checked(s)).count() * stall::FACTORS.len();
-    let bar = grid_bar(&bench, runs as u64, "tune grid");
-    let notes = notes(&specs);
-    let mut reports: Vec<TuneReport> = Vec::new();
+    let mut grid = Grid {
+        bench: &bench,
+        base: &base,
+        queues,
+        rates,
+        root: root.clone(),
+        bar: grid_bar(&bench, runs as u64, "tune grid"),
+        notes: notes(&specs),
+        reports: Vec::new(),
+    };
     let mut all_as_predicted = true;
     for spec in &specs {
+        let mut report = grid.cells(spec, &machine)?;
+        if checked(spec) {
+            all_as_predicted &= grid.stall_checks(spec, &mut report, stall_cell)?;
+        }
+        grid.reports.push(report);
+    }
+    grid.bar.finish_with_message("done");
+    println!("{}", summary::tune(&grid.reports, &grid.notes));
+    eprintln!("harness: results in {}", root.display());
+    Ok(all_as_predicted)
+}
+
+/// One tune's state: what every syncer's grid shares, and the finished syncers' reports.
+struct Grid<'a> {
+    bench: &'a cell::Bench<'a>,
+    base: &'a Scenario,
+    queues: Vec<u64>,
+    rates: Vec<f64>,
+    root: PathBuf,
+    bar: ProgressBar,
+    notes: Vec<String>,
+    reports: Vec<TuneReport>,
+}
+
+impl Grid<'_> {
+    fn say(&self, line: String) {
+        self.bench.bars.suspend(|| eprintln!("harness: {line}"));
+    }
+
+    /// Every cell of the grid against `spec`, tune.json rewritten after each.
+    fn cells(&self, spec: &SutSpec, machine: &MachineFacts) -> Result<TuneReport, String> {
         let label = spec.label();
-        let dir = root.join(&label);
+        let dir = self.root.join(&label);
         let mut report = TuneReport {
-            scenario: base.name.clone(),
+            scenario: self.base.name.clone(),
             sut: label.clone(),
             machine: machine.clone(),
             ..TuneReport::default()
         };
-        for &rate in &rates {
-            for &queue in &queues {
-                if bench.stopped() {
-                    return Err(interrupted(&root));
+        for &rate in &self.rates {
+            for &queue in &self.queues {
+                if self.bench.stopped() {
+                    return Err(interrupted(&self.root));
                 }
-                bar.set_message(format!("{label}: queue {queue}, {rate} ops/s"));
-                let s = cell::variant(&base, Some(queue), rate)?;
+                self.bar
+                    .set_message(format!("{label}: queue {queue}, {rate} ops/s"));
+                let s = cell::variant(self.base, Some(queue), rate)?;
                 let run_dir = format!("q{queue}-r{rate}");
-                let r = bench.run(&s, spec, &dir.join(&run_dir))?;
-                if bench.stopped() {
+                let r = self.bench.run(&s, spec, &dir.join(&run_dir))?;
+                if self.bench.stopped() {
                     // A cell cut short is in its own folder, marked so, but not in tune.json.
-                    return Err(interrupted(&root));
+                    return Err(interrupted(&self.root));
                 }
                 let c = grid::cell_record(queue, rate, &r, run_dir);
-                bench.bars.suspend(|| {
-                    eprintln!(
-                        "harness: {label} queue {queue:>6} rate {rate:>7}: {} overflows (self-report), p99 {:.1} ms, {} lost, {:.0} ops/s achieved",
-                        c.overflows,
-                        c.p99_ns as f64 / 1e6,
-                        c.lost,
-                        c.achieved_ops_s
-                    )
-                });
+                self.say(format!(
+                    "{label} queue {queue:>6} rate {rate:>7}: {} overflows (self-report), p99 {:.1} ms, {} lost, {:.0} ops/s achieved",
+                    c.overflows,
+                    c.p99_ns as f64 / 1e6,
+                    c.lost,
+                    c.achieved_ops_s
+                ));
                 report.cells.push(c);
                 report.smallest_queue = grid::smallest_queues(&report.cells);
                 report.stall_budgets = grid::stall_budgets(&report.cells);
-                save(&root, &dir, &report, &reports, &notes)?;
-                bar.inc(1);
+                self.save(&report)?;
+                self.bar.inc(1);
             }
         }
-        if checked(spec) {
-            let budget = match stall_cell {
-                Some((q, r)) => chosen_budget(&report, q, r)?,
-                None => grid::pick_stall_check(
-                    &report.stall_budgets,
-                    &report.cells,
-                    STALL_TARGET_NS,
-                )
+        Ok(report)
+    }
+
+    /// The SIGSTOP checks of one predicted stall; false when one was not as predicted. No
+    /// checkable cell is a note in the summary, not an error: the grid stands on its own.
+    fn stall_checks(
+        &mut self,
+        spec: &SutSpec,
+        report: &mut TuneReport,
+        chosen: Option<(u64, f64)>,
+    ) -> Result<bool, String> {
+        let label = spec.label();
+        let budget = match chosen {
+            Some((q, r)) => chosen_budget(report, q, r),
+            None => grid::pick_stall_check(&report.stall_budgets, &report.cells, STALL_TARGET_NS)
                 .cloned()
                 .ok_or_else(|| {
-                    format!(
-                        "{label}: no clean cell with a stall budget near 1 s to check: pass --stall-queue and --stall-rate, or --no-stall-check"
-                    )
-                })?,
-            };
-            bar.set_message(format!(
-                "{label}: stall check at queue {}, {} ops/s",
-                budget.queue, budget.rate
-            ));
-            let checks = stall::run_checks(&bench, &base, spec, &budget, &dir, |c| {
-                bar.inc(1);
-                bench.bars.suspend(|| {
-                    eprintln!(
-                        "harness: {label} stall check {}x of {:.0} ms: paused {:.0} ms, overflowed: {}, as predicted: {}",
-                        c.factor,
-                        c.predicted_stall_ns as f64 / 1e6,
-                        c.paused_ns as f64 / 1e6,
-                        c.overflowed,
-                        c.as_predicted
-                    )
-                });
-            })?;
-            if bench.stopped() {
-                return Err(interrupted(&root));
+                    "no clean cell (no overflow, nothing lost) predicts a stall within 20x of 1 s; pass --stall-queue and --stall-rate to check one".into()
+                }),
+        };
+        let budget = match budget {
+            Ok(b) => b,
+            Err(why) => {
+                let why = format!("`{label}`: no stall check: {why}.");
+                self.say(why.clone());
+                self.bar.inc(stall::FACTORS.len() as u64);
+                self.notes.push(why);
+                self.save(report)?;
+                return Ok(true);
             }
-            all_as_predicted &= checks.iter().all(|c| c.as_predicted);
-            report.stall_checks = checks;
-            save(&root, &dir, &report, &reports, &notes)?;
+        };
+        self.bar.set_message(format!(
+            "{label}: stall check at queue {}, {} ops/s",
+            budget.queue, budget.rate
+        ));
+        let dir = self.root.join(&label);
+        let checks = stall::run_checks(self.bench, self.base, spec, &budget, &dir, |c| {
+            self.bar.inc(1);
+            self.say(format!(
+                "{label} stall check {}x of {:.0} ms: paused {:.0} ms, overflowed: {}, as predicted: {}",
+                c.factor,
+                c.predicted_stall_ns as f64 / 1e6,
+                c.paused_ns as f64 / 1e6,
+                c.overflowed,
+                c.as_predicted
+            ));
+        })?;
+        if self.bench.stopped() {
+            return Err(interrupted(&self.root));
         }
-        reports.push(report);
+        let ok = checks.iter().all(|c| c.as_predicted);
+        report.stall_checks = checks;
+        self.save(report)?;
+        Ok(ok)
     }
-    bar.finish_with_message("done");
-    if bench.stopped() {
-        return Err(interrupted(&root));
+
+    /// Writes `<sut>/tune.json` and the root summary.md (finished syncers plus this one).
+    fn save(&self, report: &TuneReport) -> Result<(), String> {
+        let dir = self.root.join(&report.sut);
+        write_json(&dir.join("tune.json"), report)?;
+        let mut all = self.reports.clone();
+        all.push(report.clone());
+        std::fs::write(
+            self.root.join("summary.md"),
+            summary::tune(&all, &self.notes),
+        )
+        .map_err(|e| format!("cannot write summary.md ({e})"))
     }
-    let text = summary::tune(&reports, &notes);
-    println!("{text}");
-    eprintln!("harness: results in {}", root.display());
-    Ok(all_as_predicted)
 }
 
 fn interrupted(root: &Path) -> String {
@@ -262,9 +321,8 @@ fn interrupted(root: &Path) -> String {
 /// The budget for a cell named on the command line (it need not be in the grid: its events
 /// per op then come from the grid's clean cells).
 fn chosen_budget(report: &TuneReport, queue: u64, rate: f64) -> Result<StallBudget, String> {
-    check_grid(&[queue], &[rate])?;
     let epo = grid::events_per_op_at(&report.cells, rate).ok_or(
-        "no cell ran without an overflow, so events per op are unknown: the stall cannot be predicted",
+        "every cell overflowed, so events per op are unknown and no stall can be predicted",
     )?;
     Ok(StallBudget {
         queue,
@@ -272,21 +330,6 @@ fn chosen_budget(report: &TuneReport, queue: u64, rate: f64) -> Result<StallBudg
         events_per_s: rate * epo,
         tolerated_stall_ns: grid::tolerated_stall_ns(queue, rate * epo),
     })
-}
-
-/// Writes `<sut>/tune.json` and the root summary.md (finished syncers plus this one).
-fn save(
-    root: &Path,
-    dir: &Path,
-    report: &TuneReport,
-    done: &[TuneReport],
-    notes: &[String],
-) -> Result<(), String> {
-    write_json(&dir.join("tune.json"), report)?;
-    let mut all = done.to_vec();
-    all.push(report.clone());
-    std::fs::write(root.join("summary.md"), summary::tune(&all, notes))
-        .map_err(|e| format!("cannot write summary.md ({e})"))
 }
 
 fn notes(specs: &[SutSpec]) -> Vec<String> {
