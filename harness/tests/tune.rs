@@ -215,6 +215,22 @@ fn poll(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// SIGKILL leaves the tmpfs replica dir the harness made before it could clean up.
+fn kill_and_clean(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+    let prefix = format!("harness-{}-", child.id());
+    for e in std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn logs(dir: &Path) -> String {
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     format!("{}\n{}", read("stdout.log"), read("stderr.log"))
@@ -257,8 +273,7 @@ fn an_interrupted_tune_restores_the_sysctl() {
     });
     let original = std::fs::read_to_string(&save_file).unwrap_or_default();
     if !changed {
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_and_clean(&mut child);
         panic!(
             "the tune never set max_queued_events = 24: {}",
             logs(dir.path())
@@ -277,8 +292,7 @@ fn an_interrupted_tune_restores_the_sysctl() {
         status.is_some()
     });
     if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_and_clean(&mut child);
     }
     let now = std::fs::read_to_string(KEY).expect("inotify sysctl readable");
     if now != original && settled_value() != original {
