@@ -32,6 +32,7 @@ pub mod session;
 pub mod session_end;
 pub mod storm;
 pub mod sut;
+pub mod tune;
 pub mod verify;
 pub mod wait;
 pub mod watchcost;

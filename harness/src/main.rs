@@ -1,6 +1,6 @@
-//! harness CLI: arguments in, `run`, `compare`, `ci`, `report`, `watchcost`, `limits` or `list`
-//! out; exit 0 when every run passed (or the gate passed), 1 on a failed run or a regression,
-//! 2 on a usage or setup error.
+//! harness CLI: arguments in, `run`, `compare`, `ci`, `tune`, `sweep`, `report`, `watchcost`,
+//! `limits` or `list` out; exit 0 when every run passed (or the gate passed), 1 on a failed run
+//! or a regression, 2 on a usage or setup error.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -136,6 +136,57 @@ enum Cmd {
         #[arg(long)]
         cost: Option<PathBuf>,
     },
+    /// Size fs.inotify.max_queued_events: run the scenario over a grid of queue sizes x
+    /// storm rates, report per rate the smallest queue with no overflow and the stall each
+    /// queue tolerates, and check that prediction by SIGSTOPping the syncer mid-storm.
+    Tune {
+        scenario: PathBuf,
+        /// max_queued_events values, comma-separated (default 256,1024,4096,16384,65536).
+        #[arg(long = "queue", value_delimiter = ',')]
+        queues: Vec<u64>,
+        /// Offered storm rates in ops/s, comma-separated (default 500,2000,8000,32000).
+        #[arg(long = "rate", value_delimiter = ',')]
+        rates: Vec<f64>,
+        /// Only this syncer (label or kind); repeatable. Our syncer is pinned to --backend inotify.
+        #[arg(long = "sut")]
+        suts: Vec<String>,
+        /// Results root; a folder <date>-<host>-tune-<scenario> is written inside.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Where sources live during the runs (default /dev/shm, else the temp dir).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Skip the SIGSTOP checks of the predicted stall budget.
+        #[arg(long)]
+        no_stall_check: bool,
+        /// The queue of the cell to stall-check (with --stall-rate; default: the clean cell
+        /// whose predicted stall is nearest 1 s).
+        #[arg(long)]
+        stall_queue: Option<u64>,
+        /// The rate of the cell to stall-check (with --stall-queue).
+        #[arg(long)]
+        stall_rate: Option<f64>,
+    },
+    /// Open-loop rate sweep: per syncer, step every phase's rate up until p99 misses the SLO
+    /// twice in a row; write the latency-vs-rate curve, its knee and the sustainable ops/s.
+    Sweep {
+        scenario: PathBuf,
+        /// Offered rates in ops/s, comma-separated (default 1000 to 48000).
+        #[arg(long = "rate", value_delimiter = ',')]
+        rates: Vec<f64>,
+        /// Only this syncer (label or kind); repeatable.
+        #[arg(long = "sut")]
+        suts: Vec<String>,
+        /// The p99 objective in ms (default: the scenario's [slo] p99_ms).
+        #[arg(long)]
+        slo_ms: Option<f64>,
+        /// Results root; a folder <date>-<host>-sweep-<scenario> is written inside.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Where sources live during the runs (default /dev/shm, else the temp dir).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+    },
     /// List scenarios with their descriptions.
     List {
         #[arg(default_value = "scenarios")]
@@ -244,6 +295,40 @@ fn main() {
                 }
             }
         }
+        Cmd::Tune {
+            scenario,
+            queues,
+            rates,
+            suts,
+            out,
+            workdir,
+            no_stall_check,
+            stall_queue,
+            stall_rate,
+        } => {
+            harness::proctree::become_subreaper();
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            let args = harness::tune::TuneArgs {
+                scenario,
+                queues,
+                rates,
+                suts,
+                out,
+                workdir,
+                stall_check: !no_stall_check,
+                stall_queue,
+                stall_rate,
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            match harness::tune::tune(&args, &STOP) {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("harness tune: {e}");
+                    2
+                }
+            }
+        }
         Cmd::Watchcost {
             dirs,
             rounds,
@@ -297,6 +382,33 @@ fn main() {
                 }
                 Err(e) => {
                     eprintln!("harness limits: {e}");
+                    2
+                }
+            }
+        }
+        Cmd::Sweep {
+            scenario,
+            rates,
+            suts,
+            slo_ms,
+            out,
+            workdir,
+        } => {
+            harness::proctree::become_subreaper();
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            let args = harness::tune::sweep::SweepArgs {
+                scenario,
+                rates,
+                suts,
+                slo_ms,
+                out,
+                workdir,
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            match harness::tune::sweep::sweep(&args, &STOP) {
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("harness sweep: {e}");
                     2
                 }
             }

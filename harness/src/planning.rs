@@ -42,7 +42,9 @@ pub struct TuneCell {
     /// Offered ops/s (open loop).
     pub rate: f64,
     pub achieved_ops_s: f64,
-    /// Kernel events per storm op, as the probe saw them (turns ops/s into events/s).
+    /// Kernel events per storm op (turns ops/s into events/s): the syncer's own count of
+    /// events read (status `events`: what its queue held) when it reports one, else the
+    /// probe's replica-side events per op, a proxy.
     pub events_per_op: f64,
     /// Queue overflows the syncer reported (self-report: only the syncer's own instance can
     /// see its overflow), or the probe's when the syncer has no status file.

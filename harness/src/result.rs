@@ -28,6 +28,8 @@ pub struct RunResult {
     pub flags: String,
     pub ready_ns: u64,
     pub storm_ns: u64,
+    /// Time the syncer was SIGSTOPped (phases with `pause_sut`), within `storm_ns`.
+    pub paused_ns: u64,
     pub storm_ops: u64,
     pub ops_per_s: f64,
     pub op_errors: u64,
@@ -104,6 +106,7 @@ impl RunResult {
             flags: String::new(),
             ready_ns: 0,
             storm_ns: 0,
+            paused_ns: 0,
             storm_ops: 0,
             ops_per_s: 0.0,
             op_errors: 0,

@@ -33,7 +33,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Which syncers run: `--sut NAME` selects by label or kind (even ones off by default);
 /// without it, every enabled one.
-fn selected<'a>(all: &'a [SutSpec], wanted: &[String]) -> Result<Vec<&'a SutSpec>, String> {
+pub fn selected<'a>(all: &'a [SutSpec], wanted: &[String]) -> Result<Vec<&'a SutSpec>, String> {
     if wanted.is_empty() {
         return Ok(all.iter().filter(|s| s.enabled).collect());
     }
@@ -116,6 +116,7 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         repo_root: &root,
         stop,
         keep: args.keep,
+        bars: None,
     };
     let mut calibration = None;
     if s.calibrate {

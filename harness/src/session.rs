@@ -28,6 +28,8 @@ pub struct Ctx<'a> {
     pub repo_root: &'a Path,
     pub stop: &'a AtomicBool,
     pub keep: bool,
+    /// Draws the storm's bars under a caller's own bar (tune's grid bar); None: plain bars.
+    pub bars: Option<&'a indicatif::MultiProgress>,
 }
 
 /// Directories of one run, removed on drop unless kept.
@@ -259,6 +261,14 @@ fn drive(
     let storm_start = runs.first().map_or(0, |x| x.start_ns);
     let storm_end = runs.last().map_or(0, |x| x.end_ns);
     r.storm_ns = storm_end - storm_start;
+    r.paused_ns = ctx
+        .plan
+        .phases
+        .iter()
+        .zip(&runs)
+        .filter(|(p, _)| p.pause_sut)
+        .map(|(_, x)| x.end_ns - x.start_ns)
+        .sum();
     r.storm_ops = runs
         .iter()
         .map(|x| x.done_ns.iter().filter(|&&t| t > 0).count() as u64)

@@ -36,7 +36,10 @@ pub fn run_storm(
             p.signal(tracker, Signal::SIGSTOP);
         }
         let progress = AtomicU64::new(0);
-        let bar = ProgressBar::new(phase.ops.len() as u64);
+        let mut bar = ProgressBar::new(phase.ops.len() as u64);
+        if let Some(bars) = ctx.bars {
+            bar = bars.add(bar);
+        }
         bar.set_style(
             ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} {msg}")
                 .expect("valid template"),
@@ -87,6 +90,10 @@ pub fn run_storm(
             "{:.0} ops/s",
             run.done_ns.len() as f64 / ((run.end_ns - run.start_ns).max(1) as f64 / 1e9)
         ));
+        if let Some(bars) = ctx.bars {
+            // Under a caller's bar the phase's own bar goes once done; the caller reports.
+            bars.remove(&bar);
+        }
         if let (true, Some(p)) = (paused, sut) {
             p.signal(tracker, Signal::SIGCONT);
         }

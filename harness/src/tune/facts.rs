@@ -1,0 +1,56 @@
+//! Machine facts for tune.json and sweep.json: the work dir and the command line in,
+//! `MachineFacts` out (host, kernel, CPU, memory, filesystem, revision, UTC time).
+
+use std::path::Path;
+
+use crate::planning::MachineFacts;
+
+pub fn machine_facts(workdir: &Path, repo_root: &Path, command: &str) -> MachineFacts {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    MachineFacts {
+        host: crate::env::hostname(),
+        kernel: crate::env::kernel(),
+        cpu: crate::env::cpu(),
+        memory: crate::env::memory(),
+        filesystem: crate::env::filesystem(workdir),
+        git_revision: crate::env::git_revision(repo_root),
+        measured_at: utc_timestamp(secs),
+        command: command.to_string(),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (the civil-from-days algorithm, as
+/// env::today uses, from one clock reading so date and time agree at midnight).
+pub fn utc_timestamp(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_civil_time() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        // `date -u -d @1795635071`: Wed Nov 25 19:31:11 UTC 2026.
+        assert_eq!(utc_timestamp(1_795_635_071), "2026-11-25T19:31:11Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
