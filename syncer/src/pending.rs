@@ -26,6 +26,10 @@ pub enum Mark {
     /// Written but not closed (IN_MODIFY alone, e.g. a growing log): wait for a quiet period or
     /// a maximum age, so a file is not copied on every write.
     Modified,
+    /// A new non-directory entry, waited for like `Modified` (it is about to be written).
+    /// Whatever the replica holds under its name is obsolete, so targets may write it in
+    /// place instead of through a temporary file (`Batch::new_files`).
+    Created,
     /// Compare the whole subtree with the replica (overflow, a directory that had to be
     /// rebuilt); files with a source ctime at or after `changed_since_ns` count as changed.
     Rescan { changed_since_ns: Option<i128> },
@@ -57,6 +61,17 @@ pub struct Batch {
     pub rename_seq: u64,
     /// Holds renames or rescans: no other batch runs beside it.
     pub exclusive: bool,
+    /// The paths (a sorted subset of `paths`) created since they were last taken: the
+    /// replica's copy under that name, if any, is obsolete.
+    pub new_files: Vec<PathBuf>,
+}
+
+impl Batch {
+    pub fn is_new_file(&self, path: &Path) -> bool {
+        self.new_files
+            .binary_search_by(|p| p.as_path().cmp(path))
+            .is_ok()
+    }
 }
 
 /// Batching and deferral knobs.
@@ -88,6 +103,8 @@ struct Entry {
     first_ns: u64,
     last_ns: u64,
     modified_only: bool,
+    /// A `Created` mark arrived since the path was last taken.
+    created: bool,
     not_before_ns: u64,
     /// Some: the subtree is to be compared (with this ctime guard).
     rescan: Option<Option<i128>>,
@@ -229,7 +246,8 @@ impl Pending {
     }
 
     fn mark_key(&mut self, key: PathKey, mark: Mark, now_ns: u64) {
-        let modified_only = mark == Mark::Modified;
+        let modified_only = matches!(mark, Mark::Modified | Mark::Created);
+        let created = mark == Mark::Created;
         let rescan = match mark {
             Mark::Rescan { changed_since_ns } => Some(changed_since_ns),
             _ => None,
@@ -238,6 +256,7 @@ impl Pending {
             Some(entry) => {
                 entry.last_ns = now_ns;
                 entry.modified_only &= modified_only;
+                entry.created |= created;
                 if entry.rescan.is_none() && rescan.is_some() {
                     self.rescans_dirty += 1;
                 }
@@ -256,6 +275,7 @@ impl Pending {
                         first_ns: now_ns,
                         last_ns: now_ns,
                         modified_only,
+                        created,
                         not_before_ns: 0,
                         rescan,
                         queued_due_ns: None,
@@ -268,6 +288,9 @@ impl Pending {
     }
 
     fn mark_entry(&mut self, path: PathBuf, entry: &Entry, now_ns: u64) {
+        if entry.created {
+            self.mark(path.clone(), Mark::Created, now_ns);
+        }
         let mark = match entry.rescan {
             Some(changed_since_ns) => Mark::Rescan { changed_since_ns },
             None if entry.modified_only => Mark::Modified,
@@ -379,7 +402,12 @@ impl Pending {
         self.exclusive_in_flight = exclusive;
         for key in taken {
             self.unready(&key);
-            let rescan = self.remove_dirty(&key).and_then(|entry| entry.rescan);
+            let (rescan, created) = self
+                .remove_dirty(&key)
+                .map_or((None, false), |entry| (entry.rescan, entry.created));
+            if created {
+                batch.new_files.push(key.path().to_path_buf());
+            }
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
                     subtree: key.path().to_path_buf(),
@@ -488,6 +516,46 @@ mod tests {
         pending.mark(p("f"), Mark::Modified, 0);
         pending.mark(p("f"), Mark::Changed, 1);
         assert!(pending.take_batch(2).is_some());
+    }
+
+    #[test]
+    fn a_created_file_waits_for_its_close_and_is_new_until_taken() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("new"), Mark::Created, 0);
+        pending.mark(p("old"), Mark::Changed, 0);
+        // Not closed yet: only the old file is ready.
+        let batch = pending.take_batch(1).unwrap();
+        assert_eq!(batch.paths, vec![p("old")]);
+        assert!(batch.new_files.is_empty());
+        pending.finish(&batch, vec![], 1, 0);
+        pending.mark(p("new"), Mark::Changed, 2);
+        pending.mark(p("old"), Mark::Changed, 2);
+        let batch = pending.take_batch(3).unwrap();
+        assert_eq!(batch.paths, vec![p("new"), p("old")]);
+        assert_eq!(batch.new_files, vec![p("new")]);
+        assert!(batch.is_new_file(Path::new("new")));
+        assert!(!batch.is_new_file(Path::new("old")));
+        pending.finish(&batch, vec![], 4, 0);
+        // Written again after it was taken: the replica's copy is no longer obsolete.
+        pending.mark(p("new"), Mark::Changed, 5);
+        assert!(pending.take_batch(6).unwrap().new_files.is_empty());
+    }
+
+    #[test]
+    fn a_created_file_stays_new_under_its_new_name() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("d/f"), Mark::Created, 0);
+        pending.mark(p("d/f"), Mark::Changed, 1);
+        pending.rename(
+            Rename {
+                from: p("d"),
+                to: p("e"),
+                is_dir: true,
+            },
+            2,
+        );
+        let batch = pending.take_batch(3).unwrap();
+        assert_eq!(batch.new_files, vec![p("e/f")]);
     }
 
     #[test]

@@ -219,6 +219,9 @@ impl<'a> Translator<'a> {
         if is_dir && ev.mask & FAN_DELETE != 0 {
             self.resolver.map.remove_prefix(&path);
         }
+        if ev.mask & FAN_CREATE != 0 && !is_dir {
+            self.changes.push(Change::Mark(path.clone(), Mark::Created));
+        }
         if ev.mask & (FAN_CREATE | FAN_CLOSE_WRITE | FAN_ATTRIB | FAN_DELETE) != 0 {
             self.changes.push(Change::Mark(path, Mark::Changed));
         } else if ev.mask & FAN_MODIFY != 0 {

@@ -226,9 +226,11 @@ impl InotifyBackend {
             changes.push(Change::Mark(path, Mark::Changed));
         } else if ev.mask & (IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE) != 0 {
             changes.push(Change::Mark(path, Mark::Changed));
-        } else if ev.mask & (IN_MODIFY | IN_CREATE) != 0 {
+        } else if ev.mask & IN_CREATE != 0 {
             // A created file is about to be written: wait for its close (or a quiet period,
             // for symlinks and hard links that never close), so it is not copied twice.
+            changes.push(Change::Mark(path, Mark::Created));
+        } else if ev.mask & IN_MODIFY != 0 {
             changes.push(Change::Mark(path, Mark::Modified));
         }
     }

@@ -314,3 +314,36 @@ fn mass_deletes_converge_and_spare_excluded_names() {
     fs::remove_file(&kept).unwrap();
     converges(&s, &daemon, &syncer);
 }
+
+/// A directory filled with new files goes as one `dir/.` listing that rsync reads itself: it
+/// must still leave excluded names out, and a same-size rewrite of an old file in the same
+/// batch must still arrive (it is listed apart, with --ignore-times).
+#[test]
+fn a_directory_filled_with_new_files_converges_without_its_excluded_names() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    fs::create_dir_all(s.src.join("burst")).unwrap();
+    write(&s.src.join("burst/old"), b"one");
+    let syncer = start(&s, &[&daemon], false, &["--exclude", "*.tmp"]);
+    converges(&s, &daemon, &syncer);
+    write(&s.src.join("burst/scratch.tmp"), b"never sent");
+    for i in 0..400 {
+        write(
+            &s.src.join(format!("burst/f{i}")),
+            format!("{i}").as_bytes(),
+        );
+    }
+    write(&s.src.join("burst/old"), b"two");
+    let replica_names = || fs::read_dir(daemon.module.join("burst")).map_or(0, |it| it.count());
+    // 400 new files plus "old".
+    assert!(
+        wait_until(CONVERGE, || replica_names() == 401),
+        "replica burst/ holds {} entries",
+        replica_names()
+    );
+    assert!(!daemon.module.join("burst/scratch.tmp").exists());
+    fs::remove_file(s.src.join("burst/scratch.tmp")).unwrap();
+    converges(&s, &daemon, &syncer);
+    assert_eq!(fs::read(daemon.module.join("burst/old")).unwrap(), b"two");
+}
