@@ -48,10 +48,19 @@ pub fn tolerated_stall_ms(queue: u64, events_per_s: f64) -> f64 {
     queue as f64 / events_per_s.max(f64::MIN_POSITIVE) * 1000.0
 }
 
-/// The busiest bin of a timeline as ops/s, with its start (ms). `width_ms` is the bin width.
-pub fn peak_ops_per_s(bins: &[TimelineBin], width_ms: u64) -> Option<(f64, u64)> {
-    let best = bins.iter().max_by_key(|b| b.ops).filter(|b| b.ops > 0)?;
-    Some((best.ops as f64 * 1000.0 / width_ms.max(1) as f64, best.t_ms))
+/// The busiest window of `window_ms` in a timeline as ops/s, with its start (ms): the ops a
+/// syncer stalled that long at the worst moment would find queued. `width_ms` is the bin
+/// width; a window shorter than a bin is one bin.
+pub fn peak_ops_per_s(bins: &[TimelineBin], width_ms: u64, window_ms: u64) -> Option<(f64, u64)> {
+    let width_ms = width_ms.max(1);
+    let span = window_ms.div_ceil(width_ms).max(1);
+    // A window longer than the timeline holds all of it.
+    let (sum, start) = bins
+        .windows((span as usize).clamp(1, bins.len().max(1)))
+        .map(|w| (w.iter().map(|b| b.ops).sum::<u64>(), w[0].t_ms))
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .filter(|(sum, _)| *sum > 0)?;
+    Some((sum as f64 * 1000.0 / (span * width_ms) as f64, start))
 }
 
 /// The highest achieved ops/s of a sweep whose p99 met `slo_ns` with nothing lost.
@@ -99,16 +108,22 @@ mod tests {
     }
 
     #[test]
-    fn peak_bin_becomes_ops_per_second() {
+    fn peak_is_the_busiest_window_of_the_stall_budget() {
         let bin = |t_ms, ops| TimelineBin {
             t_ms,
             ops,
             ..TimelineBin::default()
         };
-        let bins = [bin(0, 30), bin(20, 170), bin(40, 5)];
-        assert_eq!(peak_ops_per_s(&bins, 20), Some((8_500.0, 20)));
-        assert_eq!(peak_ops_per_s(&[bin(0, 0)], 20), None);
-        assert_eq!(peak_ops_per_s(&[], 20), None);
+        let bins = [bin(0, 30), bin(20, 170), bin(40, 5), bin(60, 160)];
+        // A window of one bin: the busiest bin.
+        assert_eq!(peak_ops_per_s(&bins, 20, 20), Some((8_500.0, 20)));
+        assert_eq!(peak_ops_per_s(&bins, 20, 1), Some((8_500.0, 20)));
+        // Two bins: 30 + 170 = 200 ops in 40 ms beats 170 + 5 and 5 + 160.
+        assert_eq!(peak_ops_per_s(&bins, 20, 40), Some((5_000.0, 0)));
+        // Longer than the storm: every op, over the window.
+        assert_eq!(peak_ops_per_s(&bins, 20, 1_000), Some((365.0, 0)));
+        assert_eq!(peak_ops_per_s(&[bin(0, 0)], 20, 20), None);
+        assert_eq!(peak_ops_per_s(&[], 20, 20), None);
     }
 
     #[test]

@@ -95,8 +95,9 @@ struct Row {
     from: String,
 }
 
-/// The busiest moment measured: the highest-ops bin of any run's timeline (or, for folders
-/// without timelines, the highest storm mean), with the events each op causes.
+/// The busiest moment measured: the busiest window of the stall budget's length in any run's
+/// timeline, i.e. the ops a syncer stalled that long at the worst moment finds queued (or, for
+/// folders without timelines, the highest storm mean), with the events each op causes.
 struct Peak<'a> {
     ops_per_s: f64,
     how: String,
@@ -105,25 +106,27 @@ struct Peak<'a> {
     entry: &'a RunEntry,
 }
 
-fn peak<'a>(inputs: &'a Inputs, rel: Rel) -> Option<Peak<'a>> {
+fn peak<'a>(inputs: &'a Inputs, rel: Rel, window_ms: u64) -> Option<Peak<'a>> {
     let mut best: Option<Peak> = None;
     for f in &inputs.runs {
         for e in f.calibration.iter().chain(&f.runs) {
             let cand = match &e.timeline {
-                Some(t) => rec::peak_ops_per_s(&t.data, charts::bin_width_ms(e, &t.data)).map(
-                    |(rate, t_ms)| Peak {
-                        ops_per_s: rate,
-                        how: format!(
-                            "busiest {} ms bin (at {:.2} s) of {}",
-                            charts::bin_width_ms(e, &t.data),
-                            t_ms as f64 / 1000.0,
-                            e.label()
-                        ),
-                        from: link(rel, &t.path),
-                        folder: f,
-                        entry: e,
-                    },
-                ),
+                Some(t) => rec::peak_ops_per_s(
+                    &t.data,
+                    charts::bin_width_ms(e, &t.data),
+                    window_ms,
+                )
+                .map(|(rate, t_ms)| Peak {
+                    ops_per_s: rate,
+                    how: format!(
+                        "busiest {window_ms} ms window (the stall budget; from {:.2} s) of {}",
+                        t_ms as f64 / 1000.0,
+                        e.label()
+                    ),
+                    from: link(rel, &t.path),
+                    folder: f,
+                    entry: e,
+                }),
                 None => (e.ops_per_s > 0.0).then(|| Peak {
                     ops_per_s: e.ops_per_s,
                     how: format!(
@@ -285,7 +288,7 @@ fn recommendations(inputs: &Inputs, args: &ReportArgs, m: &Machine, rel: Rel, ou
             .push("watches needed: a results folder of `harness run` (its run.json has tree_dirs)");
     }
     // Queue: peak event rate x stall budget.
-    match peak(inputs, rel) {
+    match peak(inputs, rel, args.stall_budget_ms.max(1.0) as u64) {
         Some(p) => {
             rows.push(Row {
                 what: format!("Peak storm rate ({})", p.folder.scenario),
