@@ -18,16 +18,21 @@ fn rank(b: u8) -> u8 {
     if b == b'/' { 0 } else { b }
 }
 
+/// Two paths in `PathKey` order.
+pub fn cmp_paths(a: &Path, b: &Path) -> Ordering {
+    let a = a.as_os_str().as_bytes();
+    let b = b.as_os_str().as_bytes();
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return rank(*x).cmp(&rank(*y));
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 impl Ord for PathKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        let a = self.0.as_os_str().as_bytes();
-        let b = other.0.as_os_str().as_bytes();
-        for (x, y) in a.iter().zip(b) {
-            if x != y {
-                return rank(*x).cmp(&rank(*y));
-            }
-        }
-        a.len().cmp(&b.len())
+        cmp_paths(&self.0, &other.0)
     }
 }
 

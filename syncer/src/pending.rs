@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use crate::pathkey::PathKey;
+use crate::pathkey::{PathKey, cmp_paths};
 
 /// How a path became dirty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +61,36 @@ pub struct Batch {
     pub rename_seq: u64,
     /// Holds renames or rescans: no other batch runs beside it.
     pub exclusive: bool,
-    /// The paths (a sorted subset of `paths`) created since they were last taken: the
-    /// replica's copy under that name, if any, is obsolete.
-    pub new_files: Vec<PathBuf>,
+    /// Per path of `paths`: created since it was last taken, so the replica's copy under that
+    /// name, if any, is obsolete.
+    pub is_new: Vec<bool>,
 }
 
 impl Batch {
     pub fn is_new_file(&self, path: &Path) -> bool {
-        self.new_files
-            .binary_search_by(|p| p.as_path().cmp(path))
-            .is_ok()
+        self.paths
+            .binary_search_by(|p| cmp_paths(p, path))
+            .is_ok_and(|i| self.is_new.get(i) == Some(&true))
     }
+
+    /// The paths created since they were last taken.
+    pub fn new_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.paths
+            .iter()
+            .zip(&self.is_new)
+            .filter_map(|(p, new)| new.then_some(p))
+    }
+}
+
+/// What the in-flight set keeps of a path.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    /// The rescan guard, for in-flight subtree compares.
+    rescan: Option<Option<i128>>,
+    /// Taken as a new file: a change that arrives before its run ends (the close or attribute
+    /// change that follows a create) leaves it new, since the replica's copy is the one being
+    /// written now.
+    new: bool,
 }
 
 /// Batching and deferral knobs.
@@ -129,8 +148,7 @@ pub struct Pending {
     /// when popped, so stale ones cost nothing but their memory.
     waiting: BinaryHeap<Reverse<(u64, PathKey)>>,
     renames: Vec<Rename>,
-    /// In-flight paths; the value is the rescan guard for in-flight subtree compares.
-    in_flight: BTreeMap<PathKey, Option<Option<i128>>>,
+    in_flight: BTreeMap<PathKey, Flight>,
     /// Renames seen while something was in flight, numbered; cleared once nothing is.
     rename_log: Vec<(u64, Rename)>,
     rename_seq: u64,
@@ -247,7 +265,7 @@ impl Pending {
 
     fn mark_key(&mut self, key: PathKey, mark: Mark, now_ns: u64) {
         let modified_only = matches!(mark, Mark::Modified | Mark::Created);
-        let created = mark == Mark::Created;
+        let created = mark == Mark::Created || self.in_flight.get(&key).is_some_and(|f| f.new);
         let rescan = match mark {
             Mark::Rescan { changed_since_ns } => Some(changed_since_ns),
             _ => None,
@@ -347,7 +365,7 @@ impl Pending {
                 Bound::Unbounded,
             ))
             .take_while(|(key, _)| key.path().starts_with(&rename.from))
-            .map(|(key, rescan)| (rekey(key.path(), &rename.from, &rename.to), *rescan))
+            .map(|(key, f)| (rekey(key.path(), &rename.from, &rename.to), f.rescan))
             .collect();
         for (path, rescan) in flying {
             let mark = match rescan {
@@ -405,9 +423,6 @@ impl Pending {
             let (rescan, created) = self
                 .remove_dirty(&key)
                 .map_or((None, false), |entry| (entry.rescan, entry.created));
-            if created {
-                batch.new_files.push(key.path().to_path_buf());
-            }
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
                     subtree: key.path().to_path_buf(),
@@ -416,7 +431,14 @@ impl Pending {
             }
             // A rescanned path is also applied itself (its own entry may differ).
             batch.paths.push(key.path().to_path_buf());
-            self.in_flight.insert(key, rescan);
+            batch.is_new.push(created);
+            self.in_flight.insert(
+                key,
+                Flight {
+                    rescan,
+                    new: created,
+                },
+            );
         }
         Some(batch)
     }
@@ -526,19 +548,24 @@ mod tests {
         // Not closed yet: only the old file is ready.
         let batch = pending.take_batch(1).unwrap();
         assert_eq!(batch.paths, vec![p("old")]);
-        assert!(batch.new_files.is_empty());
+        assert_eq!(batch.new_files().count(), 0);
         pending.finish(&batch, vec![], 1, 0);
         pending.mark(p("new"), Mark::Changed, 2);
         pending.mark(p("old"), Mark::Changed, 2);
         let batch = pending.take_batch(3).unwrap();
         assert_eq!(batch.paths, vec![p("new"), p("old")]);
-        assert_eq!(batch.new_files, vec![p("new")]);
+        assert_eq!(batch.new_files().collect::<Vec<_>>(), [&p("new")]);
         assert!(batch.is_new_file(Path::new("new")));
         assert!(!batch.is_new_file(Path::new("old")));
+        // Changed again while its run is in flight (the close after a create): still new.
+        pending.mark(p("new"), Mark::Changed, 4);
         pending.finish(&batch, vec![], 4, 0);
-        // Written again after it was taken: the replica's copy is no longer obsolete.
-        pending.mark(p("new"), Mark::Changed, 5);
-        assert!(pending.take_batch(6).unwrap().new_files.is_empty());
+        let batch = pending.take_batch(5).unwrap();
+        assert_eq!(batch.new_files().collect::<Vec<_>>(), [&p("new")]);
+        pending.finish(&batch, vec![], 5, 0);
+        // Written again after its run ended: the replica's copy is no longer obsolete.
+        pending.mark(p("new"), Mark::Changed, 6);
+        assert_eq!(pending.take_batch(7).unwrap().new_files().count(), 0);
     }
 
     #[test]
@@ -555,7 +582,7 @@ mod tests {
             2,
         );
         let batch = pending.take_batch(3).unwrap();
-        assert_eq!(batch.new_files, vec![p("e/f")]);
+        assert_eq!(batch.new_files().collect::<Vec<_>>(), [&p("e/f")]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! Files created since their last run are written in place (their replica copy, if any, is
 //! obsolete), and a directory made mostly of new files goes as `dir/.`, which rsync lists
-//! itself faster than it reads our list: see `ListKind` for what each costs.
+//! itself faster than it reads our list: see `rsync_plan::ListKind` for what each costs.
 //!
 //! Only checked paths are listed: each is resolved beneath the source root without following
 //! symlinks first, so a directory swapped for a symlink to /etc is never listed. A race is
@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::rsync_plan::{ListKind, Paths, RunPlan, WHOLE_DIR_MIN};
 use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
 use super::{Found, Outcome, Target, Trouble};
@@ -37,13 +38,9 @@ use crate::stats::TargetStats;
 const LONG_OUTAGE: Duration = Duration::from_secs(30);
 /// A warm client older than this is not used: the daemon or our --timeout may have closed it.
 const WARM_MAX_AGE: Duration = Duration::from_secs(20);
-/// Below this many present paths one run carries deletions and copies together.
-const SPLIT_MIN: usize = 64;
 /// A directory that lost at least this many entries in one batch (and at least a quarter of
 /// what it holds) is swept instead of listing each deletion: see `plan_deletions`.
 const SWEEP_MIN: usize = 32;
-/// A directory with at least this many new files (and mostly new files) is sent as `dir/.`.
-const DIR_RUN_MIN: usize = 32;
 /// Bytes of directory size per entry assumed when estimating a directory's entries from
 /// st_size (tmpfs counts 20 per entry; ext4 about 16-24 for short names and never shrinks,
 /// which errs toward listing).
@@ -78,24 +75,6 @@ pub struct RsyncTarget {
     warm: Mutex<Vec<WarmClient>>,
 }
 
-/// The kinds of `--files-from` run. Measured here, 20,000 new empty files into one directory
-/// of a fresh ext4 (daemon on loopback): 1.56-1.94 s as `Changed`, 1.10-1.40 s as `New`,
-/// 0.90-0.96 s as `NewDirs` (a plain recursive `rsync -a --inplace`: 0.75-1.07 s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListKind {
-    /// Listed paths, always sent (`--ignore-times`), written through a temporary file renamed
-    /// over the old one (rsync's default, unless `--inplace`): a reader of the replica never
-    /// sees a file half written.
-    Changed,
-    /// Listed files created since their last run, always sent, written in place: whatever the
-    /// replica holds under their names is obsolete.
-    New,
-    /// `dir/.` of directories whose entries are mostly new files: rsync lists them itself
-    /// (cheaper per file than our list), writes in place and skips the entries whose size and
-    /// mtime (to the nanosecond) already match, instead of `--ignore-times`.
-    NewDirs,
-}
-
 struct WarmClient {
     kind: ListKind,
     started: Started,
@@ -109,54 +88,6 @@ enum Checked {
     Missing,
     /// An ancestor is a symlink or not a directory: never list (its own entry settles it).
     Skip,
-}
-
-/// The work of one run and the paths to give back if it fails.
-struct RunPlan {
-    list: Vec<PathBuf>,
-    kind: ListKind,
-    subtree: Option<PathBuf>,
-    /// Directories whose vanished entries the run deletes (`list` then holds those entries,
-    /// to give back on failure).
-    sweep: Vec<PathBuf>,
-}
-
-impl RunPlan {
-    fn list(list: Vec<PathBuf>, kind: ListKind) -> Self {
-        Self {
-            list,
-            kind,
-            subtree: None,
-            sweep: Vec::new(),
-        }
-    }
-
-    /// A `NewDirs` run for the directories of `files` (given back if the run fails).
-    fn new_dirs(files: Vec<PathBuf>) -> Self {
-        Self::list(files, ListKind::NewDirs)
-    }
-
-    /// What the run hands rsync: the listed paths, or `dir/.` for each directory of a
-    /// `NewDirs` run ("dir/." is the directory's entries, one level: rsync --dirs semantics).
-    fn entries(&self) -> Vec<PathBuf> {
-        if self.kind != ListKind::NewDirs {
-            return self.list.clone();
-        }
-        let dirs: BTreeSet<&Path> = self
-            .list
-            .iter()
-            .map(|f| f.parent().unwrap_or(Path::new("")))
-            .collect();
-        dirs.into_iter()
-            .map(|d| {
-                if d.as_os_str().is_empty() {
-                    PathBuf::from("./.")
-                } else {
-                    d.join(".")
-                }
-            })
-            .collect()
-    }
 }
 
 impl RsyncTarget {
@@ -225,7 +156,7 @@ impl RsyncTarget {
     /// The arguments of a `--files-from` run of `kind` (the list comes NUL-separated on stdin).
     fn list_args(&self, kind: ListKind) -> Vec<OsString> {
         let mut args = self.common_args();
-        if kind != ListKind::Changed && !self.options.inplace {
+        if kind == ListKind::New && !self.options.inplace {
             args.push("--inplace".into());
         }
         args.extend(
@@ -238,8 +169,8 @@ impl RsyncTarget {
             ]
             .map(OsString::from),
         );
-        if kind == ListKind::NewDirs {
-            // rsync reads these directories itself: keep it off the excluded names.
+        if kind == ListKind::New {
+            // rsync may read whole directories itself: keep it off the excluded names.
             for pattern in self.source.excludes.rsync_patterns() {
                 args.push(format!("--exclude={pattern}").into());
             }
@@ -262,17 +193,23 @@ impl RsyncTarget {
         Some(pool.remove(index).started)
     }
 
-    /// Keeps two warm clients for the next batches: a client needs about one cold run's time
-    /// (~50 ms here) to get ready, so one would often be taken before its handshake is done.
-    /// The pool follows demand: clients of the kind just run replace the oldest of the other
-    /// kind when the pool holds none of it.
+    /// Keeps `--warm-clients` (2) clients of the kind just run for the next batches: a client
+    /// needs about one cold run's time (~50 ms here) to get ready, so one would often be taken
+    /// before its handshake is done. Clients of the other kind stay until they age out, or
+    /// make room when the pool would hold more than twice the number.
     fn refill_warm(&self, kind: ListKind) {
+        self.warm_up(kind, self.options.warm_clients);
+    }
+
+    /// Starts clients of `kind` until the pool holds `wanted` of them.
+    fn warm_up(&self, kind: ListKind, wanted: usize) {
         let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted = self.options.warm_clients;
-        if wanted > 0 && pool.len() >= wanted && !pool.iter().any(|c| c.kind == kind) {
-            pool.remove(0);
-        }
-        while pool.len() < wanted {
+        while pool.iter().filter(|c| c.kind == kind).count() < wanted {
+            if pool.len() >= 2 * self.options.warm_clients
+                && let Some(other) = pool.iter().position(|c| c.kind != kind)
+            {
+                pool.remove(other);
+            }
             match spawn(
                 &self.list_args(kind),
                 true,
@@ -408,12 +345,7 @@ impl RsyncTarget {
                 listed.extend(paths);
             }
         }
-        let plan = (!sweep.is_empty()).then_some(RunPlan {
-            list: swept,
-            kind: ListKind::Changed,
-            subtree: None,
-            sweep,
-        });
+        let plan = (!sweep.is_empty()).then(|| RunPlan::sweep(swept, sweep));
         (listed, plan)
     }
 
@@ -428,6 +360,7 @@ impl RsyncTarget {
                     loop {
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
                         let Some(plan) = next else { return };
+                        let started = Instant::now();
                         let result = match &plan.subtree {
                             // A renamed directory's new name may hold stale copies of the same
                             // size and mtime (a name used before): compare contents.
@@ -438,6 +371,14 @@ impl RsyncTarget {
                         stats.rsync_runs.fetch_add(1, Relaxed);
                         let verdict = match result {
                             Ok(result) => {
+                                crate::debug!(
+                                    "{}: {} of {} paths: {} files sent in {:.3} s",
+                                    self.name,
+                                    plan.describe(),
+                                    plan.list.len(),
+                                    result.files_transferred,
+                                    started.elapsed().as_secs_f64()
+                                );
                                 stats
                                     .files_sent
                                     .fetch_add(result.files_transferred, Relaxed);
@@ -460,82 +401,25 @@ impl RsyncTarget {
         failed.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Splits the checked paths into runs: deletions first (alone when the batch is big, so no
-    /// stream copies below a directory another stream deletes), then the present paths in up
-    /// to `streams` runs per kind that share no parent directory, then one run per renamed
-    /// directory. `new` are present files created since their last run, `present` the others.
-    fn plan(
-        &self,
-        missing: Vec<PathBuf>,
-        present: Vec<PathBuf>,
-        new: Vec<PathBuf>,
-        subtrees: Vec<PathBuf>,
-    ) -> (Vec<RunPlan>, Vec<RunPlan>) {
-        let (new, new_dirs) = self.collapse_new_dirs(new);
-        let mut first = Vec::new();
-        let mut second = Vec::new();
-        if present.len() + new.len() < SPLIT_MIN || self.options.streams <= 1 {
-            let mut list = missing;
-            list.extend(present);
-            list.sort();
-            match (list.is_empty(), new.is_empty()) {
-                (true, true) => {}
-                (false, true) => first.push(RunPlan::list(list, ListKind::Changed)),
-                // Deletions ride with the new files: --inplace changes nothing for them.
-                (true, false) => first.push(RunPlan::list(new, ListKind::New)),
-                (false, false) => {
-                    first.push(RunPlan::list(list, ListKind::Changed));
-                    second.push(RunPlan::list(new, ListKind::New));
-                }
-            }
-            if !new_dirs.is_empty() {
-                second.push(RunPlan::new_dirs(new_dirs));
-            }
-        } else {
-            if !missing.is_empty() {
-                first.push(RunPlan::list(missing, ListKind::Changed));
-            }
-            for (paths, kind) in [
-                (present, ListKind::Changed),
-                (new, ListKind::New),
-                (new_dirs, ListKind::NewDirs),
-            ] {
-                for list in split_by_directory(paths, self.options.streams) {
-                    second.push(RunPlan::list(list, kind));
-                }
-            }
-        }
-        second.extend(subtrees.into_iter().map(|s| RunPlan {
-            list: Vec::new(),
-            kind: ListKind::Changed,
-            subtree: Some(s),
-            sweep: Vec::new(),
-        }));
-        (first, second)
-    }
-
-    /// New files of a directory that holds mostly new files (at least `DIR_RUN_MIN` of them
-    /// and at least half its estimated entries) go to `NewDirs` runs, which send `dir/.`.
-    /// Returns the new files left to list and those.
-    fn collapse_new_dirs(&self, new: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<PathBuf>) {
-        let mut by_parent: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    /// Directories among the parents of `new` that hold mostly new files: at least
+    /// `WHOLE_DIR_MIN` of them and at least half the directory's estimated entries.
+    fn mostly_new_dirs(&self, new: &[PathBuf]) -> BTreeSet<PathBuf> {
+        let mut per_dir: BTreeMap<&Path, u64> = BTreeMap::new();
         for path in new {
-            let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            by_parent.entry(parent).or_default().push(path);
+            *per_dir
+                .entry(path.parent().unwrap_or(Path::new("")))
+                .or_default() += 1;
         }
-        let (mut listed, mut dirs) = (Vec::new(), Vec::new());
-        for (parent, paths) in by_parent {
-            let mostly_new = paths.len() >= DIR_RUN_MIN
-                && self
-                    .estimated_entries(&parent)
-                    .is_some_and(|n| paths.len() as u64 * 2 >= n);
-            if mostly_new {
-                dirs.extend(paths);
-            } else {
-                listed.extend(paths);
-            }
-        }
-        (listed, dirs)
+        per_dir
+            .into_iter()
+            .filter(|&(dir, n)| {
+                n >= WHOLE_DIR_MIN as u64
+                    && self
+                        .estimated_entries(dir)
+                        .is_some_and(|total| n * 2 >= total)
+            })
+            .map(|(dir, _)| dir.to_path_buf())
+            .collect()
     }
 
     /// Tracks outages; after a long one, asks for a full reconcile.
@@ -559,32 +443,6 @@ impl RsyncTarget {
     }
 }
 
-/// Deals `paths` into at most `streams` lists such that no directory's entries are split
-/// across two lists, the largest directories first, each to the least loaded list. Two
-/// receivers creating files in one directory spin on its lock: measured here, 20,000 new files
-/// in one directory took 9.4 s over two streams and 1.6 s over one.
-fn split_by_directory(paths: Vec<PathBuf>, streams: usize) -> Vec<Vec<PathBuf>> {
-    let mut by_parent: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
-    for path in paths {
-        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        by_parent.entry(parent).or_default().push(path);
-    }
-    let mut groups: Vec<Vec<PathBuf>> = by_parent.into_values().collect();
-    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
-    let mut lists: Vec<Vec<PathBuf>> = vec![Vec::new(); streams.max(1).min(groups.len())];
-    for group in groups {
-        let lightest = lists
-            .iter_mut()
-            .min_by_key(|list| list.len())
-            .expect("at least one list");
-        lightest.extend(group);
-    }
-    for list in &mut lists {
-        list.sort();
-    }
-    lists
-}
-
 impl Target for RsyncTarget {
     fn name(&self) -> &str {
         &self.name
@@ -602,10 +460,8 @@ impl Target for RsyncTarget {
 
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
         let mut outcome = Outcome::default();
-        let (mut missing, mut present, mut new, mut subtrees) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // With --inplace every file is written in place anyway.
-        let split_new = !self.options.inplace;
+        let (mut missing, mut changed, mut other, mut new, mut subtrees) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for rename in &batch.renames {
             // No rename in the rsync protocol: delete the old name, send the new one.
             match self.check(&rename.to) {
@@ -621,10 +477,11 @@ impl Target for RsyncTarget {
                 continue;
             }
             match self.check(path) {
-                Checked::Present(Kind::File) if split_new && batch.is_new_file(path) => {
+                Checked::Present(Kind::File) if batch.is_new_file(path) => {
                     new.push(path.clone());
                 }
-                Checked::Present(_) => present.push(path.clone()),
+                Checked::Present(Kind::File) => changed.push(path.clone()),
+                Checked::Present(_) => other.push(path.clone()),
                 Checked::Missing => missing.push(path.clone()),
                 Checked::Skip => {}
             }
@@ -632,7 +489,18 @@ impl Target for RsyncTarget {
         // A path listed as missing that exists again (re-created) is simply present.
         missing.retain(|m| !matches!(self.check(m), Checked::Present(_)));
         let (missing, sweep) = self.plan_deletions(missing);
-        let (first, second) = self.plan(missing, present, new, subtrees);
+        let whole = self.mostly_new_dirs(&new);
+        let (first, second) = super::rsync_plan::plan(
+            Paths {
+                missing,
+                changed,
+                other,
+                new,
+                whole,
+                subtrees,
+            },
+            self.options.streams,
+        );
         // The sweep runs alone: a copy beside it could land after its listing of a directory.
         let mut failed = self.execute(sweep.into_iter().collect(), stats);
         failed.extend(self.execute(first, stats));
@@ -707,40 +575,5 @@ impl Target for RsyncTarget {
             dirty,
             rescan: Vec::new(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn paths(list: &[&str]) -> Vec<PathBuf> {
-        list.iter().map(PathBuf::from).collect()
-    }
-
-    #[test]
-    fn one_directory_stays_on_one_stream() {
-        let lists = split_by_directory(paths(&["a/1", "a/2", "a/3"]), 2);
-        assert_eq!(lists, vec![paths(&["a/1", "a/2", "a/3"])]);
-    }
-
-    #[test]
-    fn directories_are_dealt_largest_first_and_never_split() {
-        let lists = split_by_directory(
-            paths(&["a/1", "a/2", "a/3", "b/1", "b/2", "c/1", "top", "a/b/deep"]),
-            2,
-        );
-        assert_eq!(lists.len(), 2);
-        let [one, two] = [&lists[0], &lists[1]];
-        for dir in ["a", "b", "c", "", "a/b"] {
-            let here = |list: &Vec<PathBuf>| {
-                list.iter()
-                    .any(|p| p.parent().unwrap_or(Path::new("")) == Path::new(dir))
-            };
-            assert!(!(here(one) && here(two)), "{dir:?} split across streams");
-        }
-        assert_eq!(one.len() + two.len(), 8);
-        assert!(one.len().abs_diff(two.len()) <= 1, "{lists:?}");
-        assert!(one.is_sorted() && two.is_sorted());
     }
 }

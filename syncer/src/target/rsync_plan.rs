@@ -1,0 +1,339 @@
+//! How one batch of checked paths becomes rsync runs: which kind of run each path goes to,
+//! which directories go as `dir/.`, and how runs split into parallel streams. Pure (no
+//! syscalls), so the rules are unit-tested here; `rsync` runs the plans.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Below this many present paths one run carries deletions and copies together.
+pub const SPLIT_MIN: usize = 64;
+/// A directory with at least this many new files, and mostly new files, goes as `dir/.`.
+pub const WHOLE_DIR_MIN: usize = 32;
+
+/// The kinds of `--files-from` run. Measured here, 20,000 new empty files into one directory
+/// of a fresh ext4 (daemon on loopback): 1.56-1.94 s as a `Changed` list, 1.10-1.40 s as a
+/// `New` list, 0.90-0.96 s as `New` with the directory as `dir/.` (a plain recursive
+/// `rsync -a --inplace`: 0.75-1.07 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// Paths known to have changed: always sent (`--ignore-times`), each written through a
+    /// temporary file renamed over the old one (rsync's default, unless `--inplace`), so a
+    /// reader of the replica never sees a file half written.
+    Changed,
+    /// Files created since their last run: whatever the replica holds under their names is
+    /// obsolete, so they are written in place (`--inplace`). A directory made mostly of new
+    /// files goes as `dir/.`, which rsync lists itself, faster than it reads our list; rsync's
+    /// quick check (size and mtime to the nanosecond) then skips entries the replica already
+    /// has, so these runs go without `--ignore-times`, and with the exclude patterns.
+    New,
+}
+
+/// The work of one run, and the paths to give back if it fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlan {
+    pub list: Vec<PathBuf>,
+    pub kind: ListKind,
+    /// `New` runs: directories sent whole as `dir/.` instead of their files in `list`.
+    pub whole_dirs: BTreeSet<PathBuf>,
+    pub subtree: Option<PathBuf>,
+    /// Directories whose vanished entries the run deletes (`list` then holds those entries,
+    /// to give back on failure).
+    pub sweep: Vec<PathBuf>,
+}
+
+impl RunPlan {
+    pub fn list(list: Vec<PathBuf>, kind: ListKind) -> Self {
+        Self {
+            list,
+            kind,
+            whole_dirs: BTreeSet::new(),
+            subtree: None,
+            sweep: Vec::new(),
+        }
+    }
+
+    /// A `New` run of `files`; those in `whole` directories go as `dir/.`.
+    fn new_files(list: Vec<PathBuf>, whole: &BTreeSet<PathBuf>) -> Self {
+        let whole_dirs = list
+            .iter()
+            .map(|f| parent(f).to_path_buf())
+            .filter(|d| whole.contains(d))
+            .collect();
+        Self {
+            whole_dirs,
+            ..Self::list(list, ListKind::New)
+        }
+    }
+
+    pub fn subtree(subtree: PathBuf) -> Self {
+        Self {
+            subtree: Some(subtree),
+            ..Self::list(Vec::new(), ListKind::Changed)
+        }
+    }
+
+    pub fn sweep(list: Vec<PathBuf>, dirs: Vec<PathBuf>) -> Self {
+        Self {
+            sweep: dirs,
+            ..Self::list(list, ListKind::Changed)
+        }
+    }
+
+    /// For the log: what kind of run this is.
+    pub fn describe(&self) -> String {
+        match (&self.subtree, self.sweep.is_empty()) {
+            (Some(subtree), _) => format!("subtree run {subtree:?}"),
+            (None, false) => format!("sweep of {} directories", self.sweep.len()),
+            (None, true) if self.whole_dirs.is_empty() => format!("{:?} run", self.kind),
+            (None, true) => format!(
+                "{:?} run with {} whole directories",
+                self.kind,
+                self.whole_dirs.len()
+            ),
+        }
+    }
+
+    /// What the run hands rsync: the listed paths, with `dir/.` (the directory's entries, one
+    /// level: rsync --dirs semantics) once in place of the files of each whole directory.
+    pub fn entries(&self) -> Vec<PathBuf> {
+        let mut entries: Vec<PathBuf> = self
+            .list
+            .iter()
+            .filter(|f| !self.whole_dirs.contains(parent(f)))
+            .cloned()
+            .collect();
+        entries.extend(self.whole_dirs.iter().map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from("./.")
+            } else {
+                d.join(".")
+            }
+        }));
+        entries
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
+/// A batch's paths after their check.
+#[derive(Debug, Default)]
+pub struct Paths {
+    /// Gone from the source: the daemon deletes them.
+    pub missing: Vec<PathBuf>,
+    /// Regular files that existed before: rewritten through a temporary file, never skipped.
+    pub changed: Vec<PathBuf>,
+    /// Directories, symlinks and special files: rsync compares and updates them the same way
+    /// in either kind of run, so they ride with whichever there is.
+    pub other: Vec<PathBuf>,
+    /// Files created since their last run.
+    pub new: Vec<PathBuf>,
+    /// Directories whose new files go as `dir/.`.
+    pub whole: BTreeSet<PathBuf>,
+    /// Renamed directories: an `-r` run each.
+    pub subtrees: Vec<PathBuf>,
+}
+
+/// Splits the checked paths into runs: `first` (deletions, alone when the batch is big, so no
+/// stream copies below a directory another stream deletes), then `second`: the present paths
+/// in up to `streams` runs per kind that share no parent directory, then one run per renamed
+/// directory. A small batch is one `Changed` run: there latency counts, not the daemon's cost
+/// per file, and one kind of run keeps one kind of warm client ready (measured on seq-200: a
+/// `New` run beside the `Changed` ones raised p99 from 61 to 83 ms).
+pub fn plan(paths: Paths, streams: usize) -> (Vec<RunPlan>, Vec<RunPlan>) {
+    let Paths {
+        missing,
+        mut changed,
+        other,
+        mut new,
+        whole,
+        subtrees,
+    } = paths;
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    if changed.len() + other.len() + new.len() < SPLIT_MIN || streams <= 1 {
+        let mut list = missing;
+        list.extend(changed);
+        list.extend(other);
+        list.extend(new);
+        list.sort();
+        if !list.is_empty() {
+            first.push(RunPlan::list(list, ListKind::Changed));
+        }
+    } else {
+        if changed.is_empty() {
+            new.extend(other);
+        } else {
+            changed.extend(other);
+        }
+        if !missing.is_empty() {
+            first.push(RunPlan::list(missing, ListKind::Changed));
+        }
+        for list in split_by_directory(changed, streams) {
+            second.push(RunPlan::list(list, ListKind::Changed));
+        }
+        for list in split_by_directory(new, streams) {
+            second.push(RunPlan::new_files(list, &whole));
+        }
+    }
+    second.extend(subtrees.into_iter().map(RunPlan::subtree));
+    (first, second)
+}
+
+/// Deals `paths` into at most `streams` lists such that no directory's entries are split
+/// across two lists, the largest directories first, each to the least loaded list. Two
+/// receivers creating files in one directory spin on its lock: measured here, 20,000 new files
+/// in one directory took 9.4 s over two streams and 1.6 s over one.
+pub fn split_by_directory(paths: Vec<PathBuf>, streams: usize) -> Vec<Vec<PathBuf>> {
+    let mut by_parent: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    for path in paths {
+        by_parent
+            .entry(parent(&path).to_path_buf())
+            .or_default()
+            .push(path);
+    }
+    let mut groups: Vec<Vec<PathBuf>> = by_parent.into_values().collect();
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    let mut lists: Vec<Vec<PathBuf>> = vec![Vec::new(); streams.max(1).min(groups.len())];
+    for group in groups {
+        let lightest = lists
+            .iter_mut()
+            .min_by_key(|list| list.len())
+            .expect("at least one list");
+        lightest.extend(group);
+    }
+    for list in &mut lists {
+        list.sort();
+    }
+    lists
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn one_directory_stays_on_one_stream() {
+        let lists = split_by_directory(paths(&["a/1", "a/2", "a/3"]), 2);
+        assert_eq!(lists, vec![paths(&["a/1", "a/2", "a/3"])]);
+    }
+
+    #[test]
+    fn directories_are_dealt_largest_first_and_never_split() {
+        let lists = split_by_directory(
+            paths(&["a/1", "a/2", "a/3", "b/1", "b/2", "c/1", "top", "a/b/deep"]),
+            2,
+        );
+        assert_eq!(lists.len(), 2);
+        let [one, two] = [&lists[0], &lists[1]];
+        for dir in ["a", "b", "c", "", "a/b"] {
+            let here = |list: &Vec<PathBuf>| list.iter().any(|p| parent(p) == Path::new(dir));
+            assert!(!(here(one) && here(two)), "{dir:?} split across streams");
+        }
+        assert_eq!(one.len() + two.len(), 8);
+        assert!(one.len().abs_diff(two.len()) <= 1, "{lists:?}");
+        assert!(one.is_sorted() && two.is_sorted());
+    }
+
+    fn many(dir: &'static str, n: usize) -> impl Iterator<Item = PathBuf> {
+        (0..n).map(move |i| PathBuf::from(format!("{dir}/{i}")))
+    }
+
+    #[test]
+    fn a_small_batch_is_one_changed_run() {
+        let (first, second) = plan(
+            Paths {
+                missing: paths(&["gone"]),
+                changed: paths(&["old"]),
+                other: paths(&["link"]),
+                new: paths(&["n1", "n2"]),
+                whole: paths(&[""]).into_iter().collect(),
+                ..Paths::default()
+            },
+            2,
+        );
+        assert!(second.is_empty());
+        assert_eq!(
+            first,
+            vec![RunPlan::list(
+                paths(&["gone", "link", "n1", "n2", "old"]),
+                ListKind::Changed
+            )]
+        );
+    }
+
+    #[test]
+    fn directories_and_symlinks_ride_with_new_files_when_no_file_changed() {
+        let (first, second) = plan(
+            Paths {
+                other: paths(&["", "link"]),
+                new: many("n", 70).collect(),
+                ..Paths::default()
+            },
+            2,
+        );
+        assert!(first.is_empty());
+        assert!(second.iter().all(|p| p.kind == ListKind::New));
+        assert_eq!(second.iter().map(|p| p.list.len()).sum::<usize>(), 72);
+        let (_, second) = plan(
+            Paths {
+                changed: paths(&["old"]),
+                other: paths(&["link"]),
+                new: many("n", 70).collect(),
+                ..Paths::default()
+            },
+            2,
+        );
+        let changed: Vec<&RunPlan> = second
+            .iter()
+            .filter(|p| p.kind == ListKind::Changed)
+            .collect();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].list, paths(&["link", "old"]));
+    }
+
+    #[test]
+    fn new_files_of_a_whole_directory_go_as_its_listing() {
+        let whole: BTreeSet<PathBuf> = paths(&["", "burst"]).into_iter().collect();
+        let plan = RunPlan::new_files(paths(&["burst/a", "burst/b", "other/c", "top"]), &whole);
+        assert_eq!(plan.entries(), paths(&["other/c", "./.", "burst/."]));
+        // All the files are given back if the run fails.
+        assert_eq!(plan.list.len(), 4);
+    }
+
+    #[test]
+    fn a_big_batch_deletes_first_and_splits_each_kind_by_directory() {
+        let (first, second) = plan(
+            Paths {
+                missing: paths(&["x/gone"]),
+                changed: many("p", 40).chain(many("q", 40)).collect(),
+                new: many("n", 40).collect(),
+                whole: paths(&["n"]).into_iter().collect(),
+                subtrees: paths(&["moved"]),
+                ..Paths::default()
+            },
+            2,
+        );
+        assert_eq!(
+            first,
+            vec![RunPlan::list(paths(&["x/gone"]), ListKind::Changed)]
+        );
+        let kinds: Vec<ListKind> = second.iter().map(|p| p.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ListKind::Changed,
+                ListKind::Changed,
+                ListKind::New,
+                ListKind::Changed
+            ]
+        );
+        assert_eq!(second[2].entries(), paths(&["n/."]));
+        assert_eq!(second[3].subtree, Some(PathBuf::from("moved")));
+    }
+}
