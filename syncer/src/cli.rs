@@ -74,8 +74,8 @@ pub struct Args {
     /// rsync targets: the daemon writes changed files in place (rsync --inplace) instead of
     /// into a temporary file renamed over the old one: fewer syscalls and no directory lock
     /// per rename, but a reader of the replica can see a file half written, and a run cut
-    /// short leaves it so until the retry. Off by default: only files created since their
-    /// last run are written in place (their old replica copy, if any, is obsolete).
+    /// short leaves it so until the retry. Off by default: only new files in big batches are
+    /// written in place (their old replica copy, if any, is obsolete).
     #[arg(long)]
     pub inplace: bool,
     /// rsync targets: parallel rsync runs per batch (the daemon forks per connection, so
