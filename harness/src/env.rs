@@ -102,11 +102,18 @@ pub fn tool_versions() -> Vec<(String, String)> {
     ]
 }
 
-/// Today's date (UTC) as YYYY-MM-DD, from the days-since-epoch civil calendar algorithm.
+/// Today's date (UTC) as YYYY-MM-DD.
 pub fn today() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_date(secs);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// (year, month, day) in UTC of `secs` since the epoch: the days-since-epoch civil calendar
+/// algorithm.
+pub fn civil_date(secs: u64) -> (i64, i64, i64) {
     let z = (secs / 86_400) as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -116,5 +123,18 @@ pub fn today() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    (year, month, day)
+}
+
+/// `n` with a comma between thousands: 1,048,576.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

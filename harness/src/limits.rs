@@ -4,6 +4,7 @@
 //! (from a measured watchcost.json), the queue a stall needs, and /etc/sysctl.d/ lines.
 //! The walk never follows symlinks and stays on the tree's filesystem.
 
+use crate::env::thousands;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -224,18 +225,6 @@ pub fn load_cost(path: &Path) -> Result<WatchCost, String> {
     })
 }
 
-fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Runs the checks and returns the report text.
 pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
     let started = std::time::Instant::now();
@@ -255,28 +244,28 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
     line(format!(
         "tree {}: {} directories, {} other entries (walked in {walk_s:.2} s; {} unreadable, {} mount points not entered)",
         args.tree.display(),
-        grouped(count.dirs),
-        grouped(count.files),
+        thousands(count.dirs),
+        thousands(count.files),
         count.unreadable,
         count.other_fs
     ));
     line(format!(
         "inotify watches needed: {} for the tree + {} already held by {} instance(s) of uid {euid} = {} of max_user_watches {} -> {}",
-        grouped(count.dirs),
-        grouped(in_use.watches),
+        thousands(count.dirs),
+        thousands(in_use.watches),
         in_use.instances,
-        grouped(needed),
-        grouped(max_watches),
+        thousands(needed),
+        thousands(max_watches),
         if needed <= max_watches {
             "fits".to_string()
         } else {
-            format!("SHORT by {}", grouped(needed - max_watches))
+            format!("SHORT by {}", thousands(needed - max_watches))
         }
     ));
     for (pid, comm, n) in in_use.holders.iter().take(5) {
         line(format!(
             "  held: pid {pid} ({comm}): {} watches",
-            grouped(*n)
+            thousands(*n)
         ));
     }
     let cost_file = args.cost.clone().or_else(|| default_cost_file(repo_root));
@@ -286,7 +275,7 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
             match &cost.inotify {
                 Some(ino) => line(format!(
                     "kernel memory for the tree's watches: {} x {:.0} B = {} (measured {} bytes per watched directory on {} ({}), {}; from {})",
-                    grouped(count.dirs),
+                    thousands(count.dirs),
                     ino.bytes_per_directory,
                     crate::kmem::human((count.dirs as f64 * ino.bytes_per_directory) as i64),
                     ino.bytes_per_directory.round(),
@@ -301,7 +290,7 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
                 let (median, lo, hi) = crate::kmem::median_spread(&fan.samples_bytes);
                 line(format!(
                     "  fanotify instead: one filesystem mark over {} directories pinned {} (rounds {}..{}: the machine's slab noise)",
-                    grouped(fan.directories),
+                    thousands(fan.directories),
                     crate::kmem::human(median),
                     crate::kmem::human(lo),
                     crate::kmem::human(hi)
@@ -320,8 +309,8 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
         args.rate,
         args.events_per_op,
         args.stall_ms as f64 / 1000.0,
-        grouped(queue),
-        grouped(max_queue),
+        thousands(queue),
+        thousands(max_queue),
         if queue <= max_queue {
             "fits"
         } else {
@@ -400,8 +389,8 @@ inotify wd:1 ino:2 sdev:fd00000 mask:fc6 ignored_mask:0 fhandle-bytes:8 fhandle-
 
     #[test]
     fn digits_are_grouped() {
-        assert_eq!(grouped(1_000_000), "1,000,000");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(100_001), "100,001");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(100_001), "100,001");
     }
 }

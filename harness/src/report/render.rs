@@ -3,6 +3,7 @@
 //! (a path relative to report.md); a section whose input is absent is one line naming the
 //! command that produces it.
 
+use crate::env::thousands;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -49,18 +50,6 @@ fn slug(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn kib(bytes: u64) -> String {

@@ -21,18 +21,10 @@ pub fn machine_facts(workdir: &Path, repo_root: &Path, command: &str) -> Machine
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (the civil-from-days algorithm, as
-/// env::today uses, from one clock reading so date and time agree at midnight).
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (from one clock reading, so date and
+/// time agree at midnight).
 pub fn utc_timestamp(secs: u64) -> String {
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::env::civil_date(secs);
     let t = secs % 86_400;
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",

@@ -2,6 +2,7 @@
 //! rate, the stall each queue tolerates (queue / event rate) and the cell worth a SIGSTOP
 //! check out. No clock, no files: tables test it.
 
+use crate::compare::verdict::median;
 use crate::planning::{QueueForRate, StallBudget, TuneCell};
 use crate::result::RunResult;
 
@@ -93,40 +94,22 @@ pub fn smallest_queues(cells: &[TuneCell]) -> Vec<QueueForRate> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 /// Events per op at `rate`: the median over that rate's cells without an overflow (an
 /// overflow drops events, so those cells undercount); else over every clean cell.
 pub fn events_per_op_at(cells: &[TuneCell], rate: f64) -> Option<f64> {
     let clean = |c: &&TuneCell| c.overflows == 0 && c.events_per_op > 0.0;
-    median(
-        cells
-            .iter()
-            .filter(|c| c.rate == rate)
-            .filter(clean)
-            .map(|c| c.events_per_op)
-            .collect(),
-    )
-    .or_else(|| {
-        median(
-            cells
-                .iter()
-                .filter(clean)
-                .map(|c| c.events_per_op)
-                .collect(),
-        )
-    })
+    let at_rate: Vec<f64> = cells
+        .iter()
+        .filter(|c| c.rate == rate)
+        .filter(clean)
+        .map(|c| c.events_per_op)
+        .collect();
+    let all: Vec<f64> = cells
+        .iter()
+        .filter(clean)
+        .map(|c| c.events_per_op)
+        .collect();
+    median(&at_rate).or_else(|| median(&all))
 }
 
 /// How long a syncer may stop reading before `queue` events overflow at `events_per_s`.

@@ -57,6 +57,24 @@ pub fn tune(reports: &[TuneReport], notes: &[String]) -> String {
     out
 }
 
+/// A markdown table: a row per queue, a column per rate, `cell` in each.
+fn grid(out: &mut String, queues: &[f64], rates: &[f64], cell: impl Fn(f64, f64) -> String) {
+    out.push_str("| max_queued_events |");
+    for rate in rates {
+        let _ = write!(out, " {rate} ops/s |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(rates.len()));
+    out.push('\n');
+    for &q in queues {
+        let _ = write!(out, "| {q} |");
+        for &rate in rates {
+            let _ = write!(out, " {} |", cell(q, rate));
+        }
+        out.push('\n');
+    }
+}
+
 fn tune_section(out: &mut String, r: &TuneReport) {
     let _ = writeln!(out, "## {}\n", r.sut);
     let rates = distinct(r.cells.iter().map(|c| c.rate));
@@ -64,38 +82,19 @@ fn tune_section(out: &mut String, r: &TuneReport) {
     out.push_str(
         "Each cell: overflows (the syncer's self-report) / p99 ms / lost files. **bold** = overflowed.\n\n",
     );
-    out.push_str("| max_queued_events |");
-    for rate in &rates {
-        let _ = write!(out, " {rate} ops/s |");
-    }
-    out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(rates.len()));
-    out.push('\n');
-    for q in &queues {
-        let _ = write!(out, "| {q} |");
-        for rate in &rates {
-            match r
-                .cells
-                .iter()
-                .find(|c| c.queue as f64 == *q && c.rate == *rate)
-            {
-                Some(c) if c.overflows > 0 => {
-                    let _ = write!(
-                        out,
-                        " **{}** / {} / {} |",
-                        c.overflows,
-                        ms(c.p99_ns),
-                        c.lost
-                    );
-                }
-                Some(c) => {
-                    let _ = write!(out, " 0 / {} / {} |", ms(c.p99_ns), c.lost);
-                }
-                None => out.push_str(" — |"),
+    grid(out, &queues, &rates, |q, rate| {
+        match r
+            .cells
+            .iter()
+            .find(|c| c.queue as f64 == q && c.rate == rate)
+        {
+            Some(c) if c.overflows > 0 => {
+                format!("**{}** / {} / {}", c.overflows, ms(c.p99_ns), c.lost)
             }
+            Some(c) => format!("0 / {} / {}", ms(c.p99_ns), c.lost),
+            None => "—".into(),
         }
-        out.push('\n');
-    }
+    });
     out.push_str("\n**Smallest queue with no overflow** (it and every larger queue ran clean):\n\n| rate ops/s | smallest max_queued_events |\n|---|---|\n");
     for s in &r.smallest_queue {
         let q = s
@@ -103,29 +102,13 @@ fn tune_section(out: &mut String, r: &TuneReport) {
             .map_or_else(|| "none in the grid".into(), |q| q.to_string());
         let _ = writeln!(out, "| {} | {q} |", s.rate);
     }
-    out.push_str("\n**Stall budget**: how long the syncer may stop reading before its queue overflows (queue / (rate x events per op)).\n\n| max_queued_events |");
-    for rate in &rates {
-        let _ = write!(out, " {rate} ops/s |");
-    }
-    out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(rates.len()));
-    out.push('\n');
-    for q in &queues {
-        let _ = write!(out, "| {q} |");
-        for rate in &rates {
-            match r
-                .stall_budgets
-                .iter()
-                .find(|b| b.queue as f64 == *q && b.rate == *rate)
-            {
-                Some(b) => {
-                    let _ = write!(out, " {} |", stall(b.tolerated_stall_ns));
-                }
-                None => out.push_str(" — |"),
-            }
-        }
-        out.push('\n');
-    }
+    out.push_str("\n**Stall budget**: how long the syncer may stop reading before its queue overflows (queue / (rate x events per op)).\n\n");
+    grid(out, &queues, &rates, |q, rate| {
+        r.stall_budgets
+            .iter()
+            .find(|b| b.queue as f64 == q && b.rate == rate)
+            .map_or_else(|| "—".into(), |b| stall(b.tolerated_stall_ns))
+    });
     if !r.stall_checks.is_empty() {
         out.push_str("\n**Stall checks** (syncer SIGSTOPped mid-storm while the storm goes on):\n\n| queue | rate ops/s | predicted stall | factor | paused | overflowed | as predicted | run |\n|---|---|---|---|---|---|---|---|\n");
         for c in &r.stall_checks {
