@@ -263,6 +263,11 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
             crate::env::hostname(),
             crate::env::cpu(),
         );
+        // The runs' own folders name the harness's checkout (the candidate's); the baseline's
+        // syncer was built from `id`.
+        for run in &mut all_a {
+            run.revision = format!("{id:.12}");
+        }
         let text = crate::history::rows(&all_a, "baseline", &date, &host, &cpu)
             + &crate::history::rows(&all_b, "candidate", &date, &host, &cpu);
         let path = root.join("results/history.csv");
