@@ -1,5 +1,5 @@
 //! `harness ci`: a baseline revision and the CI scenario set in, the baseline's and the
-//! candidate's syncer measured interleaved (A B A B ..., each run a `harness run` child of
+//! candidate's syncer measured interleaved (A B B A A B ..., each run a `harness run` child of
 //! this binary, so both sides get the same harness), a comparison report (markdown + JSON)
 //! and a pass / regression / skipped outcome out.
 
@@ -216,7 +216,14 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
     let pairs = a.pairs.max(3);
     for pair in 1..=pairs {
         for (name, sides) in &plan {
-            for side in sides {
+            // A B, then B A, ...: whatever the run before leaves behind (a mass delete slows
+            // the next creates on ext4, caches warm up) falls on both sides alike.
+            let order: [&Side; 2] = if pair % 2 == 1 {
+                [&sides[0], &sides[1]]
+            } else {
+                [&sides[1], &sides[0]]
+            };
+            for side in order {
                 if stop.load(Ordering::Relaxed) {
                     return Err("interrupted".into());
                 }
