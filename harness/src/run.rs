@@ -87,9 +87,16 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         kernel: crate::env::kernel(),
         cpu: crate::env::cpu(),
         memory: crate::env::memory(),
-        workdir_fs: crate::env::filesystem(&workdir),
+        workdir_fs: match s.workdir_fs {
+            scenario::WorkdirFs::Shared => crate::env::filesystem(&workdir),
+            scenario::WorkdirFs::LoopExt4 => format!(
+                "each run on a fresh ext4 without journal, a loop-mounted {} MiB image in {}",
+                s.workdir_mib,
+                crate::env::filesystem(&workdir)
+            ),
+        },
         replica_fs: match s.replica_fs {
-            scenario::ReplicaFs::Same => "same as the work dir".into(),
+            scenario::ReplicaFs::Same => "same as the run's source".into(),
             scenario::ReplicaFs::Tmpfs => crate::env::filesystem(Path::new("/dev/shm")),
             scenario::ReplicaFs::LoopExt4 => format!(
                 "ext4 without journal on a loop-mounted {} MiB image in the work dir",

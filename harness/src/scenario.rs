@@ -26,6 +26,15 @@ pub struct Scenario {
     /// Size of the loop-mounted ext4 image (MiB, sparse) for `replica_fs = "loop-ext4"`.
     #[serde(default = "default_replica_mib")]
     pub replica_mib: u64,
+    /// Where each run's folder (source, a `same` replica, the floor copy) lives: in the work
+    /// dir, or on a fresh loop-mounted ext4 per run. On ext4 a mass delete slows the inode
+    /// allocation of the next minute, so on a shared work dir the syncer that runs second
+    /// pays for the first one's cleanup.
+    #[serde(default)]
+    pub workdir_fs: WorkdirFs,
+    /// Size of that image (MiB, sparse; one inode per 4 KiB).
+    #[serde(default = "default_workdir_mib")]
+    pub workdir_mib: u64,
     /// `f-id` names files `f<id>`; `seq` names them `1`, `2`, ... as the seed's shell loop does.
     #[serde(default)]
     pub file_names: FileNames,
@@ -64,6 +73,14 @@ pub enum ReplicaFs {
     #[default]
     Same,
     Tmpfs,
+    LoopExt4,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkdirFs {
+    #[default]
+    Shared,
     LoopExt4,
 }
 
@@ -292,6 +309,9 @@ fn yes() -> bool {
 }
 fn default_replica_mib() -> u64 {
     2048
+}
+fn default_workdir_mib() -> u64 {
+    16_384
 }
 fn default_depth() -> u32 {
     4

@@ -30,6 +30,12 @@ pub fn validate(s: &Scenario) -> Result<(), Problem> {
             "must be between 16 and 1048576 MiB (mkfs.ext4 needs room; the image is sparse)",
         ));
     }
+    if !(16..=1 << 22).contains(&s.workdir_mib) {
+        return Err(problem(
+            "workdir_mib",
+            "must be between 16 and 4194304 MiB (mkfs.ext4 needs room; the image is sparse)",
+        ));
+    }
     check_size("tree.size", &s.tree.size)?;
     if s.tree.depth > 200 {
         return Err(problem(
@@ -263,6 +269,17 @@ mod tests {
             err.contains("seed-script") && err.contains("lsyncd"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_fresh_filesystem_per_run_is_a_top_level_key_with_a_bounded_size() {
+        let s = parse(&format!("workdir_fs = \"loop-ext4\"\n{OK}"), "t.toml").expect("valid");
+        assert_eq!(s.workdir_fs, crate::scenario::WorkdirFs::LoopExt4);
+        assert_eq!(s.workdir_mib, 16_384);
+        let err = parse(&format!("workdir_mib = 8\n{OK}"), "t.toml")
+            .expect_err("too small")
+            .to_string();
+        assert!(err.contains("key `workdir_mib`"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::plan::Plan;
 use crate::probe::{self, ProbeInstance, ProbeLive};
 use crate::proctree::TreeTracker;
 use crate::result::{Outcome, RunResult};
-use crate::scenario::{ReplicaFs, Scenario, SutKind, SutSpec, TargetKind};
+use crate::scenario::{ReplicaFs, Scenario, SutKind, SutSpec, TargetKind, WorkdirFs};
 use crate::sut::{self, Launch, Readiness, SutEnv, SutProcess};
 use crate::verify::{self, CompareOptions};
 use crate::wait;
@@ -88,6 +88,18 @@ pub fn run_one(
         base: base.clone(),
         replica_base: replica_base.clone(),
         keep: ctx.keep,
+    };
+    // Declared after `_dirs` and before the replica's mount: unmounted after the replica's
+    // (whose image lives in it) and before the run's dirs are removed.
+    let _workdir_mount = if s.workdir_fs == WorkdirFs::LoopExt4 {
+        Some(crate::loopfs::LoopMount::create(
+            &ctx.workdir.join(format!("{label}-r{repeat}.img")),
+            &base,
+            s.workdir_mib,
+            ctx.keep,
+        )?)
+    } else {
+        None
     };
     let replica = replica_base.clone().unwrap_or_else(|| base.join("replica"));
     fresh(&replica)?;

@@ -324,11 +324,14 @@ fn a_paused_syncer_overflows_its_tiny_queue_recovers_and_the_sysctl_is_restored(
 #[test]
 fn a_replica_on_its_own_loop_mounted_ext4_is_measured_and_unmounted() {
     let _lock = shared();
+    // The run's folder on a fresh ext4 too: the replica's image is nested in it.
     let scenario = r#"
 name = "loop-e2e"
 calibrate = false
 replica_fs = "loop-ext4"
 replica_mib = 32
+workdir_fs = "loop-ext4"
+workdir_mib = 128
 [tree]
 dirs = 3
 files = 10
@@ -358,4 +361,14 @@ kind = "syncer"
     let readme = std::fs::read_to_string(results_dir(out.path(), "loop-e2e").join("README.md"))
         .expect("README");
     assert!(readme.contains("loop-mounted 32 MiB image"), "{readme}");
+    assert!(
+        readme.contains("each run on a fresh ext4 without journal, a loop-mounted 128 MiB image"),
+        "{readme}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .expect("work dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| n.to_string_lossy().ends_with(".img"))
+        .collect();
+    assert!(leftovers.is_empty(), "images left behind: {leftovers:?}");
 }
