@@ -15,6 +15,9 @@ pub fn read_status(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// How long a syncer under test may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// Final CPU/RSS sample, stop by PID (SIGTERM, then SIGKILL), self-reports.
 pub fn finish_sut(
     p: &mut SutProcess,
@@ -34,7 +37,9 @@ pub fn finish_sut(
         }
         r.daemon_connections = d.connections();
     }
-    let status = p.stop(tracker, Duration::from_secs(10));
+    // Longer than our syncer's own drain limit (10 s, then it exits): a SIGKILL mid-copy would
+    // leave its temporary files in the replica and fail a run that was only slow to stop.
+    let status = p.stop(tracker, STOP_GRACE);
     r.exit_status = status.map_or_else(|| "unknown".into(), |s| s.to_string());
     if let Some(path) = &p.status_file {
         r.self_report = read_status(path);
