@@ -306,8 +306,7 @@ fn main() {
             stall_queue,
             stall_rate,
         } => {
-            harness::proctree::become_subreaper();
-            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            prepare_for_runs();
             let args = harness::tune::TuneArgs {
                 scenario,
                 queues,
@@ -394,8 +393,7 @@ fn main() {
             out,
             workdir,
         } => {
-            harness::proctree::become_subreaper();
-            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            prepare_for_runs();
             let args = harness::tune::sweep::SweepArgs {
                 scenario,
                 rates,
@@ -431,9 +429,7 @@ fn main() {
             workdir,
             keep,
         } => {
-            harness::proctree::become_subreaper();
-            // Exact modes for generated files: the verifier compares modes.
-            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            prepare_for_runs();
             let args = harness::run::RunArgs {
                 scenario,
                 suts,
@@ -454,4 +450,11 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Before storms run: adopt the syncers' orphaned children (so they are reaped and stopped),
+/// and exact modes for generated files (the verifier compares modes).
+fn prepare_for_runs() {
+    harness::proctree::become_subreaper();
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 }
