@@ -63,8 +63,8 @@ enum Cmd {
         /// Comma-separated scenario files (default: scenarios/ci-*.toml).
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<PathBuf>,
-        /// A/B pairs per scenario (at least 3).
-        #[arg(long, default_value_t = 5)]
+        /// A/B pairs per scenario (at least 3; from 6 the rank test decides timing metrics).
+        #[arg(long, default_value_t = 6)]
         pairs: u32,
         /// Where runs, report.md and report.json go (runs/ inside is replaced).
         #[arg(long, default_value = "target/ci-gate")]

@@ -65,7 +65,7 @@ fn gate(scenario: &Path, out: &Path, candidate_args: Option<&str>) -> (Output, s
     cmd.arg("ci")
         .arg("--scenarios")
         .arg(scenario)
-        .args(["--pairs", "5", "--out"])
+        .args(["--pairs", "6", "--out"])
         .arg(out)
         .arg("--baseline-bin")
         .arg(&bin)

@@ -92,8 +92,8 @@ pub fn markdown(r: &Report) -> String {
     }
     out.push_str(
         "\nMedians over the runs; noise = the larger (max - min) / median of either side's runs; \
-         p = one-sided Mann-Whitney rank test of the shift's direction (with 5+ runs a side, a \
-         timing metric is out of noise at p <= 0.01; with fewer, when its change exceeds the \
+         p = one-sided Mann-Whitney rank test of the shift's direction (with 6+ runs a side, a \
+         timing metric is out of noise at p <= 0.002; with fewer, when its change exceeds the \
          noise). \
          `self:` rows are the syncer's own status-file counters, shown but never gating.\n",
     );
