@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use crate::planning::WatchCost;
+use crate::report::recommend as rec;
 
 pub struct LimitsArgs {
     pub tree: PathBuf,
@@ -31,8 +32,6 @@ pub struct LimitsArgs {
 /// own event counts in the committed results stay below it: 2.0 per op for empty creates
 /// (million-files, inotify), 2.2 for mixed, 2.5 for modify-hot's rewrites.
 pub const DEFAULT_EVENTS_PER_OP: f64 = 3.0;
-/// Headroom on top of today's watch count, for directories created later.
-pub const WATCH_HEADROOM: f64 = 1.25;
 
 /// What the read-only walk found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -170,21 +169,6 @@ pub fn watches_in_use(euid: u32) -> InUse {
     use_
 }
 
-/// Queued events needed to absorb `stall_ms` of a storm of `rate` ops/s.
-pub fn queue_needed(rate: f64, events_per_op: f64, stall_ms: u64) -> u64 {
-    (rate * events_per_op * stall_ms as f64 / 1000.0).ceil() as u64
-}
-
-/// `max_user_watches` to configure: the need plus headroom, rounded up to 1,024, never below
-/// the current value.
-pub fn watch_limit_for(needed: u64, current: u64) -> u64 {
-    let with_headroom = (needed as f64 * WATCH_HEADROOM).ceil() as u64;
-    with_headroom
-        .div_ceil(1024)
-        .saturating_mul(1024)
-        .max(current)
-}
-
 /// `max_queued_events` to configure: the need rounded up to a power of two, never below the
 /// current value.
 pub fn queue_limit_for(needed: u64, current: u64) -> u64 {
@@ -301,7 +285,7 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
             "kernel memory: no watchcost.json found under results/ (run `harness watchcost`, or pass --cost FILE)".into(),
         ),
     }
-    let queue = queue_needed(args.rate, args.events_per_op, args.stall_ms);
+    let queue = rec::queue_needed(args.rate * args.events_per_op, args.stall_ms as f64);
     line(format!(
         "queue for {} ops/s and a {} ms stall: {} ops/s x {} events/op x {} s = {} events (max_queued_events now {}) -> {}",
         args.rate,
@@ -330,7 +314,7 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
     });
     line(String::new());
     line(sysctl_lines(
-        watch_limit_for(needed, max_watches),
+        rec::max_user_watches(needed, max_watches),
         queue_limit_for(queue, max_queue),
     ));
     Ok(out)
@@ -358,6 +342,9 @@ inotify wd:1 ino:2 sdev:fd00000 mask:fc6 ignored_mask:0 fhandle-bytes:8 fhandle-
 
     #[test]
     fn queue_is_rate_times_events_times_stall() {
+        let queue_needed = |rate: f64, per_op: f64, stall_ms: u64| {
+            rec::queue_needed(rate * per_op, stall_ms as f64)
+        };
         assert_eq!(queue_needed(10_000.0, 3.0, 1000), 30_000);
         assert_eq!(queue_needed(1000.0, 3.0, 250), 750);
         assert_eq!(queue_needed(333.0, 3.0, 1), 1);
@@ -366,8 +353,8 @@ inotify wd:1 ino:2 sdev:fd00000 mask:fc6 ignored_mask:0 fhandle-bytes:8 fhandle-
 
     #[test]
     fn limits_round_up_with_headroom_and_never_lower_the_current_value() {
-        assert_eq!(watch_limit_for(100_001, 8192), 125_952);
-        assert_eq!(watch_limit_for(10, 192_536), 192_536);
+        assert_eq!(rec::max_user_watches(100_001, 8192), 125_952);
+        assert_eq!(rec::max_user_watches(10, 192_536), 192_536);
         assert_eq!(queue_limit_for(30_000, 16_384), 32_768);
         assert_eq!(queue_limit_for(100, 16_384), 16_384);
         assert_eq!(queue_limit_for(0, 1), 1);
@@ -385,12 +372,5 @@ inotify wd:1 ino:2 sdev:fd00000 mask:fc6 ignored_mask:0 fhandle-bytes:8 fhandle-
             "{text}"
         );
         assert!(text.starts_with("# /etc/sysctl.d/"));
-    }
-
-    #[test]
-    fn digits_are_grouped() {
-        assert_eq!(thousands(1_000_000), "1,000,000");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(100_001), "100,001");
     }
 }

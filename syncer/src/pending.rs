@@ -26,10 +26,11 @@ pub enum Mark {
     /// Written but not closed (IN_MODIFY alone, e.g. a growing log): wait for a quiet period or
     /// a maximum age, so a file is not copied on every write.
     Modified,
-    /// A new non-directory entry, waited for like `Modified` (it is about to be written).
-    /// Whatever the replica holds under its name is obsolete, so targets may write it in
-    /// place instead of through a temporary file (`Batch::new_files`).
-    Created,
+    /// A new non-directory entry: whatever the replica holds under its name is obsolete, so
+    /// targets may write it in place instead of through a temporary file (`Batch::is_new`).
+    /// With `wait_for_close` it waits like `Modified` (inotify: it is about to be written);
+    /// without, it is due at once like `Changed` (fanotify reports the create with the close).
+    Created { wait_for_close: bool },
     /// Compare the whole subtree with the replica (overflow, a directory that had to be
     /// rebuilt); files with a source ctime at or after `changed_since_ns` count as changed.
     Rescan { changed_since_ns: Option<i128> },
@@ -71,14 +72,6 @@ impl Batch {
         self.paths
             .binary_search_by(|p| cmp_paths(p, path))
             .is_ok_and(|i| self.is_new.get(i) == Some(&true))
-    }
-
-    /// The paths created since they were last taken.
-    pub fn new_files(&self) -> impl Iterator<Item = &PathBuf> {
-        self.paths
-            .iter()
-            .zip(&self.is_new)
-            .filter_map(|(p, new)| new.then_some(p))
     }
 }
 
@@ -264,8 +257,14 @@ impl Pending {
     }
 
     fn mark_key(&mut self, key: PathKey, mark: Mark, now_ns: u64) {
-        let modified_only = matches!(mark, Mark::Modified | Mark::Created);
-        let created = mark == Mark::Created || self.in_flight.get(&key).is_some_and(|f| f.new);
+        let modified_only = matches!(
+            mark,
+            Mark::Modified
+                | Mark::Created {
+                    wait_for_close: true
+                }
+        );
+        let created = matches!(mark, Mark::Created { .. });
         let rescan = match mark {
             Mark::Rescan { changed_since_ns } => Some(changed_since_ns),
             _ => None,
@@ -287,6 +286,9 @@ impl Pending {
             }
             None => {
                 self.rescans_dirty += usize::from(rescan.is_some());
+                // A new entry for a path in flight as a new file stays new (see `Flight`); an
+                // existing entry was made after that flight began and looked already.
+                let created = created || self.in_flight.get(&key).is_some_and(|f| f.new);
                 self.dirty.insert(
                     key.clone(),
                     Entry {
@@ -306,11 +308,17 @@ impl Pending {
     }
 
     fn mark_entry(&mut self, path: PathBuf, entry: &Entry, now_ns: u64) {
-        if entry.created {
-            self.mark(path.clone(), Mark::Created, now_ns);
-        }
+        let created = Mark::Created {
+            wait_for_close: entry.modified_only,
+        };
         let mark = match entry.rescan {
-            Some(changed_since_ns) => Mark::Rescan { changed_since_ns },
+            Some(changed_since_ns) => {
+                if entry.created {
+                    self.mark(path.clone(), created, now_ns);
+                }
+                Mark::Rescan { changed_since_ns }
+            }
+            None if entry.created => created,
             None if entry.modified_only => Mark::Modified,
             None => Mark::Changed,
         };
@@ -507,6 +515,15 @@ mod tests {
         PathBuf::from(s)
     }
 
+    fn new_files(batch: &Batch) -> Vec<&PathBuf> {
+        batch
+            .paths
+            .iter()
+            .zip(&batch.is_new)
+            .filter_map(|(p, new)| new.then_some(p))
+            .collect()
+    }
+
     #[test]
     fn idle_set_hands_out_a_change_at_once() {
         let mut pending = Pending::new(Timing::default());
@@ -543,35 +560,47 @@ mod tests {
     #[test]
     fn a_created_file_waits_for_its_close_and_is_new_until_taken() {
         let mut pending = Pending::new(Timing::default());
-        pending.mark(p("new"), Mark::Created, 0);
+        pending.mark(
+            p("new"),
+            Mark::Created {
+                wait_for_close: true,
+            },
+            0,
+        );
         pending.mark(p("old"), Mark::Changed, 0);
         // Not closed yet: only the old file is ready.
         let batch = pending.take_batch(1).unwrap();
         assert_eq!(batch.paths, vec![p("old")]);
-        assert_eq!(batch.new_files().count(), 0);
+        assert_eq!(new_files(&batch).len(), 0);
         pending.finish(&batch, vec![], 1, 0);
         pending.mark(p("new"), Mark::Changed, 2);
         pending.mark(p("old"), Mark::Changed, 2);
         let batch = pending.take_batch(3).unwrap();
         assert_eq!(batch.paths, vec![p("new"), p("old")]);
-        assert_eq!(batch.new_files().collect::<Vec<_>>(), [&p("new")]);
+        assert_eq!(new_files(&batch), [&p("new")]);
         assert!(batch.is_new_file(Path::new("new")));
         assert!(!batch.is_new_file(Path::new("old")));
         // Changed again while its run is in flight (the close after a create): still new.
         pending.mark(p("new"), Mark::Changed, 4);
         pending.finish(&batch, vec![], 4, 0);
         let batch = pending.take_batch(5).unwrap();
-        assert_eq!(batch.new_files().collect::<Vec<_>>(), [&p("new")]);
+        assert_eq!(new_files(&batch), [&p("new")]);
         pending.finish(&batch, vec![], 5, 0);
         // Written again after its run ended: the replica's copy is no longer obsolete.
         pending.mark(p("new"), Mark::Changed, 6);
-        assert_eq!(pending.take_batch(7).unwrap().new_files().count(), 0);
+        assert_eq!(new_files(&pending.take_batch(7).unwrap()).len(), 0);
     }
 
     #[test]
     fn a_created_file_stays_new_under_its_new_name() {
         let mut pending = Pending::new(Timing::default());
-        pending.mark(p("d/f"), Mark::Created, 0);
+        pending.mark(
+            p("d/f"),
+            Mark::Created {
+                wait_for_close: true,
+            },
+            0,
+        );
         pending.mark(p("d/f"), Mark::Changed, 1);
         pending.rename(
             Rename {
@@ -582,7 +611,7 @@ mod tests {
             2,
         );
         let batch = pending.take_batch(3).unwrap();
-        assert_eq!(batch.new_files().collect::<Vec<_>>(), [&p("e/f")]);
+        assert_eq!(new_files(&batch), [&p("e/f")]);
     }
 
     #[test]

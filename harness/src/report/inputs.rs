@@ -369,21 +369,6 @@ fn planned_dirs(dir: &Path) -> Option<TreeDirs> {
 /// Inotify watches held now by this user's processes, and how many processes hold them
 /// (from /proc/*/fdinfo: `max_user_watches` counts per user).
 pub fn watches_in_use() -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid().as_raw();
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == me))
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    let mut total = 0;
-    let mut holders = 0;
-    for pid in pids {
-        let n = crate::sut::inotify_watches(&[pid]);
-        total += n;
-        holders += u64::from(n > 0);
-    }
-    (total, holders)
+    let in_use = crate::limits::watches_in_use(nix::unistd::geteuid().as_raw());
+    (in_use.watches, in_use.holders.len() as u64)
 }

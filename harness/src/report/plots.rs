@@ -284,9 +284,9 @@ where
         .draw()
         .map_err(|x| e(&x))?;
     let (x_lo, x_hi) = (c.x_range().start, c.x_range().end);
-    for (value, label) in &chart.hlines {
-        let style = ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1);
-        let _ = label;
+    // Their labels go in the legend.
+    let style = ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1);
+    for (value, _) in &chart.hlines {
         c.draw_series(DashedLineSeries::new(
             [(x_lo, *value), (x_hi, *value)],
             6,

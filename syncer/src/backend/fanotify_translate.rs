@@ -220,9 +220,12 @@ impl<'a> Translator<'a> {
             self.resolver.map.remove_prefix(&path);
         }
         if ev.mask & FAN_CREATE != 0 && !is_dir {
-            self.changes.push(Change::Mark(path.clone(), Mark::Created));
-        }
-        if ev.mask & (FAN_CREATE | FAN_CLOSE_WRITE | FAN_ATTRIB | FAN_DELETE) != 0 {
+            // Due at once, as any create here: a write that follows has its own close event.
+            let created = Mark::Created {
+                wait_for_close: false,
+            };
+            self.changes.push(Change::Mark(path, created));
+        } else if ev.mask & (FAN_CREATE | FAN_CLOSE_WRITE | FAN_ATTRIB | FAN_DELETE) != 0 {
             self.changes.push(Change::Mark(path, Mark::Changed));
         } else if ev.mask & FAN_MODIFY != 0 {
             self.changes.push(Change::Mark(path, Mark::Modified));

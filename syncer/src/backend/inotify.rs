@@ -229,7 +229,12 @@ impl InotifyBackend {
         } else if ev.mask & IN_CREATE != 0 {
             // A created file is about to be written: wait for its close (or a quiet period,
             // for symlinks and hard links that never close), so it is not copied twice.
-            changes.push(Change::Mark(path, Mark::Created));
+            changes.push(Change::Mark(
+                path,
+                Mark::Created {
+                    wait_for_close: true,
+                },
+            ));
         } else if ev.mask & IN_MODIFY != 0 {
             changes.push(Change::Mark(path, Mark::Modified));
         }

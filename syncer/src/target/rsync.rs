@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::rsync_plan::{ListKind, Paths, RunPlan, WHOLE_DIR_MIN};
+use super::rsync_plan::{ListKind, Paths, RunPlan, WHOLE_DIR_MIN, contents_of};
 use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
 use super::{Found, Outcome, Target, Trouble};
@@ -299,8 +299,7 @@ impl RsyncTarget {
         args.push(self.url.destination().into());
         let mut input = Vec::new();
         for dir in dirs {
-            // "dir/." : the directory's contents, one level (rsync --dirs semantics).
-            input.extend_from_slice(dir.join(".").as_os_str().as_bytes());
+            input.extend_from_slice(contents_of(dir).as_os_str().as_bytes());
             input.push(0);
         }
         run(
@@ -489,17 +488,16 @@ impl Target for RsyncTarget {
         // A path listed as missing that exists again (re-created) is simply present.
         missing.retain(|m| !matches!(self.check(m), Checked::Present(_)));
         let (missing, sweep) = self.plan_deletions(missing);
-        let whole = self.mostly_new_dirs(&new);
         let (first, second) = super::rsync_plan::plan(
             Paths {
                 missing,
                 changed,
                 other,
                 new,
-                whole,
                 subtrees,
             },
             self.options.streams,
+            |new| self.mostly_new_dirs(new),
         );
         // The sweep runs alone: a copy beside it could land after its listing of a directory.
         let mut failed = self.execute(sweep.into_iter().collect(), stats);

@@ -102,14 +102,18 @@ impl RunPlan {
             .filter(|f| !self.whole_dirs.contains(parent(f)))
             .cloned()
             .collect();
-        entries.extend(self.whole_dirs.iter().map(|d| {
-            if d.as_os_str().is_empty() {
-                PathBuf::from("./.")
-            } else {
-                d.join(".")
-            }
-        }));
+        entries.extend(self.whole_dirs.iter().map(|d| contents_of(d)));
         entries
+    }
+}
+
+/// `dir/.` for a `--files-from` list: the directory's entries, one level deep (rsync --dirs
+/// semantics); `./.` for the root.
+pub fn contents_of(dir: &Path) -> PathBuf {
+    if dir.as_os_str().is_empty() {
+        PathBuf::from("./.")
+    } else {
+        dir.join(".")
     }
 }
 
@@ -129,8 +133,6 @@ pub struct Paths {
     pub other: Vec<PathBuf>,
     /// Files created since their last run.
     pub new: Vec<PathBuf>,
-    /// Directories whose new files go as `dir/.`.
-    pub whole: BTreeSet<PathBuf>,
     /// Renamed directories: an `-r` run each.
     pub subtrees: Vec<PathBuf>,
 }
@@ -140,14 +142,19 @@ pub struct Paths {
 /// in up to `streams` runs per kind that share no parent directory, then one run per renamed
 /// directory. A small batch is one `Changed` run: there latency counts, not the daemon's cost
 /// per file, and one kind of run keeps one kind of warm client ready (measured on seq-200: a
-/// `New` run beside the `Changed` ones raised p99 from 61 to 83 ms).
-pub fn plan(paths: Paths, streams: usize) -> (Vec<RunPlan>, Vec<RunPlan>) {
+/// `New` run beside the `Changed` ones raised p99 from 61 to 83 ms). `mostly_new` names the
+/// directories whose new files go as `dir/.`; it is asked only for big batches (it may cost a
+/// syscall per directory).
+pub fn plan(
+    paths: Paths,
+    streams: usize,
+    mostly_new: impl FnOnce(&[PathBuf]) -> BTreeSet<PathBuf>,
+) -> (Vec<RunPlan>, Vec<RunPlan>) {
     let Paths {
         missing,
         mut changed,
         other,
         mut new,
-        whole,
         subtrees,
     } = paths;
     let mut first = Vec::new();
@@ -173,6 +180,7 @@ pub fn plan(paths: Paths, streams: usize) -> (Vec<RunPlan>, Vec<RunPlan>) {
         for list in split_by_directory(changed, streams) {
             second.push(RunPlan::list(list, ListKind::Changed));
         }
+        let whole = mostly_new(&new);
         for list in split_by_directory(new, streams) {
             second.push(RunPlan::new_files(list, &whole));
         }
@@ -252,10 +260,10 @@ mod tests {
                 changed: paths(&["old"]),
                 other: paths(&["link"]),
                 new: paths(&["n1", "n2"]),
-                whole: paths(&[""]).into_iter().collect(),
                 ..Paths::default()
             },
             2,
+            |_| panic!("a small batch never looks for whole directories"),
         );
         assert!(second.is_empty());
         assert_eq!(
@@ -276,6 +284,7 @@ mod tests {
                 ..Paths::default()
             },
             2,
+            |_| BTreeSet::new(),
         );
         assert!(first.is_empty());
         assert!(second.iter().all(|p| p.kind == ListKind::New));
@@ -288,6 +297,7 @@ mod tests {
                 ..Paths::default()
             },
             2,
+            |_| BTreeSet::new(),
         );
         let changed: Vec<&RunPlan> = second
             .iter()
@@ -313,11 +323,14 @@ mod tests {
                 missing: paths(&["x/gone"]),
                 changed: many("p", 40).chain(many("q", 40)).collect(),
                 new: many("n", 40).collect(),
-                whole: paths(&["n"]).into_iter().collect(),
                 subtrees: paths(&["moved"]),
                 ..Paths::default()
             },
             2,
+            |new| {
+                assert_eq!(new.len(), 40, "asked about the new files only");
+                paths(&["n"]).into_iter().collect()
+            },
         );
         assert_eq!(
             first,
