@@ -132,6 +132,9 @@ fn smoke_scenario_passes_against_our_syncer_and_writes_every_result_file() {
     );
 }
 
+// No same-size rewrites: rsync's quick check (whole seconds for lsyncd's and the script's runs)
+// skips one made within the second of the last copy, which failed this test once on lsyncd
+// (a known limit of the baselines, measured in modify-twice), not on the harness.
 const BASELINE: &str = r#"
 name = "baseline-e2e"
 seed = 11
@@ -144,7 +147,7 @@ size = { min_bytes = 0, max_bytes = 512 }
 [[phase]]
 ops = 60
 threads = 2
-mix = { create = 4, write = 2, append = 1, delete = 1, mkdir = 1 }
+mix = { create = 4, append = 3, delete = 1, mkdir = 1 }
 [timeouts]
 ready_s = 20
 converge_s = 20
