@@ -187,6 +187,10 @@ enum Cmd {
         #[arg(long)]
         workdir: Option<PathBuf>,
     },
+    /// Random-operation storms: seeded mixes of ordinary file operations run live under our
+    /// syncer (each backend x target), every replica required to equal SOURCE exactly.
+    /// Exit 1 when a case fails (its seed and replay command are printed).
+    Chaos(harness::chaos::config::ChaosArgs),
     /// List scenarios with their descriptions.
     List {
         #[arg(default_value = "scenarios")]
@@ -411,6 +415,17 @@ fn main() {
                 }
             }
         }
+        Cmd::Chaos(args) => match harness::chaos::main(&args, &STOP) {
+            Ok(true) => 0,
+            Ok(false) => {
+                eprintln!("harness chaos: some cases FAILED (seeds and replay commands above)");
+                1
+            }
+            Err(e) => {
+                eprintln!("harness chaos: {e}");
+                2
+            }
+        },
         Cmd::List { dir } => match harness::run::list(&dir) {
             Ok(text) => {
                 print!("{text}");

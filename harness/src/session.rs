@@ -209,6 +209,7 @@ pub fn run_one(
             &replica,
             CompareOptions {
                 munged_links_ok: munged,
+                ..CompareOptions::default()
             },
         );
         if spec.is_some() {
@@ -297,6 +298,7 @@ fn drive(
         .unwrap_or(s.timeouts.converge_s);
     let opts = CompareOptions {
         munged_links_ok: env.daemon.is_some(),
+        ..CompareOptions::default()
     };
     r.converge_ns = wait::converge(
         clock,
@@ -372,6 +374,7 @@ fn wait_ready(
     if spec.kind == SutKind::Lsyncd {
         let opts = CompareOptions {
             munged_links_ok: env.daemon.is_some(),
+            ..CompareOptions::default()
         };
         let equal = wait::until(timeout, ctx.stop, || {
             Ok(verify::compare(env.src, env.replica, opts).is_equal())

@@ -1,8 +1,10 @@
 //! The verifier: a source tree and a replica tree in, a `TreeDiff` out (missing, extra and
 //! mismatched entries with examples). Equal means same names, type, size, content, mode, mtime
-//! in ns for regular files, and symlink target; directory mtimes and ownership are ignored.
+//! in ns for regular files, and symlink target; ownership on request; directory mtimes are
+//! ignored (every entry a replicator writes changes them). Names are compared as bytes.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -70,6 +72,8 @@ impl TreeDiff {
 pub struct CompareOptions {
     /// Accept link targets prefixed `/rsyncd-munged/` (rsync daemon `munge symlinks`).
     pub munged_links_ok: bool,
+    /// Also compare owner and group (uid, gid) of every entry, symlinks included.
+    pub owners: bool,
 }
 
 /// Compares `src` and `dst` recursively, directories in parallel.
@@ -77,14 +81,33 @@ pub fn compare(src: &Path, dst: &Path, opts: CompareOptions) -> TreeDiff {
     compare_dir(src, dst, "", opts)
 }
 
-fn list(dir: &Path) -> BTreeMap<String, Metadata> {
+fn list(dir: &Path) -> BTreeMap<OsString, Metadata> {
     let mut out = BTreeMap::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return out;
     };
     for entry in entries.flatten() {
         if let Ok(meta) = entry.metadata() {
-            out.insert(entry.file_name().to_string_lossy().into_owned(), meta);
+            out.insert(entry.file_name(), meta);
+        }
+    }
+    out
+}
+
+/// A name for reports: exact where it is printable UTF-8, escaped (`\n`, `\xff`) otherwise.
+fn shown(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
         }
     }
     out
@@ -102,9 +125,9 @@ fn compare_dir(src: &Path, dst: &Path, rel: &str, opts: CompareOptions) -> TreeD
     let mut subdirs = Vec::new();
     for (name, sm) in &a {
         let path = if rel.is_empty() {
-            name.clone()
+            shown(name)
         } else {
-            format!("{rel}/{name}")
+            format!("{rel}/{}", shown(name))
         };
         diff.entries += 1;
         let Some(dm) = b.get(name) else {
@@ -123,9 +146,9 @@ fn compare_dir(src: &Path, dst: &Path, rel: &str, opts: CompareOptions) -> TreeD
     }
     for name in b.keys().filter(|n| !a.contains_key(*n)) {
         let path = if rel.is_empty() {
-            name.clone()
+            shown(name)
         } else {
-            format!("{rel}/{name}")
+            format!("{rel}/{}", shown(name))
         };
         diff.extra += 1;
         example(&mut diff.extra_examples, path);
@@ -151,6 +174,15 @@ fn entry_mismatch(
         || st.is_symlink() != dt.is_symlink()
     {
         return Some("type differs".into());
+    }
+    if opts.owners && (s.uid(), s.gid()) != (d.uid(), d.gid()) {
+        return Some(format!(
+            "owner {}:{} != {}:{}",
+            d.uid(),
+            d.gid(),
+            s.uid(),
+            s.gid()
+        ));
     }
     if st.is_symlink() {
         let (a, b) = (fs::read_link(sp).ok()?, fs::read_link(dp).ok()?);
@@ -269,6 +301,7 @@ mod tests {
             dst.path(),
             CompareOptions {
                 munged_links_ok: true,
+                ..CompareOptions::default()
             },
         );
         assert_eq!(lenient.mismatched, 1, "{}", lenient.describe());
