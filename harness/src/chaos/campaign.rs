@@ -252,7 +252,12 @@ pub fn run(
                         Ok((row, note)) => {
                             if !row.passed {
                                 failed.fetch_add(1, Ordering::Relaxed);
-                                bar.println(note);
+                                // A hidden bar (no terminal, as in CI) drops println.
+                                if bar.is_hidden() {
+                                    eprintln!("{note}");
+                                } else {
+                                    bar.println(note);
+                                }
                             }
                             let mut out = csv.lock().unwrap_or_else(|e| e.into_inner());
                             if let Err(e) = report::append_row(&mut out, &row) {
