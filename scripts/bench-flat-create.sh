@@ -19,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 mkdir -p "$work/src"
-./target/release/syncer -q --backend "$backend" --state-dir "$work/state" --status "$work/status.json" "$work/src" "$work/dst" 2>"$work/syncer.log" &
+"$(scripts/target-dir.sh)/release/syncer" -q --backend "$backend" --state-dir "$work/state" --status "$work/status.json" "$work/src" "$work/dst" 2>"$work/syncer.log" &
 pid=$!
 python3 - "$work" "$n" "$pid" <<'PY'
 import json, os, sys, time, subprocess

@@ -26,10 +26,12 @@ SYNCER_TEST_BACKEND=fanotify cargo test -p syncer --test it
 # took 2m46s on this 2-core machine. HARNESS_SMOKE_PROFILE=release measures release builds.
 echo "== harness smoke scenario" >&2
 profile="${HARNESS_SMOKE_PROFILE:-dev}"
-bin_dir=target/debug
-[ "$profile" = dev ] || bin_dir="target/$profile"
+# The binaries are where cargo put them (CARGO_TARGET_DIR or build.target-dir respected).
+target_dir="$(scripts/target-dir.sh)"
+bin_dir="$target_dir/debug"
+[ "$profile" = dev ] || bin_dir="$target_dir/$profile"
 cargo build --profile "$profile" -p syncer -p harness
 smoke_out="$(mktemp -d -t harness-smoke-XXXXXX)"
 trap 'rm -rf "$smoke_out"; scripts/restore-sysctls.sh "$SYNCER_SYSCTL_SAVE_DIR"' EXIT
-HARNESS_SYNCER_BIN="$PWD/$bin_dir/syncer" \
+HARNESS_SYNCER_BIN="$bin_dir/syncer" \
   "$bin_dir/harness" run scenarios/smoke.toml --out "$smoke_out" --workdir "$smoke_out"

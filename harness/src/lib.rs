@@ -3,6 +3,7 @@
 //! -> result -> export.
 #![forbid(unsafe_code)]
 
+pub mod cargo_target;
 pub mod chaos;
 pub mod ci;
 pub mod compare;

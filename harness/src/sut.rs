@@ -56,32 +56,6 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Our syncer's binary: $HARNESS_SYNCER_BIN, or target/release/syncer (built when missing).
-pub fn syncer_binary(repo_root: &Path) -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("HARNESS_SYNCER_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let bin = repo_root.join("target/release/syncer");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    eprintln!("harness: building the syncer (cargo build --release -p syncer)");
-    let built = Command::new("cargo")
-        .args(["build", "--release", "-p", "syncer"])
-        .current_dir(repo_root)
-        .status();
-    match built {
-        Ok(s) if s.success() && bin.is_file() => Ok(bin),
-        Ok(s) => Err(format!(
-            "`cargo build --release -p syncer` failed ({s}) or made no binary at {}",
-            bin.display()
-        )),
-        Err(e) => Err(format!(
-            "cannot run cargo to build the syncer ({e}): build it with `cargo build --release -p syncer`"
-        )),
-    }
-}
-
 fn count_dirs(root: &Path) -> u64 {
     let mut n = 1;
     let mut stack = vec![root.to_path_buf()];
@@ -102,9 +76,9 @@ pub fn launch(spec: &SutSpec, env: &SutEnv) -> std::io::Result<Launch> {
     let dirs = count_dirs(env.src);
     let (mut cmd, readiness, status_file, flags) = match spec.kind {
         SutKind::Syncer => {
-            let bin = match syncer_binary(env.repo_root) {
+            let bin = match crate::cargo_target::syncer_binary(env.repo_root) {
                 Ok(b) => b,
-                Err(reason) => return Ok(Launch::Skipped(reason)),
+                Err(e) => return Ok(Launch::Skipped(e.to_string())),
             };
             if env.daemon.is_some() && !supports_rsync_target(&bin) {
                 return Ok(Launch::Skipped(format!(
@@ -115,6 +89,11 @@ pub fn launch(spec: &SutSpec, env: &SutEnv) -> std::io::Result<Launch> {
             let status = env.dir.join("status.json");
             let state = env.dir.join("state");
             fs::create_dir_all(&state)?;
+            // Which build ran is part of the record (a stale target dir measures old code).
+            let flags = std::iter::once(bin.display().to_string())
+                .chain(spec.args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
             let mut cmd = Command::new(bin);
             cmd.args(&spec.args)
                 .arg("--status")
@@ -135,7 +114,7 @@ pub fn launch(spec: &SutSpec, env: &SutEnv) -> std::io::Result<Launch> {
                 cmd,
                 Readiness::StatusFile(status.clone()),
                 Some(status),
-                spec.args.join(" "),
+                flags,
             )
         }
         SutKind::SeedScript => {

@@ -56,9 +56,10 @@ fn harness(args: &[&str], dir: &Path, save_dir: &Path) -> Command {
         .env("SYNCER_SYSCTL_SAVE_DIR", save_dir)
         .current_dir(repo());
     // Reuse the syncer binary cargo already built for the workspace's tests, if any.
-    let debug = repo().join("target/debug/syncer");
-    if std::env::var_os("HARNESS_SYNCER_BIN").is_none() && debug.is_file() {
-        cmd.env("HARNESS_SYNCER_BIN", debug);
+    if std::env::var_os("HARNESS_SYNCER_BIN").is_none() {
+        if let Some(debug) = harness::cargo_target::built(&repo(), "debug", "syncer") {
+            cmd.env("HARNESS_SYNCER_BIN", debug);
+        }
     }
     cmd
 }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::cargo_target::target_dir;
+
 fn git(root: &Path, args: &[&str]) -> Result<String, String> {
     let o = Command::new("git")
         .args(args)
@@ -43,12 +45,7 @@ pub fn resolve(root: &Path, wanted: Option<&str>) -> Result<(String, String), St
     Ok((rev, id))
 }
 
-/// The cargo target dir the candidate uses ($CARGO_TARGET_DIR, else ROOT/target).
-pub fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
-}
-
-/// Builds `target/release/syncer` of the working tree at `root` (quick when up to date).
+/// Builds TARGET/release/syncer of the working tree at `root` (quick when up to date).
 pub fn build_candidate(root: &Path, out: &Path) -> Result<PathBuf, String> {
     cargo_build(root, None)?;
     let bin = target_dir(root).join("release/syncer");
