@@ -199,7 +199,41 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         std::fs::read_to_string(results.path.join("summary.md")).unwrap_or_default()
     );
     eprintln!("harness: results in {}", results.path.display());
-    Ok(!runs.iter().any(RunResult::counts_as_failure))
+    let (passed, line) = verdict(&runs);
+    // Last, on stdout after everything else: `harness run ... | tail -1` says why it failed.
+    println!("{line}");
+    Ok(passed)
+}
+
+/// Whether the runs pass, and the one line that says so: every run that counts as a failure
+/// (our syncer not run, not ready, lost or stale paths, an SLO) with its reasons, or the
+/// passes with any skipped baselines and expected failures named.
+pub fn verdict(runs: &[RunResult]) -> (bool, String) {
+    let name = |r: &RunResult| format!("{} r{}", r.sut, r.repeat);
+    let failed: Vec<String> = runs
+        .iter()
+        .filter(|r| r.counts_as_failure())
+        .map(|r| format!("{}: {}", name(r), r.reasons.join("; ")))
+        .collect();
+    if !failed.is_empty() {
+        return (false, format!("harness: FAIL: {}", failed.join(" | ")));
+    }
+    let mut notes: Vec<String> = Vec::new();
+    for r in runs {
+        match r.outcome {
+            Outcome::Skipped => {
+                notes.push(format!("{} skipped: {}", name(r), r.reasons.join("; ")))
+            }
+            Outcome::Failed => notes.push(format!("{} failed as expected", name(r))),
+            Outcome::Passed => {}
+        }
+    }
+    let ran = runs.iter().filter(|r| r.outcome == Outcome::Passed).count();
+    let mut line = format!("harness: PASS: {ran} of {} runs passed", runs.len());
+    if !notes.is_empty() {
+        line.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    (true, line)
 }
 
 /// `harness list`: each scenario file in `dir` with its description.
@@ -232,4 +266,34 @@ pub fn list(dir: &Path) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(sut: &str, outcome: Outcome, expect_fail: bool, why: &str) -> RunResult {
+        let mut r = RunResult::skipped(sut.into(), "command".into(), 1, why.into());
+        r.outcome = outcome;
+        r.expect_fail = expect_fail;
+        r
+    }
+
+    #[test]
+    fn the_verdict_names_every_failure_and_tolerates_skipped_baselines() {
+        let skipped = run("lsyncd-delay0", Outcome::Skipped, false, "not installed");
+        let passed = run("syncer", Outcome::Passed, false, "");
+        let expected = run("seed-script", Outcome::Failed, true, "stale");
+        let (ok, line) = verdict(&[passed.clone(), skipped.clone(), expected.clone()]);
+        assert!(ok, "{line}");
+        assert_eq!(
+            line,
+            "harness: PASS: 1 of 3 runs passed (lsyncd-delay0 r1 skipped: not installed; \
+             seed-script r1 failed as expected)"
+        );
+        let ours = run("syncer", Outcome::Failed, false, "not run: no binary");
+        let (ok, line) = verdict(&[skipped, ours, expected]);
+        assert!(!ok);
+        assert_eq!(line, "harness: FAIL: syncer r1: not run: no binary");
+    }
 }

@@ -216,6 +216,11 @@ pub fn run_one(
             crate::session_end::floor(&src, &floor_dir, daemon.as_ref(), &mut result);
         }
         crate::session_end::judge(s, spec.is_none(), &mut result);
+        if result.outcome == Outcome::Skipped && spec.is_some_and(|x| sut::must_run(x.kind)) {
+            result.outcome = Outcome::Failed;
+            let why = result.reasons.join("; ");
+            result.reasons = vec![format!("not run: {why}")];
+        }
         Ok(lat.from_done)
     })?;
     if let Some(d) = daemon.as_mut() {

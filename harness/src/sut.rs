@@ -48,6 +48,13 @@ pub enum Launch {
     Skipped(String),
 }
 
+/// Whether a skip of this kind fails the run: our own syncer (missing, failed to build, or
+/// unable to take the target) and a scenario's own command are what is under test, so not
+/// running them tested nothing. A baseline tool that is not installed is only a skip.
+pub fn must_run(kind: SutKind) -> bool {
+    matches!(kind, SutKind::Syncer | SutKind::Command)
+}
+
 /// Finds `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
