@@ -268,12 +268,14 @@ fn drive(
         }
         let p = sut_proc.as_mut().expect("started above");
         let t0 = clock.now_ns();
-        if let Err(why) = wait_ready(ctx, spec, p, &mut tracker, env) {
-            r.outcome = Outcome::Failed;
-            r.reasons.push(why);
-            return Ok((Vec::new(), sut_proc, tracker));
+        match wait_ready(ctx, p, &mut tracker, env, clock) {
+            Ok(equal_at) => r.ready_ns = equal_at - t0,
+            Err(why) => {
+                r.outcome = Outcome::Failed;
+                r.reasons.push(why);
+                return Ok((Vec::new(), sut_proc, tracker));
+            }
         }
-        r.ready_ns = clock.now_ns() - t0;
     }
     let runs = crate::storm::run_storm(ctx, env.src, clock, sut_proc.as_ref(), &mut tracker);
     let storm_start = runs.first().map_or(0, |x| x.start_ns);
@@ -345,23 +347,31 @@ fn seed_replica(src: &Path, replica: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Waits for the syncer's own sign of readiness, then until a full compare finds the
+/// replica equal to the pre-storm tree; returns the clock time that compare started.
+/// Without the compare a syncer's first copy races the storm: a copy loop that never
+/// deletes copied a tree whose deletes had already happened and passed a delete storm.
 fn wait_ready(
     ctx: &Ctx,
-    spec: &SutSpec,
     p: &mut SutProcess,
     tracker: &mut TreeTracker,
     env: &SutEnv,
-) -> Result<(), String> {
+    clock: &Clock,
+) -> Result<u64, String> {
     let timeout = Duration::from_secs_f64(ctx.scenario.timeouts.ready_s);
+    let deadline = std::time::Instant::now() + timeout;
     let readiness = p.readiness.clone();
-    let ok = wait::until(timeout, ctx.stop, || {
-        if let Some(status) = p.exited() {
-            return Err(format!(
-                "exited before it was ready ({status}): {}; see {}",
-                log_tail(&p.log_file),
-                p.log_file.display()
-            ));
-        }
+    let log = p.log_file.clone();
+    let alive = |p: &mut SutProcess| match p.exited() {
+        Some(status) => Err(format!(
+            "exited before it was ready ({status}): {}; see {}",
+            log_tail(&log),
+            log.display()
+        )),
+        None => Ok(()),
+    };
+    let signalled = wait::until(timeout, ctx.stop, || {
+        alive(p)?;
         tracker.sample();
         Ok(match &readiness {
             Readiness::StatusFile(path) => crate::session_end::read_status(path)
@@ -369,28 +379,34 @@ fn wait_ready(
             Readiness::Watches(n) => sut::inotify_watches(&tracker.live_pids()) >= *n,
         })
     })?;
-    if !ok {
+    if !signalled {
         return Err(format!(
             "not ready after {timeout:?} (waited for {readiness:?}); see {}",
-            p.log_file.display()
+            log.display()
         ));
     }
-    // lsyncd starts with a full rsync: the storm begins once that initial copy has landed.
-    if spec.kind == SutKind::Lsyncd {
-        let opts = CompareOptions {
-            munged_links_ok: env.daemon.is_some(),
-            ..CompareOptions::default()
-        };
-        let equal = wait::until(timeout, ctx.stop, || {
-            Ok(verify::compare(env.src, env.replica, opts).is_equal())
-        })?;
-        if !equal {
-            return Err(format!(
-                "its initial sync did not finish within {timeout:?}"
-            ));
-        }
+    let opts = CompareOptions {
+        munged_links_ok: env.daemon.is_some(),
+        ..CompareOptions::default()
+    };
+    let (mut equal_at, mut last) = (0, None);
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let equal = wait::until(left, ctx.stop, || {
+        alive(p)?;
+        tracker.sample();
+        equal_at = clock.now_ns();
+        let diff = verify::compare(env.src, env.replica, opts);
+        let done = diff.is_equal();
+        last = Some(diff);
+        Ok(done)
+    })?;
+    if !equal {
+        return Err(format!(
+            "not ready after {timeout:?}: the replica never equalled the pre-storm tree ({})",
+            last.map_or_else(|| "not compared".into(), |d| d.describe())
+        ));
     }
-    Ok(())
+    Ok(equal_at)
 }
 
 /// The last lines of a syncer's log, for error messages.

@@ -190,7 +190,8 @@ fn classic_script_and_lsyncd_converge_on_a_small_storm() {
 #[test]
 fn a_replica_broken_on_purpose_fails_the_run_with_examples() {
     let _lock = shared();
-    // This "syncer" copies the tree but never deletes, and plants a stray file.
+    // This "syncer" copies the tree but never deletes, and plants a stray file once the
+    // harness has seen its first copy equal the tree (a second later) and started the storm.
     let scenario = r#"
 name = "broken"
 calibrate = false
@@ -200,11 +201,12 @@ files = 5
 sequence = ["create", "delete"]
 files = 3
 [timeouts]
+ready_s = 10
 converge_s = 2
 idle_s = 1
 [[sut]]
 kind = "command"
-command = "while true; do cp -a {src}/. {dst}/; echo x > {dst}/stray-file; sleep 0.1; done"
+command = "cp -a {src}/. {dst}/; sleep 1; while true; do cp -a {src}/. {dst}/; echo x > {dst}/stray-file; sleep 0.1; done"
 "#;
     let out = tempfile::tempdir().expect("tempdir");
     let file = out.path().join("broken.toml");
@@ -241,12 +243,14 @@ files = 3
 sequence = ["create"]
 files = 3
 [timeouts]
+ready_s = 10
 converge_s = 1
 idle_s = 1
 [[sut]]
 kind = "command"
 expect_fail = true
-command = "sleep 30"
+# One copy (the replica then equals the tree, so the storm starts), then nothing.
+command = "cp -a {src}/. {dst}/; sleep 30"
 "#;
     let out = tempfile::tempdir().expect("tempdir");
     let file = out.path().join("expected-fail.toml");
@@ -259,7 +263,7 @@ command = "sleep 30"
         summary.contains("| command | 1 | **FAIL** (expected) |"),
         "{summary}"
     );
-    assert!(summary.contains("6 missing (e.g. f0"), "{summary}");
+    assert!(summary.contains("3 missing (e.g. f3"), "{summary}");
     let csv = std::fs::read_to_string(dir.join("runs.csv")).expect("csv");
     assert!(
         csv.contains(",failed,") && csv.trim_end().ends_with(",true"),
