@@ -1,6 +1,8 @@
 //! The harness's own honesty (issue 13), end to end on real processes and files: our syncer
-//! is found in a CARGO_TARGET_DIR elsewhere, and a run whose syncer under test was not run
-//! exits non-zero with the reason on its last line.
+//! is found in a CARGO_TARGET_DIR elsewhere; a run whose syncer under test was not run exits
+//! non-zero with the reason on its last line; and deliberately broken syncers (`command`
+//! suts: a copy loop that never deletes, one that loses renames, one that trusts rsync's quick
+//! check) fail their storms while our syncer passes the same scenarios.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -186,5 +188,55 @@ fn our_syncer_skipped_fails_the_run_with_the_reason_last() {
         ),
         "{}",
         ran.output
+    );
+}
+
+/// Runs a fixture with its broken `command` syncer and ours: the run must fail because of the
+/// broken one alone, whose row shows `what`; ours must pass.
+fn broken_fails_ours_passes(fixture: &str, broken: &str, what: &str) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = repo().join("harness/tests/fixtures/honesty").join(fixture);
+    let ran = run(&scenario, out.path(), Some(&debug_syncer()), &[]);
+    assert_eq!(ran.code, Some(1), "{}", ran.output);
+    let name = format!("honesty-{}", fixture.trim_end_matches(".toml"));
+    let summary = summary(out.path(), &name);
+    assert!(
+        summary.contains(&format!("| {broken} | 1 | **FAIL** |")),
+        "{summary}"
+    );
+    assert!(summary.contains("| syncer | 1 | pass |"), "{summary}");
+    let last = ran.last_line();
+    assert!(
+        last.starts_with(&format!("harness: FAIL: {broken} r1: ")) && !last.contains("syncer r1"),
+        "{}",
+        ran.output
+    );
+    assert!(last.contains(what), "{last}");
+}
+
+#[test]
+fn a_syncer_that_never_deletes_fails_a_delete_storm() {
+    broken_fails_ours_passes(
+        "no-delete.toml",
+        "rsync-no-delete",
+        "replica differs from source: 10 extra",
+    );
+}
+
+#[test]
+fn a_syncer_that_loses_renames_fails_a_rename_storm() {
+    broken_fails_ours_passes(
+        "no-rename.toml",
+        "rsync-no-rename",
+        "replica differs from source: 10 missing",
+    );
+}
+
+#[test]
+fn a_quick_check_only_copy_fails_same_size_rewrites() {
+    broken_fails_ours_passes(
+        "quick-check.toml",
+        "rsync-quick-check",
+        "paths never reached their final state in the replica",
     );
 }
