@@ -58,7 +58,7 @@ pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
         print!("{}", log.render(&format!("seed {}", config.seeds.0)));
         return Ok(true);
     }
-    let syncer = crate::sut::syncer_binary(&repo_root)?;
+    let syncer = crate::cargo_target::syncer_binary(&repo_root).map_err(|e| e.to_string())?;
     let env = campaign::CampaignEnv {
         syncer: &syncer,
         out: &args.out,
