@@ -294,6 +294,19 @@ impl Ops {
             && existing.kind == Kind::Symlink
             && readlinkat(dst_dir, name).ok().as_deref() == Some(link.as_os_str())
         {
+            // An lchown of the source link changes nothing else: owner first, since
+            // lchown leaves the mtime alone.
+            if self.as_root && (existing.uid, existing.gid) != (meta.uid, meta.gid) {
+                fchownat(
+                    dst_dir,
+                    name,
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(io_err)?;
+                stats.ops.meta.fetch_add(1, Relaxed);
+            }
             if existing.mtime != meta.mtime {
                 self.set_mtime(dst_dir, name, meta)?;
             }
