@@ -383,7 +383,8 @@ impl Pending {
             self.mark(path, mark, now_ns);
         }
         self.mark(rename.to.clone(), Mark::Changed, now_ns);
-        if !self.in_flight.is_empty() {
+        // Counted by batch, not by path: a batch of renames alone holds no path.
+        if self.batches_in_flight > 0 {
             self.rename_seq += 1;
             self.rename_log.push((self.rename_seq, rename.clone()));
         }
@@ -477,7 +478,7 @@ impl Pending {
             self.mark(path.clone(), Mark::Changed, now_ns);
             self.defer(&path, retry_at_ns);
         }
-        if self.in_flight.is_empty() {
+        if self.batches_in_flight == 0 {
             self.rename_log.clear();
         }
     }
@@ -500,8 +501,10 @@ impl Pending {
     }
 
     /// Nothing dirty, queued or in flight: the replica has caught up with every event seen.
+    /// In flight is counted by batch: a batch may carry renames and no path (its `to` marks
+    /// not due yet under `--batch-delay`, or left behind by `--max-batch`).
     pub fn is_idle(&self) -> bool {
-        self.dirty.is_empty() && self.renames.is_empty() && self.in_flight.is_empty()
+        self.dirty.is_empty() && self.renames.is_empty() && self.batches_in_flight == 0
     }
 }
 
@@ -718,6 +721,44 @@ mod tests {
         pending.finish(&barrier, vec![], 5, 0);
         assert_eq!(pending.take_batch(5).unwrap().paths, vec![p("c")]);
         assert!(!pending.is_idle());
+    }
+
+    /// With `--batch-delay` the rename's `to` mark is not due when the barrier is taken: the
+    /// batch holds the rename alone. It counts as in flight until finished, and a rename
+    /// arriving meanwhile is logged, so what the batch reports is re-keyed through it.
+    #[test]
+    fn a_batch_of_renames_alone_is_in_flight_until_finished() {
+        let timing = Timing {
+            batch_delay_ns: 50 * MS,
+            ..Timing::default()
+        };
+        let mut pending = Pending::new(timing);
+        let rename = |from: &str, to: &str| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir: true,
+        };
+        pending.rename(rename("d1", "d2"), 0);
+        let batch = pending.take_batch(1).unwrap();
+        assert!(batch.paths.is_empty() && batch.renames.len() == 1);
+        assert!(!pending.is_idle(), "renames are being applied");
+        assert!(
+            pending.take_batch(60 * MS).is_none(),
+            "the barrier runs alone"
+        );
+        pending.rename(rename("d2", "d3"), 2);
+        // The applier could not rename d1 and asks for d2 (its name then) to be compared.
+        let compare = Mark::Rescan {
+            changed_since_ns: None,
+        };
+        let marked = pending.mark_since(vec![p("d2")], compare, batch.rename_seq, 3);
+        assert_eq!(marked, vec![p("d3")]);
+        pending.finish(&batch, vec![p("d2/f")], 3, 0);
+        let next = pending.take_batch(100 * MS).unwrap();
+        assert_eq!(next.rescans[0].subtree, p("d3"));
+        assert_eq!(next.paths, vec![p("d3"), p("d3/f")]);
+        pending.finish(&next, vec![], 4, 0);
+        assert!(pending.is_idle());
     }
 
     #[test]
