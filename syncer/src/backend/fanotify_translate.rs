@@ -23,7 +23,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{Change, Sink};
+use super::{COMPARE_WHOLE, Change, Sink};
 use crate::entry::{Kind, list_dir, stat_at};
 use crate::event::fanotify::{Event, InfoKind, InfoRecord};
 use crate::handles::{HandleMap, OutsideCache, RenameWindow};
@@ -273,20 +273,27 @@ impl<'a> Translator<'a> {
                     .push(Change::Rename(Rename { from, to, is_dir }));
             }
             (Some(from), None) => {
-                // Moved out (or into an excluded name): a delete.
+                // Moved out (or into an excluded name): a delete. A directory's name is
+                // compared whole: a new directory may stand there already, and the replica's
+                // copy still holds the old one's entries.
                 if is_dir {
                     self.resolver.map.remove_prefix(&from);
+                    self.changes.push(Change::Mark(from, COMPARE_WHOLE));
+                } else {
+                    self.changes.push(Change::Mark(from, Mark::Changed));
                 }
-                self.changes.push(Change::Mark(from, Mark::Changed));
             }
             (None, Some(to)) => {
-                // Moved in: its handles (and its descendants') may be cached as outside.
+                // Moved in: its handles (and its descendants') may be cached as outside. A
+                // directory is compared whole: it may replace one the replica still has.
                 if is_dir {
                     self.resolver.outside.clear();
                     self.resolver.map.remove_prefix(&to);
                     mark_subtree(self.source, &to, self.changes);
+                    self.changes.push(Change::Mark(to, COMPARE_WHOLE));
+                } else {
+                    self.changes.push(Change::Mark(to, Mark::Changed));
                 }
-                self.changes.push(Change::Mark(to, Mark::Changed));
             }
             (None, None) => {}
         }
@@ -322,11 +329,8 @@ impl<'a> Translator<'a> {
         if let Some(fid) = fid {
             map.remove(fid.handle_type, fid.handle);
         }
-        let compare = Mark::Rescan {
-            changed_since_ns: None,
-        };
         for end in [from, to].into_iter().flatten() {
-            self.changes.push(Change::Mark(end, compare));
+            self.changes.push(Change::Mark(end, COMPARE_WHOLE));
         }
     }
 

@@ -1,7 +1,9 @@
 //! The inotify backend: kernel records in, `Change`s out. A dedicated reader thread drains the
 //! fd until EAGAIN on every epoll wakeup into one reused buffer, translates records through
 //! the watch table, and adds watches to new directories before listing them (watch-then-scan),
-//! so files created in a directory before its watch existed are still seen.
+//! so files created in a directory before its watch existed are still seen. Watches belong to
+//! directory objects (see `watch`): a directory rename is checked against the kernel's own
+//! answer, and a directory moved away takes only its own watches with it.
 
 use std::ffi::OsStr;
 use std::io;
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, CaptureReport, Change, Sink};
+use super::{Backend, COMPARE_WHOLE, CaptureReport, Change, Sink};
 use crate::entry::{Kind, is_ancestor_gone, list_dir};
 use crate::event::inotify::{RawEvent, Records};
 use crate::pending::{Mark, Rename};
@@ -36,6 +38,9 @@ struct Unpaired {
     cookie: u32,
     path: PathBuf,
     is_dir: bool,
+    /// The moved directory's own watch, looked up when IN_MOVED_FROM was read: by the time
+    /// the move is settled another directory may hold the name.
+    wd: Option<i32>,
     deadline: Instant,
 }
 
@@ -90,9 +95,15 @@ impl InotifyBackend {
         };
         match self.inotify.add_watch(&abs, WATCH_MASK) {
             Ok(wd) => {
-                table.insert(wd, rel.to_path_buf());
+                let known = table.contains(wd);
+                let placed = table.insert(wd, rel);
+                if !placed && !known {
+                    // Its parent has no watch (it moved or vanished since this path was
+                    // read): the parent's own events cover it, an unplaced watch would leak.
+                    self.forget_watch(wd);
+                }
                 self.stats.dirs_watched.store(table.len() as u64, Relaxed);
-                Ok(true)
+                Ok(placed)
             }
             Err(err) if err.raw_os_error() == Some(libc::ENOSPC) => {
                 self.unwatched.fetch_add(1, Relaxed);
@@ -138,13 +149,88 @@ impl InotifyBackend {
         }
     }
 
-    /// Forgets the watches of a directory that left the tree.
-    fn unwatch_subtree(&self, rel: &Path, table: &mut WatchTable) {
-        for wd in table.remove_prefix(rel) {
-            // EINVAL: the kernel already dropped it (IN_IGNORED is on its way).
-            let _ = self.inotify.rm_watch(wd);
+    fn forget_watch(&self, wd: i32) {
+        // EINVAL: the kernel already dropped it (IN_IGNORED is on its way or was read).
+        let _ = self.inotify.rm_watch(wd);
+    }
+
+    /// Removes the watches of one directory object and everything below it in the table.
+    fn unwatch_subtree(&self, wd: i32, table: &mut WatchTable) {
+        for wd in table.remove_subtree(wd) {
+            self.forget_watch(wd);
         }
         self.stats.dirs_watched.store(table.len() as u64, Relaxed);
+    }
+
+    /// Asks the kernel which watched directory `rel` is now (`inotify_add_watch` returns the
+    /// existing wd of an inode already watched) and places it there. None when `rel` is no
+    /// directory now.
+    fn present_wd(&self, rel: &Path, table: &mut WatchTable) -> Option<i32> {
+        let wd = self
+            .inotify
+            .add_watch(&self.source.abs.join(rel), WATCH_MASK)
+            .ok()?;
+        let known = table.contains(wd);
+        if !table.insert(wd, rel) && !known {
+            self.forget_watch(wd);
+            return None;
+        }
+        Some(wd)
+    }
+
+    /// A directory renamed inside the tree, `from` paired with the entry `name` of `parent`
+    /// (`to`). The table follows the stream, then both ends are checked against the kernel:
+    /// RENAME_EXCHANGE reports two moves naming the same entries, which the stream alone
+    /// would pin on the wrong directory. A mismatch compares both ends whole. A directory
+    /// that was detached meanwhile (a new one took its old name) is reattached, and both ends
+    /// are compared instead of renamed: marks already made under `from` belong to the new
+    /// directory, and a rename would re-key them to `to`.
+    fn dir_renamed(
+        &self,
+        from: Unpaired,
+        parent: i32,
+        name: &OsStr,
+        to: PathBuf,
+        table: &mut WatchTable,
+        changes: &mut Vec<Change>,
+    ) {
+        // A wd the kernel dropped meanwhile (IN_IGNORED) is no directory of ours any more.
+        let Some(moved) = from.wd.filter(|wd| table.contains(*wd)) else {
+            // Not watched (watch limit): the table only loses what the name held.
+            table.detach_child(parent, name);
+            changes.push(Change::Rename(Rename {
+                from: from.path,
+                to,
+                is_dir: true,
+            }));
+            return;
+        };
+        let detached = !table.is_attached(moved);
+        table.move_to(moved, parent, name);
+        let at_to = self.present_wd(&to, table);
+        let at_from = self.present_wd(&from.path, table);
+        let certain = !detached && at_to.is_none_or(|wd| wd == moved) && at_from != Some(moved);
+        self.stats.dirs_watched.store(table.len() as u64, Relaxed);
+        if !detached {
+            changes.push(Change::Rename(Rename {
+                from: from.path.clone(),
+                to: to.clone(),
+                is_dir: true,
+            }));
+        }
+        if !certain {
+            changes.push(Change::Mark(from.path, COMPARE_WHOLE));
+            changes.push(Change::Mark(to, COMPARE_WHOLE));
+        }
+    }
+
+    /// After an overflow: detached watches no pending move can claim any more are leaks.
+    fn drop_orphans(&self, table: &mut WatchTable, unpaired: &[Unpaired]) {
+        for wd in table.detached() {
+            if !unpaired.iter().any(|u| u.wd == Some(wd)) {
+                self.unwatch_subtree(wd, table);
+            }
+        }
     }
 
     /// Translates one record.
@@ -161,15 +247,21 @@ impl InotifyBackend {
             crate::warn!(
                 "inotify queue overflowed (fs.inotify.max_queued_events); reconciling the whole tree"
             );
+            self.drop_orphans(table, unpaired);
             sink.rescan(PathBuf::new(), true);
             return;
         }
         if ev.mask & IN_IGNORED != 0 {
-            table.remove_wd(ev.wd);
+            // The kernel dropped this watch; anything the table still has below it is stale.
+            for wd in table.remove_subtree(ev.wd) {
+                if wd != ev.wd {
+                    self.forget_watch(wd);
+                }
+            }
             self.stats.dirs_watched.store(table.len() as u64, Relaxed);
             return;
         }
-        let Some(dir) = table.path_of(ev.wd) else {
+        let Some(dir) = table.dir_path(ev.wd) else {
             return;
         };
         if ev.name.is_empty() {
@@ -183,7 +275,8 @@ impl InotifyBackend {
             }
             return;
         }
-        let path = dir.join(OsStr::from_bytes(ev.name));
+        let name = OsStr::from_bytes(ev.name);
+        let path = dir.join(name);
         let excluded = self.source.excludes.is_excluded(&path);
         let is_dir = ev.mask & IN_ISDIR != 0;
         if ev.mask & IN_MOVED_FROM != 0 {
@@ -192,6 +285,7 @@ impl InotifyBackend {
                     cookie: ev.cookie,
                     path,
                     is_dir,
+                    wd: is_dir.then(|| table.child(ev.wd, name)).flatten(),
                     deadline: Instant::now() + PAIR_WINDOW,
                 });
             }
@@ -201,10 +295,10 @@ impl InotifyBackend {
                 .position(|u| u.cookie == ev.cookie)
                 .map(|i| unpaired.swap_remove(i));
             match (from, excluded) {
+                (Some(from), false) if is_dir => {
+                    self.dir_renamed(from, ev.wd, name, path, table, changes);
+                }
                 (Some(from), false) => {
-                    if is_dir {
-                        table.rename_prefix(&from.path, &path);
-                    }
                     changes.push(Change::Rename(Rename {
                         from: from.path,
                         to: path,
@@ -212,12 +306,13 @@ impl InotifyBackend {
                     }));
                 }
                 (Some(from), true) => self.moved_away(from, table, changes),
-                (None, false) => {
-                    if is_dir {
-                        self.watch_then_scan(path.clone(), table, changes);
-                    }
-                    changes.push(Change::Mark(path, Mark::Changed));
+                (None, false) if is_dir => {
+                    // Moved in, maybe over a directory the replica still has: compare whole.
+                    table.detach_child(ev.wd, name);
+                    self.watch_then_scan(path.clone(), table, changes);
+                    changes.push(Change::Mark(path, COMPARE_WHOLE));
                 }
+                (None, false) => changes.push(Change::Mark(path, Mark::Changed)),
                 (None, true) => {}
             }
         } else if excluded {
@@ -240,12 +335,18 @@ impl InotifyBackend {
         }
     }
 
-    /// A move whose other half never came (moved out of the tree): a delete.
+    /// A move whose other half never came (moved out of the tree): a delete. A directory
+    /// takes its own watches along (by wd: its old name may hold a new directory by now), and
+    /// its name is compared whole, as another directory may already stand there.
     fn moved_away(&self, from: Unpaired, table: &mut WatchTable, changes: &mut Vec<Change>) {
-        if from.is_dir {
-            self.unwatch_subtree(&from.path, table);
+        if !from.is_dir {
+            changes.push(Change::Mark(from.path, Mark::Changed));
+            return;
         }
-        changes.push(Change::Mark(from.path, Mark::Changed));
+        if let Some(wd) = from.wd {
+            self.unwatch_subtree(wd, table);
+        }
+        changes.push(Change::Mark(from.path, COMPARE_WHOLE));
     }
 
     /// Reads until EAGAIN; returns false when the fd is gone for good.

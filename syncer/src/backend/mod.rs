@@ -22,6 +22,12 @@ pub mod inotify;
 /// burst; the first event after a quiet period is still read at once.
 pub const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// Compare a whole subtree, without a ctime guard: what the replica holds under that name may
+/// belong to another directory object (moved away, replaced, moved in over, exchanged).
+pub const COMPARE_WHOLE: Mark = Mark::Rescan {
+    changed_since_ns: None,
+};
+
 /// One translated event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {

@@ -8,5 +8,6 @@ mod consistency;
 mod daemon;
 mod fanotify_sys;
 mod faults;
+mod replaced;
 mod replicate;
 mod rsync;

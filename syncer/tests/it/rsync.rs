@@ -347,3 +347,27 @@ fn a_directory_filled_with_new_files_converges_without_its_excluded_names() {
     converges(&s, &daemon, &syncer);
     assert_eq!(fs::read(daemon.module.join("burst/old")).unwrap(), b"two");
 }
+
+/// `mv S/cache elsewhere && mkdir S/cache && echo b > S/cache/b`: the daemon's `cache/a` goes
+/// (the new directory is compared whole), and files written later in the new one arrive.
+#[test]
+fn dir_moved_out_and_recreated_at_once_reaches_the_daemon() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    fs::create_dir_all(s.src.join("cache/sub")).unwrap();
+    write(&s.src.join("cache/a"), b"old a");
+    write(&s.src.join("cache/sub/a"), b"old sub a");
+    let syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+    let elsewhere = s.dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    for round in 0..2 {
+        fs::rename(s.src.join("cache"), elsewhere.join(format!("x{round}"))).unwrap();
+        fs::create_dir_all(s.src.join("cache/sub")).unwrap();
+        write(&s.src.join(format!("cache/sub/b{round}")), b"new b");
+        converges(&s, &daemon, &syncer);
+        write(&s.src.join(format!("cache/c{round}")), b"later c");
+        converges(&s, &daemon, &syncer);
+    }
+}
