@@ -120,6 +120,30 @@ impl LocalTarget {
         }
     }
 
+    /// The source's entry at `rel` now: None when gone (or its parent is).
+    fn source_kind(&self, rel: &Path) -> Option<Kind> {
+        let (parent, name) = split(rel)?;
+        let dir = self.source.open_dir(parent).ok()?;
+        stat_at(dir.as_fd(), name).ok().flatten().map(|m| m.kind)
+    }
+
+    /// Whether the replica has an entry at `rel`.
+    fn replica_has(&self, rel: &Path) -> bool {
+        split(rel).is_some_and(|(parent, name)| {
+            open_dir_beneath(self.root.as_fd(), parent)
+                .is_ok_and(|dir| stat_at(dir.as_fd(), name).is_ok_and(|m| m.is_some()))
+        })
+    }
+
+    /// Settles `rel` by its state in this batch; a directory (or a renamed one's name) is
+    /// compared whole, as the replica's copy there may belong to another directory object.
+    fn settle(&self, rel: &Path, is_dir: bool, outcome: &mut Outcome, extra: &mut Vec<PathBuf>) {
+        extra.push(rel.to_path_buf());
+        if is_dir || self.source_kind(rel) == Some(Kind::Dir) {
+            outcome.rescan.push(rel.to_path_buf());
+        }
+    }
+
     fn apply_rename(
         &self,
         rename: &Rename,
@@ -127,6 +151,25 @@ impl LocalTarget {
         outcome: &mut Outcome,
         extra: &mut Vec<PathBuf>,
     ) {
+        // The old name exists again in the source: an exchange (RENAME_EXCHANGE is reported as
+        // two renames, a -> b and b -> a: applied as such, one entry would be lost), or a name
+        // reused at once (`mv current old && mkdir current`). Replacing the replica's `to`
+        // could then destroy the only copy of what now stands at `from`, so both names are
+        // settled by state; with nothing at `to` the rename loses nothing and still saves
+        // the copy, and the new `from` is settled after it.
+        if self.source_kind(&rename.from).is_some() {
+            if self.replica_has(&rename.to) {
+                crate::debug!(
+                    "rename {:?} -> {:?}: both names exist in the source; settled by state",
+                    rename.from,
+                    rename.to
+                );
+                self.settle(&rename.from, rename.is_dir, outcome, extra);
+                self.settle(&rename.to, rename.is_dir, outcome, extra);
+                return;
+            }
+            self.settle(&rename.from, rename.is_dir, outcome, extra);
+        }
         let attempt = || -> io::Result<()> {
             let (from_parent, from_name) =
                 split(&rename.from).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;

@@ -1,15 +1,23 @@
-//! Directories replaced under the same name (moved out and recreated at once, deploy swaps):
-//! the replica ends equal to the source whatever the name held before, later files in the new
-//! directory arrive, and inotify holds exactly one watch per source directory (none leaked,
-//! none lost).
+//! Directories replaced under the same name (moved out and recreated at once, deploy swaps) and
+//! `renameat2(RENAME_EXCHANGE)` of two entries: the replica ends equal to the source whatever
+//! the name held before, later files in the new directory arrive, and inotify holds exactly one
+//! watch per source directory (none leaked, none lost).
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+
 use crate::common::*;
 
 const CONVERGE: Duration = Duration::from_secs(30);
+
+/// `renameat2(a, b, RENAME_EXCHANGE)`: swaps two existing entries atomically.
+pub fn exchange(a: &Path, b: &Path) {
+    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE)
+        .unwrap_or_else(|e| panic!("renameat2 {} <-> {}: {e}", a.display(), b.display()));
+}
 
 /// Directories in `root`, itself included: the watches an inotify syncer needs.
 fn dirs_in(root: &Path) -> usize {
@@ -116,4 +124,59 @@ fn deploy_swap_keeps_old_and_new_directories_apart() {
         assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
         watches_match_dirs(&syncer, &s.src);
     }
+}
+
+/// Exchanges `a` and `b` (relative to SOURCE) once the replica holds both, then writes into
+/// whatever directories they are now, so events must be filed under the right names.
+fn exchanged(s: &Scratch, syncer: &Syncer, a: &str, b: &str) {
+    assert_converges(&s.src, &s.dst, CONVERGE, syncer);
+    exchange(&s.src.join(a), &s.src.join(b));
+    assert_converges(&s.src, &s.dst, CONVERGE, syncer);
+    for name in [a, b] {
+        let path = s.src.join(name);
+        if path.is_dir() {
+            write(&path.join("after-exchange"), name.as_bytes());
+        }
+    }
+    assert_converges(&s.src, &s.dst, CONVERGE, syncer);
+    watches_match_dirs(syncer, &s.src);
+}
+
+#[test]
+fn exchange_of_two_files_replicates() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    write(&s.src.join("a"), b"first file");
+    write(&s.src.join("b"), b"second, longer file");
+    let syncer = s.syncer(&[]);
+    exchanged(&s, &syncer, "a", "b");
+}
+
+#[test]
+fn exchange_of_a_file_and_a_directory_replicates() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    write(&s.src.join("f"), b"a file");
+    fs::create_dir_all(s.src.join("d/inner")).unwrap();
+    write(&s.src.join("d/inner/x"), b"x");
+    write(&s.src.join("d/y"), b"y");
+    let syncer = s.syncer(&[]);
+    exchanged(&s, &syncer, "f", "d");
+    exchanged(&s, &syncer, "d", "f");
+}
+
+#[test]
+fn exchange_of_two_directories_replicates() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fs::create_dir_all(s.src.join("d1/sub")).unwrap();
+    write(&s.src.join("d1/x"), b"x");
+    write(&s.src.join("d1/sub/y"), b"y");
+    fs::create_dir_all(s.src.join("p/d2")).unwrap();
+    write(&s.src.join("p/d2/z"), b"z");
+    let syncer = s.syncer(&[]);
+    exchanged(&s, &syncer, "d1", "p/d2");
+    // The subdirectory that moved with d1 is watched under its new name.
+    write(&s.src.join("p/d2/sub/deeper"), b"deeper");
+    exchanged(&s, &syncer, "p/d2", "d1");
 }
