@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -96,7 +97,6 @@ fn list(dir: &Path) -> BTreeMap<OsString, Metadata> {
 
 /// A name for reports: exact where it is printable UTF-8, escaped (`\n`, `\xff`) otherwise.
 fn shown(name: &std::ffi::OsStr) -> String {
-    use std::os::unix::ffi::OsStrExt;
     let mut out = String::new();
     for chunk in name.as_bytes().utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -186,8 +186,10 @@ fn entry_mismatch(
     }
     if st.is_symlink() {
         let (a, b) = (fs::read_link(sp).ok()?, fs::read_link(dp).ok()?);
-        let munged =
-            opts.munged_links_ok && b.strip_prefix("/rsyncd-munged/").ok() == Some(a.as_path());
+        // Bytes, not path components: "/rsyncd-munged//etc/x" is the munged "/etc/x".
+        let munged = opts.munged_links_ok
+            && b.as_os_str().as_bytes().strip_prefix(b"/rsyncd-munged/")
+                == Some(a.as_os_str().as_bytes());
         return (a != b && !munged)
             .then(|| format!("link target {} != {}", b.display(), a.display()));
     }
@@ -294,8 +296,11 @@ mod tests {
             .expect("chmod");
         fs::remove_file(dst.path().join("l")).expect("rm link");
         std::os::unix::fs::symlink("/rsyncd-munged/../t", dst.path().join("l")).expect("symlink");
+        std::os::unix::fs::symlink("/etc/x", src.path().join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("/rsyncd-munged//etc/x", dst.path().join("abs"))
+            .expect("symlink");
         let strict = compare(src.path(), dst.path(), CompareOptions::default());
-        assert_eq!(strict.mismatched, 2, "{}", strict.describe());
+        assert_eq!(strict.mismatched, 3, "{}", strict.describe());
         let lenient = compare(
             src.path(),
             dst.path(),

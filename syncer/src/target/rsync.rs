@@ -461,17 +461,32 @@ impl Target for RsyncTarget {
         let mut outcome = Outcome::default();
         let (mut missing, mut changed, mut other, mut new, mut subtrees) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut settle = Vec::new();
         for rename in &batch.renames {
             // No rename in the rsync protocol: delete the old name, send the new one.
             match self.check(&rename.to) {
                 Checked::Present(Kind::Dir) if rename.is_dir => subtrees.push(rename.to.clone()),
                 _ => {}
             }
-            if !batch.paths.contains(&rename.from) {
+            if matches!(self.check(&rename.from), Checked::Present(_)) {
+                // The old name exists again: an exchange (RENAME_EXCHANGE comes as a -> b and
+                // b -> a, and the second rename re-keys b's mark to a) or a name reused at
+                // once. Both names are settled by state, directories compared whole.
+                for name in [&rename.from, &rename.to] {
+                    match self.check(name) {
+                        Checked::Present(Kind::Dir) => subtrees.push(name.clone()),
+                        Checked::Present(_) => settle.push(name.clone()),
+                        _ => {}
+                    }
+                }
+            } else if !batch.paths.contains(&rename.from) {
                 missing.push(rename.from.clone());
             }
         }
-        for path in &batch.paths {
+        settle.retain(|p| !batch.paths.contains(p));
+        settle.sort();
+        settle.dedup();
+        for path in batch.paths.iter().chain(&settle) {
             if self.source.excludes.covers(path) || subtrees.iter().any(|s| path.starts_with(s)) {
                 continue;
             }
