@@ -97,6 +97,11 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
                 )))
             }
         }
+        // The source moved on under the run (see `source_moved_on`): plan the work again.
+        Some(2) if source_moved_on(&result.stderr) => Err(Failure::Again(format!(
+            "{target}: rsync exit 2, the source changed under the run{}",
+            detail()
+        ))),
         Some(code @ (1 | 2 | 4)) => Err(Failure::Fatal(format!(
             "{target}: rsync exit {code}, {}{}",
             explain(code),
@@ -113,6 +118,18 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
             detail()
         ))),
     }
+}
+
+/// Exit 2 (protocol error) from a source changing under the run, not from the daemon: rsync
+/// >= 3.4's receiver aborts a file list that reaches a path through a symlink ("invalid path
+/// from sender": a listed directory became a symlink), and the sender gives up on a listed
+/// path whose parent became a file (`link_stat ... Not a directory`), which
+/// `--delete-missing-args` does not cover (it takes only ENOENT).
+fn source_moved_on(stderr: &str) -> bool {
+    stderr.contains("invalid path from sender")
+        || stderr
+            .lines()
+            .any(|l| l.contains("[sender] link_stat") && l.contains("Not a directory"))
 }
 
 fn stat_number(stdout: &str, label: &str) -> u64 {
@@ -349,6 +366,21 @@ mod tests {
         assert!(
             matches!(classify(&result(1, "ERROR: password file must not be other-accessible"), "t"), Err(Failure::Fatal(m)) if m.contains("other-accessible"))
         );
+        let swapped = "ABORTING due to invalid path from sender: new\\#012line/f1/a b\nrsync error: protocol incompatibility (code 2)";
+        assert!(matches!(
+            classify(&result(2, swapped), "t"),
+            Err(Failure::Again(_))
+        ));
+        let parent_now_a_file =
+            "rsync: [sender] link_stat \"/s/caf/ lead\" failed: Not a directory (20)";
+        assert!(matches!(
+            classify(&result(2, parent_now_a_file), "t"),
+            Err(Failure::Again(_))
+        ));
+        assert!(matches!(
+            classify(&result(2, "protocol version mismatch"), "t"),
+            Err(Failure::Fatal(_))
+        ));
         let hung = RunResult {
             code: None,
             hung: true,
