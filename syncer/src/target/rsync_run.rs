@@ -120,10 +120,10 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
     }
 }
 
-/// Exit 2 (protocol error) from a source changing under the run, not from the daemon: rsync
-/// >= 3.4's receiver aborts a file list that reaches a path through a symlink ("invalid path
-/// from sender": a listed directory became a symlink), and the sender gives up on a listed
-/// path whose parent became a file (`link_stat ... Not a directory`), which
+/// Exit 2 (protocol error) from a source changing under the run, not from the daemon: the
+/// receiver of rsync 3.4 and later aborts a file list that reaches a path through a symlink
+/// ("invalid path from sender": a listed directory became a symlink), and the sender gives
+/// up on a listed path whose parent became a file (`link_stat ... Not a directory`), which
 /// `--delete-missing-args` does not cover (it takes only ENOENT).
 fn source_moved_on(stderr: &str) -> bool {
     stderr.contains("invalid path from sender")
