@@ -35,3 +35,20 @@ smoke_out="$(mktemp -d -t harness-smoke-XXXXXX)"
 trap 'rm -rf "$smoke_out"; scripts/restore-sysctls.sh "$SYNCER_SYSCTL_SAVE_DIR"' EXIT
 HARNESS_SYNCER_BIN="$bin_dir/syncer" \
   "$bin_dir/harness" run scenarios/smoke.toml --out "$smoke_out" --workdir "$smoke_out"
+
+# Random-operation storms (harness chaos, scenarios/chaos.toml): a fixed budget of seeds,
+# 4 cases at once, release builds (a storm must outrun the syncer to find its races; .ci/run
+# builds release next anyway). Any failing case fails this script; its seed, the command that
+# replays it and its op log are printed. HARNESS_CHAOS_SEEDS / _RSYNC_SEEDS change the budget.
+echo "== random-operation storms (harness chaos)" >&2
+cargo build --release -p syncer -p harness
+chaos_out="$(mktemp -d -t harness-chaos-XXXXXX)"
+trap 'rm -rf "$smoke_out" "$chaos_out"; scripts/restore-sysctls.sh "$SYNCER_SYSCTL_SAVE_DIR"' EXIT
+chaos() {
+  HARNESS_SYNCER_BIN="$target_dir/release/syncer" "$target_dir/release/harness" chaos \
+    scenarios/chaos.toml --ops 300 --jobs 4 --backend inotify,fanotify "$@"
+}
+started=$SECONDS
+chaos --seeds "${HARNESS_CHAOS_SEEDS:-40}" --target local --out "$chaos_out/local"
+chaos --seeds "${HARNESS_CHAOS_RSYNC_SEEDS:-10}" --target rsync --out "$chaos_out/rsync"
+echo "== chaos: $((SECONDS - started)) s" >&2

@@ -99,6 +99,16 @@ fn dir_swapped_for_a_symlink_while_rsync_reads_it() {
     replays_exactly("dir_swapped_for_a_symlink_while_rsync_reads_it");
 }
 
+#[test]
+fn parent_becomes_a_file_while_rsync_reads_it() {
+    replays_exactly("parent_becomes_a_file_while_rsync_reads_it");
+}
+
+#[test]
+fn moved_away_name_reused_then_renamed() {
+    replays_exactly("moved_away_name_reused_then_renamed");
+}
+
 /// The binary end to end: a small campaign passes and writes its folder; a broken syncer
 /// (one that exits at once after a copy) is caught with its seed and replay command.
 #[test]

@@ -175,7 +175,8 @@ fn keys_under<V>(map: &BTreeMap<PathKey, V>, prefix: &Path) -> Vec<PathKey> {
         .collect()
 }
 
-fn rekey(path: &Path, from: &Path, to: &Path) -> PathBuf {
+/// `path` with its prefix `from` replaced by `to` (unchanged when not under `from`).
+pub fn rekey(path: &Path, from: &Path, to: &Path) -> PathBuf {
     match path.strip_prefix(from) {
         Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
         Ok(rest) => to.join(rest),

@@ -40,6 +40,9 @@ pub struct CampaignEnv<'a> {
     pub workdir: &'a Path,
     pub repo_root: &'a Path,
     pub shrink: Option<u32>,
+    /// Runs of each shrink candidate; it counts as failing if any run fails (timing-
+    /// dependent failures shrink only with several).
+    pub shrink_tries: u32,
     pub resume: bool,
 }
 
@@ -165,13 +168,15 @@ fn shrink_failure(
     shrink_config.converge = config.converge.min(std::time::Duration::from_secs(3));
     let mut n = 0u32;
     let mut run_once = |sub: &OpLog| {
-        n += 1;
-        let case_dir = env.workdir.join(format!("{}-shrink-{n}", id.name()));
-        let spec = case_spec(&shrink_config, env, id, case_dir.clone());
-        let outcome = case::run(sub, &spec);
-        // Best effort: a leftover tree in the work dir is not worth failing over.
-        let _ = fs::remove_dir_all(&case_dir);
-        !outcome.passed
+        (0..env.shrink_tries.max(1)).any(|_| {
+            n += 1;
+            let case_dir = env.workdir.join(format!("{}-shrink-{n}", id.name()));
+            let spec = case_spec(&shrink_config, env, id, case_dir.clone());
+            let outcome = case::run(sub, &spec);
+            // Best effort: a leftover tree in the work dir is not worth failing over.
+            let _ = fs::remove_dir_all(&case_dir);
+            !outcome.passed
+        })
     };
     let (minimal, spent) = shrink(log, trials, &mut run_once);
     let again = (0..3).filter(|_| run_once(&minimal)).count();
@@ -381,6 +386,11 @@ pub fn replay(
                 let _ = f.write_all(syncer_log.as_bytes());
             }
             println!("{line}");
+            if let (false, Some(trials)) = (outcome.passed, env.shrink) {
+                let shrunk = shrink_failure(config, env, id, &log, trials, env.out)
+                    .map_err(|e| format!("cannot write minimal.ops: {e}"))?;
+                println!("  {shrunk} -> {}/minimal.ops", env.out.display());
+            }
             all &= outcome.passed;
             let _ = fs::remove_dir_all(&dir);
         }

@@ -58,6 +58,9 @@ pub struct ChaosArgs {
     /// Most cases run while shrinking one failure.
     #[arg(long, default_value_t = 120)]
     pub shrink_trials: u32,
+    /// Runs of each shrink candidate (it fails if any run fails): >1 for flaky failures.
+    #[arg(long, default_value_t = 1)]
+    pub shrink_tries: u32,
     /// Replay this op log (e.g. failures/*/minimal.ops) instead of generating seeds.
     #[arg(long, conflicts_with_all = ["seeds", "seed_range"])]
     pub replay: Option<PathBuf>,
@@ -265,6 +268,7 @@ mod tests {
             workdir: None,
             shrink: false,
             shrink_trials: 1,
+            shrink_tries: 1,
             replay: None,
             print_ops: false,
             syncer_args: None,

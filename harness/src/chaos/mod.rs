@@ -65,6 +65,7 @@ pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
         workdir: workdir.path(),
         repo_root: &repo_root,
         shrink: args.shrink.then_some(args.shrink_trials),
+        shrink_tries: args.shrink_tries,
         resume: args.resume,
     };
     if let Some(path) = &args.replay {

@@ -53,6 +53,10 @@ pub struct InotifyBackend {
     stopping: AtomicBool,
     limit_hit: AtomicBool,
     unwatched: AtomicU64,
+    /// New directories whose watch could not be added because an ancestor was renamed
+    /// after their IN_CREATE was queued (the path of the event is already stale): (parent
+    /// wd, name), tried again under the parent's current path once the queue is drained.
+    missed: Mutex<Vec<(i32, std::ffi::OsString)>>,
 }
 
 impl InotifyBackend {
@@ -78,6 +82,7 @@ impl InotifyBackend {
             stopping: AtomicBool::new(false),
             limit_hit: AtomicBool::new(false),
             unwatched: AtomicU64::new(0),
+            missed: Mutex::new(Vec::new()),
         })
     }
 
@@ -123,8 +128,12 @@ impl InotifyBackend {
     fn watch_then_scan(&self, rel: PathBuf, table: &mut WatchTable, changes: &mut Vec<Change>) {
         let mut stack = vec![rel];
         while let Some(dir) = stack.pop() {
-            if let Err(err) = self.watch(&dir, table) {
-                crate::warn!("cannot watch {:?}: {err}", self.source.abs.join(&dir));
+            match self.watch(&dir, table) {
+                Ok(true) => {}
+                // Not there any more under this path (the watch limit leaves it there).
+                Ok(false) if self.source.open_dir(&dir).is_err() => self.note_missed(&dir, table),
+                Ok(false) => {}
+                Err(err) => crate::warn!("cannot watch {:?}: {err}", self.source.abs.join(&dir)),
             }
             let Ok(fd) = self.source.open_dir(&dir) else {
                 continue;
@@ -145,6 +154,38 @@ impl InotifyBackend {
                     stack.push(child.clone());
                 }
                 changes.push(Change::Mark(child, Mark::Changed));
+            }
+        }
+    }
+
+    /// Remembers a directory left unwatched although its parent is watched: it may only
+    /// have moved with an ancestor (the rename's events are queued behind its IN_CREATE).
+    fn note_missed(&self, dir: &Path, table: &WatchTable) {
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            return;
+        };
+        if let Some(wd) = table.wd_of(parent) {
+            let mut missed = self.missed.lock().unwrap_or_else(|e| e.into_inner());
+            missed.push((wd, name.to_os_string()));
+        }
+    }
+
+    /// Once the queue is drained (every rename that made a watch fail has been read), the
+    /// missed directories are watched and scanned under their parents' current paths. A
+    /// directory gone for good is dropped: its own events settle it.
+    fn retry_missed(&self, table: &mut WatchTable, changes: &mut Vec<Change>) {
+        let missed = std::mem::take(&mut *self.missed.lock().unwrap_or_else(|e| e.into_inner()));
+        for (parent, name) in missed {
+            let Some(dir) = table.dir_path(parent).map(Path::to_path_buf) else {
+                continue;
+            };
+            if table.child(parent, &name).is_some() {
+                continue;
+            }
+            let path = dir.join(&name);
+            if self.source.open_dir(&path).is_ok() {
+                self.watch_then_scan(path.clone(), table, changes);
+                changes.push(Change::Mark(path, Mark::Changed));
             }
         }
     }
@@ -196,13 +237,17 @@ impl InotifyBackend {
     ) {
         // A wd the kernel dropped meanwhile (IN_IGNORED) is no directory of ours any more.
         let Some(moved) = from.wd.filter(|wd| table.contains(*wd)) else {
-            // Not watched (watch limit): the table only loses what the name held.
+            // Not watched: the watch limit, or a directory renamed before its IN_CREATE was
+            // read (its watch-then-scan found nothing at the old name). Watch it now under
+            // its new name, or nothing made in it later is ever seen, and compare it whole.
             table.detach_child(parent, name);
             changes.push(Change::Rename(Rename {
                 from: from.path,
-                to,
+                to: to.clone(),
                 is_dir: true,
             }));
+            self.watch_then_scan(to.clone(), table, changes);
+            changes.push(Change::Mark(to, COMPARE_WHOLE));
             return;
         };
         let detached = !table.is_attached(moved);
@@ -219,6 +264,11 @@ impl InotifyBackend {
             }));
         }
         if !certain {
+            // The kernel holds another directory at `to` than the stream said: watch all of
+            // it (its subdirectories may have no watch yet), then compare both ends.
+            if at_to.is_some_and(|wd| wd != moved) {
+                self.watch_then_scan(to.clone(), table, changes);
+            }
             changes.push(Change::Mark(from.path, COMPARE_WHOLE));
             changes.push(Change::Mark(to, COMPARE_WHOLE));
         }
@@ -285,7 +335,13 @@ impl InotifyBackend {
                     cookie: ev.cookie,
                     path,
                     is_dir,
-                    wd: is_dir.then(|| table.child(ev.wd, name)).flatten(),
+                    // A wd an earlier pending move already claims left under this name
+                    // before: this is another directory, one never watched (created and
+                    // moved before its IN_CREATE was read).
+                    wd: is_dir
+                        .then(|| table.child(ev.wd, name))
+                        .flatten()
+                        .filter(|wd| !unpaired.iter().any(|u| u.wd == Some(*wd))),
                     deadline: Instant::now() + PAIR_WINDOW,
                 });
             }
@@ -294,6 +350,9 @@ impl InotifyBackend {
                 .iter()
                 .position(|u| u.cookie == ev.cookie)
                 .map(|i| unpaired.swap_remove(i));
+            if let (Some(from), false) = (&from, excluded) {
+                rekey_unpaired(unpaired, &from.path, &path);
+            }
             match (from, excluded) {
                 (Some(from), false) if is_dir => {
                     self.dir_renamed(from, ev.wd, name, path, table, changes);
@@ -361,6 +420,7 @@ impl InotifyBackend {
         loop {
             let n = match self.inotify.read(buf)? {
                 ReadOutcome::Drained => {
+                    self.retry_missed(&mut self.table(), changes);
                     if !changes.is_empty() {
                         sink.push(changes);
                     }
@@ -495,6 +555,18 @@ impl Backend for InotifyBackend {
 
     fn degraded(&self) -> bool {
         self.limit_hit.load(Relaxed)
+    }
+}
+
+/// A paired rename re-keys the moves still waiting for their other half below its old
+/// name: they happened before it, and the replica's copy of what they left behind moves
+/// with the rename (`mv a/x /elsewhere; mv a b` must delete the replica's `b/x`). That
+/// includes a directory moved away whose name was reused and then renamed (`mv d0 /out;
+/// mkdir d0; mv d0 f5`): the replica's `d0` still held the old entries, now in `f5`, which
+/// the moved-away compare then cleans.
+fn rekey_unpaired(unpaired: &mut [Unpaired], from: &Path, to: &Path) {
+    for u in unpaired.iter_mut().filter(|u| u.path.starts_with(from)) {
+        u.path = crate::pending::rekey(&u.path, from, to);
     }
 }
 
