@@ -97,8 +97,13 @@ fn list(dir: &Path) -> BTreeMap<OsString, Metadata> {
 
 /// A name for reports: exact where it is printable UTF-8, escaped (`\n`, `\xff`) otherwise.
 fn shown(name: &std::ffi::OsStr) -> String {
+    shown_bytes(name.as_bytes())
+}
+
+/// `shown` for any byte path ('/' kept), so other reports name paths the same way.
+pub fn shown_bytes(bytes: &[u8]) -> String {
     let mut out = String::new();
-    for chunk in name.as_bytes().utf8_chunks() {
+    for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             if c.is_control() {
                 out.extend(c.escape_default());

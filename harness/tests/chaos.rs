@@ -109,6 +109,11 @@ fn moved_away_name_reused_then_renamed() {
     replays_exactly("moved_away_name_reused_then_renamed");
 }
 
+#[test]
+fn exchange_then_rename_of_a_parent() {
+    replays_exactly("exchange_then_rename_of_a_parent");
+}
+
 /// The binary end to end: a small campaign passes and writes its folder; a broken syncer
 /// (one that exits at once after a copy) is caught with its seed and replay command.
 #[test]

@@ -384,6 +384,11 @@ impl Pending {
             self.mark(path, mark, now_ns);
         }
         self.mark(rename.to.clone(), Mark::Changed, now_ns);
+        // The old name is settled by state too: it may hold something again, and a later
+        // rename can carry that away. RENAME_EXCHANGE comes as a -> b, b -> a: the second
+        // re-keys b's mark to a, and only this mark keeps b (and, after `mv dir_of_b c`,
+        // c/b) in the set.
+        self.mark(rename.from.clone(), Mark::Changed, now_ns);
         // Counted by batch, not by path: a batch of renames alone holds no path.
         if self.batches_in_flight > 0 {
             self.rename_seq += 1;
@@ -644,7 +649,13 @@ mod tests {
         assert_eq!(batch.renames, vec![rename]);
         assert_eq!(
             batch.paths,
-            vec![p("new"), p("new/f"), p("new/sub/g"), p("old sibling")]
+            vec![
+                p("new"),
+                p("new/f"),
+                p("new/sub/g"),
+                p("old"),
+                p("old sibling")
+            ]
         );
     }
 
@@ -663,7 +674,31 @@ mod tests {
         );
         pending.finish(&flying, vec![], 2, 0);
         let next = pending.take_batch(3).unwrap();
-        assert_eq!(next.paths, vec![p("new"), p("new/f")]);
+        assert_eq!(next.paths, vec![p("new"), p("new/f"), p("old")]);
+    }
+
+    #[test]
+    fn an_exchange_keeps_both_names_through_a_later_rename_of_a_parent() {
+        let mut pending = Pending::new(Timing::default());
+        let file = |from: &str, to: &str| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir: false,
+        };
+        // renameat2(RENAME_EXCHANGE) of x/d0 and f1/x, then `mv f1 lead`.
+        pending.rename(file("x/d0", "f1/x"), 1);
+        pending.rename(file("f1/x", "x/d0"), 1);
+        pending.rename(
+            Rename {
+                from: p("f1"),
+                to: p("lead"),
+                is_dir: true,
+            },
+            1,
+        );
+        let batch = pending.take_batch(2).unwrap();
+        assert!(batch.paths.contains(&p("lead/x")), "{:?}", batch.paths);
+        assert!(batch.paths.contains(&p("x/d0")), "{:?}", batch.paths);
     }
 
     #[test]
@@ -713,7 +748,7 @@ mod tests {
         pending.finish(&second, vec![], 3, 0);
         let barrier = pending.take_batch(3).unwrap();
         assert!(barrier.exclusive);
-        assert_eq!(barrier.paths, vec![p("a"), p("y")]);
+        assert_eq!(barrier.paths, vec![p("a"), p("x"), p("y")]);
         pending.mark(p("c"), Mark::Changed, 4);
         assert!(
             pending.take_batch(4).is_none(),
@@ -757,7 +792,8 @@ mod tests {
         pending.finish(&batch, vec![p("d2/f")], 3, 0);
         let next = pending.take_batch(100 * MS).unwrap();
         assert_eq!(next.rescans[0].subtree, p("d3"));
-        assert_eq!(next.paths, vec![p("d3"), p("d3/f")]);
+        // d1 and d2 are the renames' old names, settled by state.
+        assert_eq!(next.paths, vec![p("d1"), p("d2"), p("d3"), p("d3/f")]);
         pending.finish(&next, vec![], 4, 0);
         assert!(pending.is_idle());
     }
@@ -882,11 +918,13 @@ mod tests {
         assert!(next.paths.contains(&p("d3/z")), "{next:?}");
         assert!(next.paths.contains(&p("d3/x")), "{next:?}");
         assert_eq!(next.rescans[0].subtree, p("d3/sub"));
+        // Only the renames' old names themselves, settled by state; nothing below them.
         assert!(
             !next
                 .paths
                 .iter()
-                .any(|path| path.starts_with("d1") || path.starts_with("d2"))
+                .any(|path| (path.starts_with("d1") || path.starts_with("d2"))
+                    && path.components().count() > 1)
         );
     }
 

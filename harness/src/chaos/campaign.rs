@@ -15,9 +15,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::case::{self, Backend, CaseOutcome, CaseSpec, Target};
 use super::config::ChaosConfig;
 use super::generate::generate;
-use super::op::{Op, OpLog, quote};
+use super::op::{Op, OpLog};
 use super::report::{self, Row};
 use super::shrink::shrink;
+use crate::verify::shown_bytes;
 
 /// One case of a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,32 +88,56 @@ fn case_spec(config: &ChaosConfig, env: &CampaignEnv, id: CaseId, dir: PathBuf) 
     }
 }
 
-/// The live operations that touched the differing paths (or their parents or children).
+/// The operations that touched the differing paths, their parents or children, under any
+/// name they had: walking the log backwards, a rename or exchange onto a tracked path adds
+/// the name it came from.
 pub fn suspects(log: &OpLog, outcome: &CaseOutcome) -> Vec<String> {
     let diff = &outcome.diff;
-    let paths: BTreeSet<String> = diff
+    let mut names: BTreeSet<String> = diff
         .missing_examples
         .iter()
         .chain(&diff.extra_examples)
         .chain(&diff.mismatched_examples)
         .map(|e| e.split(" (").next().unwrap_or(e).to_string())
         .collect();
-    let related = |op: &Op| {
-        op.paths().iter().any(|p| {
-            let p = quote(p);
-            let p = p.trim_matches('"');
-            paths.iter().any(|d| {
-                d == p || d.starts_with(&format!("{p}/")) || p.starts_with(&format!("{d}/"))
-            })
-        })
-    };
-    log.ops
-        .iter()
-        .enumerate()
-        .filter(|(_, op)| related(op))
-        .map(|(i, op)| {
+    let under = |d: &str, p: &str| d == p || d.starts_with(&format!("{p}/"));
+    let rekey = |d: &str, from: &str, to: &str| format!("{to}{}", &d[from.len()..]);
+    let mut hits = Vec::new();
+    for (i, op) in log.ops.iter().enumerate().rev() {
+        let shown: Vec<String> = op.paths().iter().map(|p| shown_bytes(p)).collect();
+        if shown
+            .iter()
+            .any(|p| names.iter().any(|d| under(d, p) || under(p, d)))
+        {
+            hits.push(i);
+        }
+        let earlier: Vec<String> = match (op, shown.as_slice()) {
+            (Op::Rename { .. }, [from, to]) => names
+                .iter()
+                .filter(|d| under(d, to))
+                .map(|d| rekey(d, to, from))
+                .collect(),
+            (Op::Exchange { .. }, [a, b]) => names
+                .iter()
+                .filter_map(|d| {
+                    if under(d, a) {
+                        Some(rekey(d, a, b))
+                    } else if under(d, b) {
+                        Some(rekey(d, b, a))
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        names.extend(earlier);
+    }
+    hits.reverse();
+    hits.into_iter()
+        .map(|i| {
             let phase = if i < log.setup { "setup" } else { "live" };
-            format!("{i:>4} {phase} {op}")
+            format!("{i:>4} {phase} {}", log.ops[i])
         })
         .collect()
 }
@@ -384,6 +409,9 @@ pub fn replay(
                         .map_err(|e| format!("cannot write the replay log: {e}"))?;
                 let syncer_log = fs::read_to_string(dir.join("syncer.log")).unwrap_or_default();
                 let _ = f.write_all(syncer_log.as_bytes());
+                for op in suspects(&log, &outcome) {
+                    line.push_str(&format!("\n  {op}"));
+                }
             }
             println!("{line}");
             if let (false, Some(trials)) = (outcome.passed, env.shrink) {
@@ -396,4 +424,34 @@ pub fn replay(
         }
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::TreeDiff;
+
+    #[test]
+    fn suspects_follow_an_entry_back_through_its_renames() {
+        let log = OpLog::parse(
+            "# setup 1\nmkdir \"caf\\xc3\\xa9\"\ncreate \"caf\\xc3\\xa9/x\" 1 1\ncreate \"other\" 1 1\nrename \"caf\\xc3\\xa9\" \"f1\"\ntouch \"f1/x\" 1000000000 0\n",
+        )
+        .unwrap();
+        let outcome = CaseOutcome {
+            passed: false,
+            converge_ms: None,
+            op_errors: 0,
+            diff: TreeDiff {
+                extra: 1,
+                extra_examples: vec!["f1/x".into()],
+                ..TreeDiff::default()
+            },
+            problem: None,
+            storm_ms: 0,
+        };
+        let lines = suspects(&log, &outcome);
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].contains("setup mkdir"), "{lines:#?}");
+        assert!(lines.iter().all(|l| !l.contains("other")), "{lines:#?}");
+    }
 }

@@ -209,6 +209,16 @@ impl LocalTarget {
                 } else {
                     extra.push(rename.to.clone());
                 }
+                // The replica has no directory where the stream says the entry was: the two
+                // disagree about that directory (a fanotify handle resolved to its present
+                // name, after a rename the stream reports later), so whatever now stands
+                // there is compared whole once this batch's renames are applied.
+                if let Some((parent, _)) = split(&rename.from)
+                    && !parent.as_os_str().is_empty()
+                    && open_dir_beneath(self.root.as_fd(), parent).is_err()
+                {
+                    outcome.rescan.push(parent.to_path_buf());
+                }
             }
         }
     }
@@ -377,6 +387,11 @@ impl Target for LocalTarget {
         let mut outcome = Outcome::default();
         let mut extra = Vec::new();
         for rename in &batch.renames {
+            // Paths settled for earlier renames name entries as they were before this one:
+            // they move with it (an exchange a<->b then `mv dir_of_b c` settles c/b).
+            for path in extra.iter_mut().chain(outcome.rescan.iter_mut()) {
+                *path = crate::pending::rekey(path, &rename.from, &rename.to);
+            }
             self.apply_rename(rename, stats, &mut outcome, &mut extra);
         }
         let mut paths: Vec<&Path> = batch
