@@ -114,6 +114,11 @@ fn exchange_then_rename_of_a_parent() {
     replays_exactly("exchange_then_rename_of_a_parent");
 }
 
+#[test]
+fn moved_out_and_back_in_under_another_name() {
+    replays_exactly("moved_out_and_back_in_under_another_name");
+}
+
 /// The binary end to end: a small campaign passes and writes its folder; a broken syncer
 /// (one that exits at once after a copy) is caught with its seed and replay command.
 #[test]

@@ -369,6 +369,14 @@ impl InotifyBackend {
                     // Moved in, maybe over a directory the replica still has: compare whole.
                     table.detach_child(ev.wd, name);
                     self.watch_then_scan(path.clone(), table, changes);
+                    // Back from outside (`mv d /out; mv /out/d d2` read before the first
+                    // move's pairing window ended): the kernel kept its watch, which now sits
+                    // here; the pending move-out must not take it away when it expires.
+                    if let Some(wd) = table.wd_of(&path) {
+                        for u in unpaired.iter_mut().filter(|u| u.wd == Some(wd)) {
+                            u.wd = None;
+                        }
+                    }
                     changes.push(Change::Mark(path, COMPARE_WHOLE));
                 }
                 (None, false) => changes.push(Change::Mark(path, Mark::Changed)),
