@@ -119,6 +119,11 @@ fn moved_out_and_back_in_under_another_name() {
     replays_exactly("moved_out_and_back_in_under_another_name");
 }
 
+#[test]
+fn made_moved_out_and_made_again_before_read() {
+    replays_exactly("made_moved_out_and_made_again_before_read");
+}
+
 /// The binary end to end: a small campaign passes and writes its folder; a broken syncer
 /// (one that exits at once after a copy) is caught with its seed and replay command.
 #[test]

@@ -140,6 +140,25 @@ impl Default for MatrixFile {
     }
 }
 
+/// One `[matrix]` list: the command line's values, else the file's, parsed.
+fn matrix<T: Clone + std::str::FromStr<Err = String>>(
+    given: &[T],
+    in_file: &[String],
+    what: &str,
+    path: &Path,
+) -> Result<Vec<T>, String> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    if in_file.is_empty() {
+        return Err(format!("{}: [matrix] {what} is empty", path.display()));
+    }
+    in_file
+        .iter()
+        .map(|name| name.parse().map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
+}
+
 /// Validated settings of one chaos command.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
@@ -181,30 +200,8 @@ impl ChaosConfig {
         let weights: Vec<(Kind, u32)> = file.mix.into_iter().collect();
         let mix =
             Mix::with_weights(&weights, pause).map_err(|e| format!("{}: {e}", path.display()))?;
-        let parse_all = |names: &[String], what: &str| -> Result<Vec<String>, String> {
-            if names.is_empty() {
-                return Err(format!("{}: [matrix] {what} is empty", path.display()));
-            }
-            Ok(names.to_vec())
-        };
-        let backends = if args.backend.is_empty() {
-            parse_all(&file.matrix.backends, "backends")?
-                .iter()
-                .map(|b| b.parse())
-                .collect::<Result<Vec<Backend>, String>>()
-                .map_err(|e| format!("{}: {e}", path.display()))?
-        } else {
-            args.backend.clone()
-        };
-        let targets = if args.target.is_empty() {
-            parse_all(&file.matrix.targets, "targets")?
-                .iter()
-                .map(|t| t.parse())
-                .collect::<Result<Vec<Target>, String>>()
-                .map_err(|e| format!("{}: {e}", path.display()))?
-        } else {
-            args.target.clone()
-        };
+        let backends = matrix(&args.backend, &file.matrix.backends, "backends", &path)?;
+        let targets = matrix(&args.target, &file.matrix.targets, "targets", &path)?;
         let seeds = match (args.seed_range, args.seeds) {
             (Some(range), _) => range,
             (None, Some(n)) => (1, n + 1),

@@ -323,7 +323,7 @@ impl std::error::Error for Unsupported {
     }
 }
 
-/// Explains an errno from one probe step (fanotify_init(2), fanotify_mark(2), NOTES.md).
+/// Explains an errno from one probe step (fanotify_init(2), fanotify_mark(2)).
 fn reason(step: &'static str, errno: i32) -> &'static str {
     match (step, errno) {
         (_, libc::EPERM) => "not permitted: filesystem marks need CAP_SYS_ADMIN (run as root)",
