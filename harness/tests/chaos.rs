@@ -124,6 +124,16 @@ fn made_moved_out_and_made_again_before_read() {
     replays_exactly("made_moved_out_and_made_again_before_read");
 }
 
+#[test]
+fn exchange_of_a_file_and_a_directory_then_rename() {
+    replays_exactly("exchange_of_a_file_and_a_directory_then_rename");
+}
+
+#[test]
+fn exchange_with_a_moved_in_directory_soak_seed_64() {
+    replays_exactly("exchange_with_a_moved_in_directory_soak_seed_64");
+}
+
 /// The binary end to end: a small campaign passes and writes its folder; a broken syncer
 /// (one that exits at once after a copy) is caught with its seed and replay command.
 #[test]

@@ -12,7 +12,7 @@
 //! rescan aimed at `d1` after `d1` became `d2` would check the wrong name and lose `d2`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -141,6 +141,10 @@ pub struct Pending {
     /// when popped, so stale ones cost nothing but their memory.
     waiting: BinaryHeap<Reverse<(u64, PathKey)>>,
     renames: Vec<Rename>,
+    /// Where the last rename put the dirty paths it moved: the same rename reversed right
+    /// after it (RENAME_EXCHANGE arrives as a -> b, b -> a) moves only what stood at its
+    /// own old name, not these back.
+    last_moved: Vec<PathKey>,
     in_flight: BTreeMap<PathKey, Flight>,
     /// Renames seen while something was in flight, numbered; cleared once nothing is.
     rename_log: Vec<(u64, Rename)>,
@@ -360,10 +364,24 @@ impl Pending {
     /// paths below `from` under their new name (an applier may be about to apply `old/f` as a
     /// delete), queues the rename as a barrier and marks `to` so its final state is checked.
     pub fn rename(&mut self, rename: Rename, now_ns: u64) {
+        let exchange = self
+            .renames
+            .last()
+            .is_some_and(|last| last.from == rename.to && last.to == rename.from);
+        let swapped_in: HashSet<PathKey> = if exchange {
+            std::mem::take(&mut self.last_moved).into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        let mut moved = Vec::new();
         for old in keys_under(&self.dirty, &rename.from) {
+            if swapped_in.contains(&old) {
+                continue;
+            }
             self.unready(&old);
             if let Some(entry) = self.remove_dirty(&old) {
                 let new = rekey(old.path(), &rename.from, &rename.to);
+                moved.push(PathKey::from(new.as_path()));
                 self.mark_entry(new, &entry, now_ns);
             }
         }
@@ -381,8 +399,10 @@ impl Pending {
                 Some(changed_since_ns) => Mark::Rescan { changed_since_ns },
                 None => Mark::Changed,
             };
+            moved.push(PathKey::from(path.as_path()));
             self.mark(path, mark, now_ns);
         }
+        self.last_moved = if exchange { Vec::new() } else { moved };
         self.mark(rename.to.clone(), Mark::Changed, now_ns);
         // The old name is settled by state too: it may hold something again, and a later
         // rename can carry that away. RENAME_EXCHANGE comes as a -> b, b -> a: the second
@@ -699,6 +719,22 @@ mod tests {
         let batch = pending.take_batch(2).unwrap();
         assert!(batch.paths.contains(&p("lead/x")), "{:?}", batch.paths);
         assert!(batch.paths.contains(&p("x/d0")), "{:?}", batch.paths);
+    }
+
+    #[test]
+    fn an_exchange_of_directories_swaps_the_marks_below_them() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("a/x"), Mark::Changed, 0);
+        pending.mark(p("b/y"), Mark::Changed, 0);
+        let dir = |from: &str, to: &str| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir: true,
+        };
+        pending.rename(dir("a", "b"), 1);
+        pending.rename(dir("b", "a"), 1);
+        let batch = pending.take_batch(2).unwrap();
+        assert_eq!(batch.paths, vec![p("a"), p("a/y"), p("b"), p("b/x")]);
     }
 
     #[test]

@@ -144,6 +144,47 @@ impl LocalTarget {
         }
     }
 
+    /// Swaps the replica's `from` and `to` (renameat2 RENAME_EXCHANGE) when it has both,
+    /// then settles both names by state either way: the same pair of renames also comes from
+    /// `mv a b; mv b a`, which swaps nothing, and the source may have moved on since.
+    fn apply_exchange(
+        &self,
+        pair: &Rename,
+        stats: &TargetStats,
+        outcome: &mut Outcome,
+        extra: &mut Vec<PathBuf>,
+    ) {
+        let swapped = || -> io::Result<()> {
+            let (a_parent, a_name) =
+                split(&pair.from).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let (b_parent, b_name) =
+                split(&pair.to).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let a_dir = open_dir_beneath(self.root.as_fd(), a_parent)?;
+            let b_dir = open_dir_beneath(self.root.as_fd(), b_parent)?;
+            nix::fcntl::renameat2(
+                a_dir.as_fd(),
+                a_name,
+                b_dir.as_fd(),
+                b_name,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .map_err(crate::sys::errno::to_io)
+        };
+        match swapped() {
+            Ok(()) => {
+                stats.ops.rename.fetch_add(1, Relaxed);
+            }
+            Err(err) => crate::debug!(
+                "exchange {:?} <-> {:?} not applied ({err}); both settled by state",
+                pair.from,
+                pair.to
+            ),
+        }
+        // `is_dir` is the kind of what moved to `to`; the other side is looked up.
+        self.settle(&pair.from, false, outcome, extra);
+        self.settle(&pair.to, pair.is_dir, outcome, extra);
+    }
+
     fn apply_rename(
         &self,
         rename: &Rename,
@@ -386,13 +427,27 @@ impl Target for LocalTarget {
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
         let mut outcome = Outcome::default();
         let mut extra = Vec::new();
-        for rename in &batch.renames {
+        let mut renames = batch.renames.iter().peekable();
+        while let Some(rename) = renames.next() {
+            // RENAME_EXCHANGE arrives as a -> b, b -> a: applied one after the other, the
+            // first would replace (destroy) the replica's b. Swapped at once instead.
+            let exchange = renames
+                .next_if(|next| next.from == rename.to && next.to == rename.from)
+                .is_some();
             // Paths settled for earlier renames name entries as they were before this one:
             // they move with it (an exchange a<->b then `mv dir_of_b c` settles c/b).
             for path in extra.iter_mut().chain(outcome.rescan.iter_mut()) {
-                *path = crate::pending::rekey(path, &rename.from, &rename.to);
+                *path = if exchange {
+                    swap_prefix(path, &rename.from, &rename.to)
+                } else {
+                    crate::pending::rekey(path, &rename.from, &rename.to)
+                };
             }
-            self.apply_rename(rename, stats, &mut outcome, &mut extra);
+            if exchange {
+                self.apply_exchange(rename, stats, &mut outcome, &mut extra);
+            } else {
+                self.apply_rename(rename, stats, &mut outcome, &mut extra);
+            }
         }
         let mut paths: Vec<&Path> = batch
             .paths
@@ -452,5 +507,14 @@ impl Target for LocalTarget {
         self.pool.install(|| compare.run(subtree)).map_err(|err| {
             Trouble::Transient(format!("{}: compare of {subtree:?}: {err}", self.name))
         })
+    }
+}
+
+/// `path` with the prefixes `a` and `b` swapped (an exchange of the two).
+fn swap_prefix(path: &Path, a: &Path, b: &Path) -> PathBuf {
+    if path.starts_with(a) {
+        crate::pending::rekey(path, a, b)
+    } else {
+        crate::pending::rekey(path, b, a)
     }
 }
