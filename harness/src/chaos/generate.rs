@@ -347,8 +347,10 @@ pub fn generate(
     };
     let mut log = OpLog::default();
     let mut burst = 0u32;
-    while log.ops.len() < setup + live {
-        let in_setup = log.ops.len() < setup;
+    // Pauses are log entries too, but not operations: count the operations.
+    let mut made = 0;
+    while made < setup + live {
+        let in_setup = made < setup;
         let crowded = g.view.src.len() > SOFT_MAX_ENTRIES;
         let kind = if in_setup {
             mix.pick_setup(&mut g.rng)
@@ -361,6 +363,7 @@ pub fn generate(
         let _refused = op.apply(g.roots).is_err();
         g.refresh();
         log.ops.push(op);
+        made += 1;
         if in_setup {
             log.setup = log.ops.len();
             continue;
@@ -385,6 +388,11 @@ mod tests {
         let one = generate(42, 20, 200, &mix, a.path()).expect("generate");
         let two = generate(42, 20, 200, &mix, b.path()).expect("generate");
         assert_eq!(one, two);
+        assert_eq!(
+            (one.setup, one.live_operations()),
+            (20, 200),
+            "pauses not counted"
+        );
         assert_ne!(
             one,
             generate(43, 20, 200, &mix, &b.path().join("x")).unwrap()

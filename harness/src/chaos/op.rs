@@ -658,6 +658,14 @@ impl OpLog {
     pub fn live(&self) -> &[Op] {
         &self.ops[self.setup..]
     }
+
+    /// Live operations, pauses not counted.
+    pub fn live_operations(&self) -> usize {
+        self.live()
+            .iter()
+            .filter(|op| !matches!(op, Op::Sleep { .. }))
+            .count()
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub struct Row {
     pub seed: u64,
     pub backend: String,
     pub target: String,
+    /// Live operations, pauses not counted.
     pub ops: usize,
     pub setup_ops: usize,
     pub pause_mean_us: u32,
@@ -46,7 +47,7 @@ impl Row {
             seed: id.seed,
             backend: id.backend.to_string(),
             target: id.target.to_string(),
-            ops: log.ops.len() - log.setup,
+            ops: log.live_operations(),
             setup_ops: log.setup,
             pause_mean_us: config.mix.pause.mean_us,
             passed: outcome.passed,
