@@ -124,9 +124,13 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
 /// receiver of rsync 3.4 and later aborts a file list that reaches a path through a symlink
 /// ("invalid path from sender": a listed directory became a symlink), and the sender gives
 /// up on a listed path whose parent became a file (`link_stat ... Not a directory`), which
-/// `--delete-missing-args` does not cover (it takes only ENOENT).
+/// `--delete-missing-args` does not cover (it takes only ENOENT). The receiver, too, gives
+/// up on a basis file that changed under it.
 fn source_moved_on(stderr: &str) -> bool {
     stderr.contains("invalid path from sender")
+        // The receiver's basis file changed between its checksums and the delta: a file the
+        // run updates was replaced meanwhile (a rename or another run on the same path).
+        || stderr.contains("got a block match with no basis file")
         || stderr
             .lines()
             .any(|l| l.contains("[sender] link_stat") && l.contains("Not a directory"))
@@ -375,6 +379,12 @@ mod tests {
             "rsync: [sender] link_stat \"/s/caf/ lead\" failed: Not a directory (20)";
         assert!(matches!(
             classify(&result(2, parent_now_a_file), "t"),
+            Err(Failure::Again(_))
+        ));
+        let basis_gone =
+            "rsync: got a block match with no basis file for \"current/d3\" (in backup) [receiver]";
+        assert!(matches!(
+            classify(&result(2, basis_gone), "t"),
             Err(Failure::Again(_))
         ));
         assert!(matches!(
