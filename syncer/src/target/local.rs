@@ -211,7 +211,7 @@ impl LocalTarget {
             }
             self.settle(&rename.from, rename.is_dir, outcome, extra);
         }
-        let attempt = || -> io::Result<()> {
+        let attempt = || -> io::Result<bool> {
             let (from_parent, from_name) =
                 split(&rename.from).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
             let (to_parent, to_name) =
@@ -219,7 +219,7 @@ impl LocalTarget {
             let from_dir = open_dir_beneath(self.root.as_fd(), from_parent)?;
             let to_dir = self.ensure_target_dir(to_parent, stats)?;
             match nix::fcntl::renameat(from_dir.as_fd(), from_name, to_dir.as_fd(), to_name) {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(false),
                 Err(
                     nix::errno::Errno::ENOTEMPTY
                     | nix::errno::Errno::EEXIST
@@ -228,14 +228,22 @@ impl LocalTarget {
                 ) => {
                     self.ops.remove_tree(to_dir.as_fd(), to_name, stats)?;
                     nix::fcntl::renameat(from_dir.as_fd(), from_name, to_dir.as_fd(), to_name)
-                        .map_err(crate::sys::errno::to_io)
+                        .map_err(crate::sys::errno::to_io)?;
+                    Ok(true)
                 }
                 Err(err) => Err(crate::sys::errno::to_io(err)),
             }
         };
         match attempt() {
-            Ok(()) => {
+            Ok(replaced) => {
                 stats.ops.rename.fetch_add(1, Relaxed);
+                // The source's rename(2) cannot have replaced a non-empty directory, or a
+                // file with a directory or back: what stood at `to` in the replica was put
+                // there from the future (a fanotify handle resolved to its present name before
+                // this rename was read), and it was just removed. Compare the new subtree.
+                if replaced {
+                    self.settle(&rename.to, rename.is_dir, outcome, extra);
+                }
             }
             Err(err) => {
                 // Fallback: settle the old name by its state and compare the new subtree.
