@@ -194,3 +194,8 @@ fn a_small_campaign_passes_and_a_broken_syncer_is_caught() {
             .is_file()
     );
 }
+
+#[test]
+fn removed_unmapped_directory_then_made_again() {
+    replays_exactly("removed_unmapped_directory_then_made_again");
+}

@@ -217,7 +217,18 @@ impl<'a> Translator<'a> {
             return;
         }
         if is_dir && ev.mask & FAN_DELETE != 0 {
+            // The events of its entries name it by handle: unless the map had it here, they
+            // resolved late (ESTALE: dropped) or to another name, so its entries may still be
+            // in the replica, under a name a new directory may take at once (`rm -rf d;
+            // mkdir d`). Compare it whole then; a mapped directory costs nothing more.
+            let mapped_here = ev.record(InfoKind::Fid).is_some_and(|fid| {
+                self.resolver.map.get(fid.handle_type, fid.handle) == Some(&path)
+            });
             self.resolver.map.remove_prefix(&path);
+            if !mapped_here {
+                self.changes.push(Change::Mark(path, COMPARE_WHOLE));
+                return;
+            }
         }
         if ev.mask & FAN_CREATE != 0 && !is_dir {
             // Due at once, as any create here: a write that follows has its own close event.
