@@ -44,6 +44,8 @@ enum Step {
     Done,
     File,
     Dir(Meta),
+    /// An ancestor is gone from the source (or no directory): compare it whole later.
+    Compare(PathBuf),
 }
 
 /// A small cache of open directories, keyed by relative path.
@@ -286,6 +288,18 @@ impl LocalTarget {
         Ok(Step::Done)
     }
 
+    /// The highest ancestor in `dir` (itself included) that is no directory in the source.
+    fn topmost_gone(&self, dir: &Path) -> PathBuf {
+        let mut at = PathBuf::new();
+        for part in dir.components() {
+            at.push(part);
+            if self.source.open_dir(&at).is_err() {
+                return at;
+            }
+        }
+        dir.to_path_buf()
+    }
+
     /// Structural pass for one path: deletes, directories, symlinks, FIFOs; files are deferred.
     fn apply_structure(
         &self,
@@ -299,7 +313,12 @@ impl LocalTarget {
         };
         let sparent = match sources.get(parent, || self.source.open_dir(parent)) {
             Ok(fd) => fd,
-            Err(err) if is_ancestor_gone(&err) => return Ok(Step::Done),
+            // Its directory is gone now, but may be back (`rm -rf d; mkdir d`) by the time its
+            // own mark is applied, and a mark on a directory only compares its metadata:
+            // the replica's copy of what stood below it is compared whole later instead.
+            Err(err) if is_ancestor_gone(&err) => {
+                return Ok(Step::Compare(self.topmost_gone(parent)));
+            }
             Err(err) => return Err(err),
         };
         let meta = stat_at(sparent.as_fd(), name)?;
@@ -476,6 +495,11 @@ impl Target for LocalTarget {
             }
             match self.apply_structure(rel, &mut sources, &mut targets, stats) {
                 Ok(Step::Done) => {}
+                Ok(Step::Compare(gone)) => {
+                    if !outcome.rescan.contains(&gone) {
+                        outcome.rescan.push(gone);
+                    }
+                }
                 Ok(Step::File) => files.push(rel),
                 Ok(Step::Dir(meta)) => dirs.push((rel, meta)),
                 Err(err) => self.record_error(rel, &err, &mut outcome, stats),
