@@ -134,6 +134,11 @@ fn exchange_with_a_moved_in_directory_soak_seed_64() {
     replays_exactly("exchange_with_a_moved_in_directory_soak_seed_64");
 }
 
+#[test]
+fn written_then_parent_renamed_before_read() {
+    replays_exactly("written_then_parent_renamed_before_read");
+}
+
 /// The binary end to end: a small campaign passes and writes its folder; a broken syncer
 /// (one that exits at once after a copy) is caught with its seed and replay command.
 #[test]

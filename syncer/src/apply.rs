@@ -297,6 +297,7 @@ impl Applier {
                 let path = pending.mark_since(vec![job.subtree], mark, seq, now);
                 pending.defer(&path[0], now + delay);
             }
+            pending.vanished(&batch, outcome.vanished, now);
             pending.finish(&batch, outcome.retry, now, now + delay);
             self.publish(&pending);
             drop(pending);

@@ -156,8 +156,17 @@ pub struct Pending {
     exclusive_in_flight: bool,
     /// Dirty entries that ask for a rescan: they wait for a moment with nothing in flight.
     rescans_dirty: usize,
+    /// Paths an applier left alone because a source ancestor was gone, until when they are
+    /// kept (see `vanished`).
+    vanished: Vec<(PathBuf, u64)>,
     timing: Timing,
 }
+
+/// How long a vanished path waits for the rename that took its ancestor: the reader reads
+/// it moments later, even when it lags behind a storm.
+const VANISHED_KEEP_NS: u64 = 5_000_000_000;
+/// Most vanished paths kept (an `rm -rf` of a big tree reports every path below it).
+const VANISHED_MAX: usize = 4096;
 
 /// The more conservative of two ctime guards (the earlier time re-copies more).
 fn merge_guard(a: Option<Option<i128>>, b: Option<Option<i128>>) -> Option<Option<i128>> {
@@ -402,6 +411,20 @@ impl Pending {
             moved.push(PathKey::from(path.as_path()));
             self.mark(path, mark, now_ns);
         }
+        // Applied after their ancestor was renamed but before the rename was read: the
+        // applier found nothing, and the replica's entry moves with the rename unchanged.
+        self.vanished.retain(|(_, until)| *until > now_ns);
+        let mut found = Vec::new();
+        for (path, _) in self.vanished.iter_mut() {
+            if path.starts_with(&rename.from) {
+                *path = rekey(path, &rename.from, &rename.to);
+                found.push(path.clone());
+            }
+        }
+        for path in found {
+            moved.push(PathKey::from(path.as_path()));
+            self.mark(path, Mark::Changed, now_ns);
+        }
         self.last_moved = if exchange { Vec::new() } else { moved };
         self.mark(rename.to.clone(), Mark::Changed, now_ns);
         // The old name is settled by state too: it may hold something again, and a later
@@ -476,6 +499,28 @@ impl Pending {
             );
         }
         Some(batch)
+    }
+
+    /// Paths of an in-flight `batch` its applier found under a vanished source ancestor
+    /// (named as when the batch was taken). The ancestor may have been renamed after their
+    /// event was read and before the applier looked: a rename still to come marks them again
+    /// under its new name, or the change is lost (the replica's entry moves unchanged).
+    pub fn vanished(&mut self, batch: &Batch, paths: Vec<PathBuf>, now_ns: u64) {
+        self.vanished.retain(|(_, until)| *until > now_ns);
+        for mut path in paths {
+            for (_, rename) in self
+                .rename_log
+                .iter()
+                .filter(|(seq, _)| *seq > batch.rename_seq)
+            {
+                path = rekey(&path, &rename.from, &rename.to);
+            }
+            self.vanished.push((path, now_ns + VANISHED_KEEP_NS));
+        }
+        if self.vanished.len() > VANISHED_MAX {
+            let excess = self.vanished.len() - VANISHED_MAX;
+            self.vanished.drain(..excess);
+        }
     }
 
     /// Ends a batch: its paths leave the in-flight set; `retry` paths (named as when the batch
@@ -677,6 +722,30 @@ mod tests {
                 p("old sibling")
             ]
         );
+    }
+
+    /// `echo x >> d/f; mv d e`, the rename read only after the applier found no `d`.
+    #[test]
+    fn a_vanished_path_is_marked_again_by_the_rename_read_after_it() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("d/f"), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        pending.vanished(&batch, vec![p("d/f")], 1);
+        pending.finish(&batch, vec![], 1, 0);
+        assert!(pending.take_batch(2).is_none());
+        let rename = |from: &str, to: &str| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir: true,
+        };
+        pending.rename(rename("d", "e"), 3);
+        let next = pending.take_batch(4).unwrap();
+        assert_eq!(next.paths, vec![p("d"), p("e"), p("e/f")]);
+        pending.finish(&next, vec![], 5, 0);
+        // Forgotten once nothing can still be on its way.
+        pending.rename(rename("e", "g"), 6 + VANISHED_KEEP_NS);
+        let last = pending.take_batch(7 + VANISHED_KEEP_NS).unwrap();
+        assert_eq!(last.paths, vec![p("e"), p("g")]);
     }
 
     #[test]

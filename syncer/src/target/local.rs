@@ -367,7 +367,10 @@ impl LocalTarget {
             .and_then(|s| Ok((s, self.ensure_target_dir(parent, stats)?)));
         let (sdir, tdir) = match dirs {
             Ok(pair) => pair,
-            Err(err) if is_ancestor_gone(&err) => return outcome,
+            Err(err) if is_ancestor_gone(&err) => {
+                outcome.vanished = names.iter().map(|name| parent.join(name)).collect();
+                return outcome;
+            }
             Err(err) => {
                 for name in names {
                     self.record_error(&parent.join(name), &err, &mut outcome, stats);
@@ -496,6 +499,9 @@ impl Target for LocalTarget {
             match self.apply_structure(rel, &mut sources, &mut targets, stats) {
                 Ok(Step::Done) => {}
                 Ok(Step::Compare(gone)) => {
+                    // Both: the path is marked again if a rename read later moves it (see
+                    // `Outcome::vanished`), and what stood below the gone ancestor is compared.
+                    outcome.vanished.push(rel.to_path_buf());
                     if !outcome.rescan.contains(&gone) {
                         outcome.rescan.push(gone);
                     }

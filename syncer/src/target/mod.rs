@@ -30,6 +30,9 @@ pub struct Outcome {
     pub failed_rescans: Vec<RescanJob>,
     /// An error retrying cannot fix (bad credentials, unknown module): the syncer exits 1.
     pub fatal: Option<String>,
+    /// Paths left alone because a source ancestor was gone: it may have been renamed after
+    /// the event was read, and the rename, read later, says where they went.
+    pub vanished: Vec<PathBuf>,
 }
 
 /// Why a target could not do something.
@@ -53,6 +56,7 @@ impl Outcome {
         if self.fatal.is_none() {
             self.fatal = other.fatal;
         }
+        self.vanished.extend(other.vanished);
     }
 }
 
