@@ -349,10 +349,8 @@ impl Pending {
         now_ns: u64,
     ) -> Vec<PathBuf> {
         let mut marked = Vec::with_capacity(paths.len());
-        for mut path in paths {
-            for (_, rename) in self.rename_log.iter().filter(|(seq, _)| *seq > since_seq) {
-                path = rekey(&path, &rename.from, &rename.to);
-            }
+        for path in paths {
+            let path = self.renamed_since(path, since_seq);
             self.mark(path.clone(), mark, now_ns);
             marked.push(path);
         }
@@ -505,16 +503,21 @@ impl Pending {
     /// (named as when the batch was taken). The ancestor may have been renamed after their
     /// event was read and before the applier looked: a rename still to come marks them again
     /// under its new name, or the change is lost (the replica's entry moves unchanged).
+    /// `path` named through every rename logged after `since_seq` (work reported for a
+    /// batch names paths as they were when it was taken).
+    fn renamed_since(&self, path: PathBuf, since_seq: u64) -> PathBuf {
+        self.rename_log
+            .iter()
+            .filter(|(seq, _)| *seq > since_seq)
+            .fold(path, |path, (_, rename)| {
+                rekey(&path, &rename.from, &rename.to)
+            })
+    }
+
     pub fn vanished(&mut self, batch: &Batch, paths: Vec<PathBuf>, now_ns: u64) {
         self.vanished.retain(|(_, until)| *until > now_ns);
-        for mut path in paths {
-            for (_, rename) in self
-                .rename_log
-                .iter()
-                .filter(|(seq, _)| *seq > batch.rename_seq)
-            {
-                path = rekey(&path, &rename.from, &rename.to);
-            }
+        for path in paths {
+            let path = self.renamed_since(path, batch.rename_seq);
             self.vanished.push((path, now_ns + VANISHED_KEEP_NS));
         }
         if self.vanished.len() > VANISHED_MAX {
@@ -535,15 +538,8 @@ impl Pending {
             self.exclusive_in_flight = false;
         }
         let mut renamed = Vec::with_capacity(retry.len());
-        for mut path in retry {
-            for (_, rename) in self
-                .rename_log
-                .iter()
-                .filter(|(seq, _)| *seq > batch.rename_seq)
-            {
-                path = rekey(&path, &rename.from, &rename.to);
-            }
-            renamed.push(path);
+        for path in retry {
+            renamed.push(self.renamed_since(path, batch.rename_seq));
         }
         for path in renamed {
             self.mark(path.clone(), Mark::Changed, now_ns);

@@ -40,10 +40,9 @@ pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
             .map_or("scenarios/chaos.toml".into(), |p| p.display().to_string());
         std::fs::create_dir_all(&args.out)
             .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-        report::write_summary(
-            &args.out.join("summary.md"),
-            &report::summary(&config, &rows, &scenario, &args.out),
-        )?;
+        let path = args.out.join("summary.md");
+        std::fs::write(&path, report::summary(&config, &rows, &scenario, &args.out))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         print!("{}", report::short(&rows));
         return Ok(rows.iter().all(|r| r.passed));
     }

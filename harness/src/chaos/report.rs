@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -232,12 +231,4 @@ pub fn summary(config: &ChaosConfig, rows: &[Row], scenario: &str, out: &Path) -
         }
     }
     text
-}
-
-/// Appends nothing; used by `--merge` to write a merged summary.
-pub fn write_summary(path: &Path, text: &str) -> Result<(), String> {
-    let mut f =
-        fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
