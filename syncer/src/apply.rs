@@ -4,7 +4,8 @@
 //! Subtree compares (rescans) run here too, so what they find is re-keyed through renames
 //! that arrive meanwhile (see `pending`).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +23,10 @@ const BACKOFF_FIRST_NS: u64 = 100_000_000;
 /// Paths marked per lock hold when a reconcile reports what it found.
 const MARK_CHUNK: usize = 4096;
 const BACKOFF_MAX_NS: u64 = 10_000_000_000;
+/// Rounds in a row a path may come back for an immediate retry (the source changed under
+/// a run) before its retry is slowed, reported, and widened to a compare of its parent:
+/// a retry that can never succeed must neither spin nor stay silent.
+const AGAIN_LIMIT: u32 = 4;
 
 pub struct TargetQueue {
     pending: Mutex<Pending>,
@@ -259,6 +264,7 @@ impl Applier {
     pub fn run(self) {
         crate::sys::sched::become_worker();
         let mut failures: u32 = 0;
+        let mut again = HashMap::new();
         let pace = self.target.min_batch_interval().as_nanos() as u64;
         let mut paced_until_ns = 0;
         while let Some(batch) = self.next_batch(paced_until_ns) {
@@ -271,6 +277,7 @@ impl Applier {
                 crate::error!("{why}");
                 self.control.fail(1);
             }
+            escalate_repeated_again(&mut outcome, &mut again);
             let delay = self.backoff(&outcome, &mut failures);
             let now = self.control.now_ns();
             let seq = batch.rename_seq;
@@ -307,5 +314,92 @@ impl Applier {
         }
         // Let anyone waiting for idleness re-check (we are done).
         self.queue.idle.notify_all();
+    }
+}
+
+/// A path retried at once round after round is slowed down and widened: its parent
+/// directory is compared whole, which settles whatever made the narrow run fail.
+/// Counted per path, so a long storm whose rounds each retry different paths (files
+/// vanishing under rsync) is not slowed.
+fn escalate_repeated_again(outcome: &mut Outcome, again: &mut HashMap<PathBuf, u32>) {
+    if outcome.backoff {
+        again.clear();
+        return;
+    }
+    let mut counts = HashMap::with_capacity(outcome.retry.len());
+    let mut stuck = Vec::new();
+    for path in &outcome.retry {
+        let count = again.get(path).copied().unwrap_or(0) + 1;
+        if count >= AGAIN_LIMIT {
+            stuck.push(path.parent().unwrap_or(Path::new("")).to_path_buf());
+        } else {
+            counts.insert(path.clone(), count);
+        }
+    }
+    *again = counts;
+    if stuck.is_empty() {
+        return;
+    }
+    stuck.sort();
+    stuck.dedup();
+    let why = outcome
+        .first_error
+        .take()
+        .unwrap_or_else(|| "the source changed during each run".into());
+    outcome.first_error = Some(format!(
+        "failed {AGAIN_LIMIT} times in a row: {why}; comparing {} directories whole",
+        stuck.len()
+    ));
+    outcome.rescan.extend(stuck);
+    outcome.backoff = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn again_round(paths: &[&str]) -> Outcome {
+        Outcome {
+            retry: paths.iter().map(PathBuf::from).collect(),
+            first_error: Some("rsync: file has vanished".into()),
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn a_path_retried_at_once_round_after_round_is_widened_and_slowed() {
+        let mut again = HashMap::new();
+        for _ in 1..AGAIN_LIMIT {
+            let mut outcome = again_round(&["d/a", "d/b"]);
+            escalate_repeated_again(&mut outcome, &mut again);
+            assert!(!outcome.backoff && outcome.rescan.is_empty());
+        }
+        let mut outcome = again_round(&["d/a", "d/b"]);
+        escalate_repeated_again(&mut outcome, &mut again);
+        assert!(outcome.backoff);
+        assert_eq!(outcome.rescan, vec![PathBuf::from("d")]);
+        assert!(outcome.first_error.unwrap().contains("times in a row"));
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn rounds_retrying_different_paths_are_not_slowed() {
+        let mut again = HashMap::new();
+        for round in 0..3 * AGAIN_LIMIT {
+            let mut outcome = again_round(&[&format!("f{round}")]);
+            escalate_repeated_again(&mut outcome, &mut again);
+            assert!(!outcome.backoff && outcome.rescan.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_round_with_backoff_starts_the_count_again() {
+        let mut again = HashMap::new();
+        for round in 0..3 * AGAIN_LIMIT {
+            let mut outcome = again_round(&["a"]);
+            outcome.backoff = round % 2 == 1;
+            escalate_repeated_again(&mut outcome, &mut again);
+            assert!(outcome.rescan.is_empty());
+        }
     }
 }
