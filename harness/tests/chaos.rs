@@ -204,3 +204,8 @@ fn a_small_campaign_passes_and_a_broken_syncer_is_caught() {
 fn removed_unmapped_directory_then_made_again() {
     replays_exactly("removed_unmapped_directory_then_made_again");
 }
+
+#[test]
+fn moved_out_dir_replaced_then_parent_exchanged() {
+    replays_exactly("moved_out_dir_replaced_then_parent_exchanged");
+}

@@ -415,12 +415,17 @@ impl InotifyBackend {
             // the kernel still finds that very directory in the tree, its watch was added to
             // a successor (`mkdir d; mv d /out; mkdir d`, all before the first IN_CREATE was
             // read): the directory that left was never watched, and this one stays.
-            let still_here = table
-                .dir_path(wd)
-                .map(Path::to_path_buf)
-                .is_some_and(|path| self.present_wd(&path, table) == Some(wd));
-            if !still_here {
+            let here = table.dir_path(wd).map(Path::to_path_buf);
+            let present = here.as_ref().and_then(|path| self.present_wd(path, table));
+            if present != Some(wd) {
                 self.unwatch_subtree(wd, table);
+                if let (Some(path), Some(_)) = (here, present) {
+                    // Another directory stands under the name, just watched by present_wd
+                    // but never scanned: its IN_CREATE found its parent's path gone (a
+                    // rename was queued behind it), so subdirectories made in it since have
+                    // no watch yet.
+                    self.watch_then_scan(path, table, changes);
+                }
             }
         }
         changes.push(Change::Mark(from.path, COMPARE_WHOLE));
