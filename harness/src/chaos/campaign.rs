@@ -180,11 +180,35 @@ fn write_failure(
     Ok(dir)
 }
 
+/// How a case failed, so a shrink keeps only candidates that fail the same way: a shrunk
+/// log that merely stops the syncer from starting (or trips on the load of a parallel
+/// campaign) says nothing about the loss being chased.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// The replica differs from SOURCE.
+    Differs,
+    /// Start-up or exit status.
+    Problem,
+}
+
+impl FailureKind {
+    fn of(outcome: &CaseOutcome) -> Option<FailureKind> {
+        if outcome.passed {
+            None
+        } else if !outcome.diff.is_equal() {
+            Some(FailureKind::Differs)
+        } else {
+            Some(FailureKind::Problem)
+        }
+    }
+}
+
 fn shrink_failure(
     config: &ChaosConfig,
     env: &CampaignEnv,
     id: CaseId,
     log: &OpLog,
+    kind: FailureKind,
     trials: u32,
     dir: &Path,
 ) -> std::io::Result<String> {
@@ -200,7 +224,7 @@ fn shrink_failure(
             let outcome = case::run(sub, &spec);
             // Best effort: a leftover tree in the work dir is not worth failing over.
             let _ = fs::remove_dir_all(&case_dir);
-            !outcome.passed
+            FailureKind::of(&outcome) == Some(kind)
         })
     };
     let (minimal, spent) = shrink(log, trials, &mut run_once);
@@ -349,7 +373,8 @@ fn run_case(
             replay_command(config, id, scenario)
         );
         if let Some(trials) = env.shrink {
-            match shrink_failure(config, env, id, &log, trials, &dir) {
+            let kind = FailureKind::of(&outcome).unwrap_or(FailureKind::Problem);
+            match shrink_failure(config, env, id, &log, kind, trials, &dir) {
                 Ok(line) => note.push_str(&format!("\n  {line} -> {}/minimal.ops", dir.display())),
                 Err(e) => note.push_str(&format!("\n  shrinking failed: {e}")),
             }
@@ -414,8 +439,8 @@ pub fn replay(
                 }
             }
             println!("{line}");
-            if let (false, Some(trials)) = (outcome.passed, env.shrink) {
-                let shrunk = shrink_failure(config, env, id, &log, trials, env.out)
+            if let (Some(kind), Some(trials)) = (FailureKind::of(&outcome), env.shrink) {
+                let shrunk = shrink_failure(config, env, id, &log, kind, trials, env.out)
                     .map_err(|e| format!("cannot write minimal.ops: {e}"))?;
                 println!("  {shrunk} -> {}/minimal.ops", env.out.display());
             }
