@@ -371,3 +371,41 @@ fn dir_moved_out_and_recreated_at_once_reaches_the_daemon() {
         converges(&s, &daemon, &syncer);
     }
 }
+
+/// A file changed just before its directory's parent is moved out and made again: the file
+/// and its parent are gone, the grandparent stands. Listing the file for deletion made rsync
+/// send its vanished parent as an implied directory, fail with exit 24, and the same run was
+/// retried at once, forever (soak-3 seed 125).
+#[test]
+fn a_change_under_a_parent_moved_out_and_made_again_is_not_retried_forever() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    fs::create_dir_all(s.src.join("x/current")).unwrap();
+    write(&s.src.join("x/current/f4"), b"four");
+    let syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+    let elsewhere = s.dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::set_permissions(
+        s.src.join("x/current/f4"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::rename(s.src.join("x"), elsewhere.join("x")).unwrap();
+    fs::create_dir(s.src.join("x")).unwrap();
+    converges(&s, &daemon, &syncer);
+    let retries = || {
+        syncer.fresh_status()["targets"][0]["retries"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = retries();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = retries();
+    assert!(
+        after <= before + 1,
+        "still retrying after convergence: {before} -> {after} retries\n{}",
+        syncer.log()
+    );
+}
