@@ -145,6 +145,9 @@ pub struct Pending {
     /// after it (RENAME_EXCHANGE arrives as a -> b, b -> a) moves only what stood at its
     /// own old name, not these back.
     last_moved: Vec<PathKey>,
+    /// Those of `last_moved` that landed on a mark already there (both objects had an entry
+    /// of that name): the reversed half must leave a copy at its old name too.
+    last_merged: Vec<PathKey>,
     in_flight: BTreeMap<PathKey, Flight>,
     /// Renames seen while something was in flight, numbered; cleared once nothing is.
     rename_log: Vec<(u64, Rename)>,
@@ -375,20 +378,35 @@ impl Pending {
             .renames
             .last()
             .is_some_and(|last| last.from == rename.to && last.to == rename.from);
-        let swapped_in: HashSet<PathKey> = if exchange {
-            std::mem::take(&mut self.last_moved).into_iter().collect()
+        let (swapped_in, merged): (HashSet<PathKey>, HashSet<PathKey>) = if exchange {
+            (
+                std::mem::take(&mut self.last_moved).into_iter().collect(),
+                std::mem::take(&mut self.last_merged).into_iter().collect(),
+            )
         } else {
-            HashSet::new()
+            (HashSet::new(), HashSet::new())
         };
         let mut moved = Vec::new();
+        let mut landed_on_mark = Vec::new();
         for old in keys_under(&self.dirty, &rename.from) {
             if swapped_in.contains(&old) {
+                // A mark the first half merged into one already here holds both objects'
+                // changes: the one that stood here before moves on as well, as a copy.
+                if merged.contains(&old)
+                    && let Some(entry) = self.dirty.get(&old).copied()
+                {
+                    self.mark_entry(rekey(old.path(), &rename.from, &rename.to), &entry, now_ns);
+                }
                 continue;
             }
             self.unready(&old);
             if let Some(entry) = self.remove_dirty(&old) {
                 let new = rekey(old.path(), &rename.from, &rename.to);
-                moved.push(PathKey::from(new.as_path()));
+                let key = PathKey::from(new.as_path());
+                if self.dirty.contains_key(&key) {
+                    landed_on_mark.push(key.clone());
+                }
+                moved.push(key);
                 self.mark_entry(new, &entry, now_ns);
             }
         }
@@ -424,6 +442,7 @@ impl Pending {
             self.mark(path, Mark::Changed, now_ns);
         }
         self.last_moved = if exchange { Vec::new() } else { moved };
+        self.last_merged = if exchange { Vec::new() } else { landed_on_mark };
         self.mark(rename.to.clone(), Mark::Changed, now_ns);
         // The old name is settled by state too: it may hold something again, and a later
         // rename can carry that away. RENAME_EXCHANGE comes as a -> b, b -> a: the second
@@ -742,6 +761,34 @@ mod tests {
         pending.rename(rename("e", "g"), 6 + VANISHED_KEEP_NS);
         let last = pending.take_batch(7 + VANISHED_KEEP_NS).unwrap();
         assert_eq!(last.paths, vec![p("e"), p("g")]);
+    }
+
+    /// RENAME_EXCHANGE of `a` and `b`, both with a dirty `x` (soak seed 427: a walk of the
+    /// present tree marked one, an event the other): each side keeps its mark.
+    #[test]
+    fn an_exchange_keeps_the_marks_both_sides_had_under_one_name() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("a/x"), Mark::Changed, 0);
+        pending.mark(p("b/x"), Mark::Changed, 0);
+        pending.mark(p("a/only_a"), Mark::Changed, 0);
+        let rename = |from: &str, to: &str| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir: true,
+        };
+        pending.rename(rename("a", "b"), 1);
+        pending.rename(rename("b", "a"), 1);
+        let mut paths = Vec::new();
+        while let Some(batch) = pending.take_batch(u64::MAX / 2) {
+            paths.extend(batch.paths.iter().cloned());
+            pending.finish(&batch, vec![], 2, 0);
+        }
+        paths.sort();
+        paths.dedup();
+        assert_eq!(
+            paths,
+            vec![p("a"), p("a/x"), p("b"), p("b/only_a"), p("b/x")]
+        );
     }
 
     #[test]
