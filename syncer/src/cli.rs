@@ -118,9 +118,15 @@ pub struct Args {
     /// ...or once it has been dirty this long (ms), whatever the writes.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub modify_max_age: u64,
-    /// Seconds between full reconciles while part of the tree is not watched (watch limit).
+    /// Seconds between full reconciles while part of the tree is not watched (watch limit)
+    /// or the hard-link index is full (--max-links).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub rescan_interval: u64,
+    /// Most names of multi-link files (hard links) the link index holds, about 120 bytes
+    /// each. Past it further links are replicated as separate files and their other names
+    /// are kept current by periodic reconciles.
+    #[arg(long, value_name = "N", default_value_t = crate::links::DEFAULT_CAP)]
+    pub max_links: usize,
     /// More log output (-v: debug).
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
@@ -163,6 +169,7 @@ pub struct Config {
     pub jobs: usize,
     pub timing: Timing,
     pub rescan_interval: Duration,
+    pub max_links: usize,
     pub log_level: u8,
     pub rsync: RsyncOptions,
 }
@@ -266,6 +273,7 @@ impl Args {
                 max_batch: self.max_batch,
             },
             rescan_interval: Duration::from_secs(self.rescan_interval.max(1)),
+            max_links: self.max_links,
             rsync: RsyncOptions {
                 password_file: self.password_file,
                 compress: self.compress,

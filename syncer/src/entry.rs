@@ -33,6 +33,11 @@ pub struct Meta {
     pub ctime: (i64, i64),
     pub uid: u32,
     pub gid: u32,
+    /// Device and inode number: names of one file (hard links) share them.
+    pub dev: u64,
+    pub ino: u64,
+    /// Names the inode has (hard links), anywhere on its filesystem.
+    pub nlink: u64,
 }
 
 impl Meta {
@@ -53,7 +58,15 @@ impl Meta {
             ctime: (st.st_ctime, st.st_ctime_nsec),
             uid: st.st_uid,
             gid: st.st_gid,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            nlink: st.st_nlink,
         }
+    }
+
+    /// A regular file with more than one name (hard links).
+    pub fn is_multi_link(&self) -> bool {
+        self.kind == Kind::File && self.nlink > 1
     }
 
     /// ctime in ns since the epoch.
@@ -90,16 +103,41 @@ pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<(OsString, Option<Kind>)>> {
         if name == b"." || name == b".." {
             continue;
         }
-        let kind = entry.file_type().map(|t| match t {
-            nix::dir::Type::File => Kind::File,
-            nix::dir::Type::Directory => Kind::Dir,
-            nix::dir::Type::Symlink => Kind::Symlink,
-            nix::dir::Type::Fifo => Kind::Fifo,
-            _ => Kind::Other,
-        });
+        let kind = entry.file_type().map(kind_of);
         names.push((OsStr::from_bytes(name).to_os_string(), kind));
     }
     Ok(names)
+}
+
+/// The names in an open directory with their inode numbers (`d_ino`, no stat) and their type
+/// when getdents knows it: what a search for the other names of an inode reads.
+pub fn list_inodes(dir: &OwnedFd) -> io::Result<Vec<(OsString, Option<Kind>, u64)>> {
+    let dup = dir.as_fd().try_clone_to_owned()?;
+    let mut stream = nix::dir::Dir::from_fd(dup).map_err(to_io)?;
+    let mut names = Vec::new();
+    for entry in stream.iter() {
+        let entry = entry.map_err(to_io)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        names.push((
+            OsStr::from_bytes(name).to_os_string(),
+            entry.file_type().map(kind_of),
+            entry.ino(),
+        ));
+    }
+    Ok(names)
+}
+
+fn kind_of(t: nix::dir::Type) -> Kind {
+    match t {
+        nix::dir::Type::File => Kind::File,
+        nix::dir::Type::Directory => Kind::Dir,
+        nix::dir::Type::Symlink => Kind::Symlink,
+        nix::dir::Type::Fifo => Kind::Fifo,
+        _ => Kind::Other,
+    }
 }
 
 /// Splits a relative path into its parent and last component ("" has no name).

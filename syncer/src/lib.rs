@@ -12,6 +12,7 @@ pub mod entry;
 pub mod event;
 pub mod exclude;
 pub mod handles;
+pub mod links;
 pub mod log;
 pub mod pathkey;
 pub mod pending;

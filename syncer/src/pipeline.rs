@@ -67,8 +67,10 @@ fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replic
     Ok(replicas)
 }
 
-/// Delivers the reader's changes to every target's queue; rescans to the reconciler.
+/// Delivers the reader's changes to every target's queue; rescans to the reconciler. Renames
+/// re-key the hard-link index on the way, in the order they happened.
 struct Fanout {
+    source: Arc<SourceTree>,
     queues: Vec<Arc<TargetQueue>>,
     control: Arc<Control>,
     rescans: Mutex<Sender<Request>>,
@@ -76,6 +78,13 @@ struct Fanout {
 
 impl Sink for Fanout {
     fn push(&self, changes: &mut Vec<Change>) {
+        let renames = changes.iter().filter_map(|change| match change {
+            Change::Rename(rename) => Some(rename),
+            Change::Mark(..) => None,
+        });
+        for rename in renames {
+            self.source.links.rename(&rename.from, &rename.to);
+        }
         let now = self.control.now_ns();
         if let Some((last, others)) = self.queues.split_last() {
             for queue in others {
@@ -223,12 +232,17 @@ pub fn run(config: Config) -> Result<i32, String> {
         crate::debug!("rayon's global pool was already set up: {err}");
     }
     let source = Arc::new(
-        SourceTree::open(config.source.clone(), config.excludes.clone())
-            .map_err(|err| format!("cannot open SOURCE {}: {err}", config.source.display()))?,
+        SourceTree::open(
+            config.source.clone(),
+            config.excludes.clone(),
+            config.max_links,
+        )
+        .map_err(|err| format!("cannot open SOURCE {}: {err}", config.source.display()))?,
     );
     let stats = Arc::new(Stats::new(
         config.targets.iter().map(TargetSpec::name).collect(),
     ));
+    stats.attach_source(source.clone());
     let control = Arc::new(Control::new(DRAIN_LIMIT));
     let replicas = open_replicas(&config, &source)?;
     let queues: Vec<Arc<TargetQueue>> = replicas.iter().map(|r| r.queue.clone()).collect();
@@ -266,6 +280,7 @@ pub fn run(config: Config) -> Result<i32, String> {
     let mut reader = None;
     if let Some(backend) = &backend {
         let fanout = Fanout {
+            source: source.clone(),
             queues: queues.clone(),
             control: control.clone(),
             rescans: Mutex::new(rescan_tx.clone()),
@@ -274,6 +289,7 @@ pub fn run(config: Config) -> Result<i32, String> {
         capture(backend.as_ref(), &stats, &control, config.strict)?;
     }
     let reconciler = Reconciler {
+        source: source.clone(),
         requests: rescan_rx,
         backend: backend.clone(),
         queues: queues.clone(),

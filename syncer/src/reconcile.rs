@@ -12,6 +12,7 @@ use crate::apply::TargetQueue;
 use crate::backend::Backend;
 use crate::control::Control;
 use crate::pending::Mark;
+use crate::source::SourceTree;
 use crate::state::CHECKPOINT_MARGIN_NS;
 
 /// One request for the reconciler thread.
@@ -56,11 +57,14 @@ pub fn rescan_mark(queue: &TargetQueue, ctime_guard: bool) -> Mark {
 }
 
 pub struct Reconciler {
+    /// Its hard-link index, when full, also asks for periodic reconciles.
+    pub source: Arc<SourceTree>,
     pub requests: Receiver<Request>,
     pub backend: Option<Arc<dyn Backend>>,
     pub queues: Vec<Arc<TargetQueue>>,
     pub control: Arc<Control>,
-    /// While the backend is degraded (watch limit), a full reconcile runs this often.
+    /// While the backend is degraded (watch limit) or the link index is full, a full
+    /// reconcile runs this often.
     pub rescan_interval: Duration,
 }
 
@@ -68,7 +72,11 @@ impl Reconciler {
     pub fn run(self) {
         crate::sys::sched::become_worker();
         loop {
-            let degraded = self.backend.as_ref().is_some_and(|b| b.degraded());
+            let unwatched = self.backend.as_ref().is_some_and(|b| b.degraded());
+            // Links past the index's cap: a change through one name is not carried to the
+            // others, so periodic compares bring them back in line.
+            let links_unindexed = self.backend.is_some() && self.source.links.full();
+            let degraded = unwatched || links_unindexed;
             let timeout = if degraded {
                 self.rescan_interval
             } else {
@@ -77,7 +85,11 @@ impl Reconciler {
             let first = match self.requests.recv_timeout(timeout) {
                 Ok(request) => request,
                 Err(RecvTimeoutError::Timeout) if degraded && !self.control.stopping() => {
-                    crate::info!("periodic reconcile: part of the tree is not watched");
+                    if unwatched {
+                        crate::info!("periodic reconcile: part of the tree is not watched");
+                    } else {
+                        crate::info!("periodic reconcile: the hard-link index is full");
+                    }
                     self.control.reconciling.fetch_add(1, SeqCst);
                     Request {
                         subtree: PathBuf::new(),

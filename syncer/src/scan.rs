@@ -5,8 +5,13 @@
 //! Quick checks are for reconciles only, and ctime guards them: type, size, mtime (ns), mode
 //! (and owner as root) must match, and a file whose source ctime is at or after
 //! `changed_since_ns` is re-copied anyway, because a same-size rewrite can keep size and mtime.
+//!
+//! Hard links: every multi-link file a walk meets goes into the link index (a walk of the
+//! whole tree also counts the links outside SOURCE), and the replica's link structure is
+//! compared: names of one source inode must be names of one replica inode and the reverse,
+//! else all of them are marked (the applier then writes them as one).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -15,6 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::entry::{Kind, Meta, is_ancestor_gone, list_dir, split, stat_at};
+use crate::links::Ino;
 use crate::source::SourceTree;
 use crate::sys::fs::open_dir_beneath;
 use crate::target::Found;
@@ -28,6 +34,61 @@ pub struct Compare<'a> {
     dirty: Mutex<Vec<PathBuf>>,
     vanished: Mutex<Vec<PathBuf>>,
     first_error: Mutex<Option<io::Error>>,
+    /// Files with more than one name on either side.
+    linked: Mutex<Vec<LinkSeen>>,
+}
+
+/// A file a walk met with more than one name in the source or the replica.
+#[derive(Debug)]
+struct LinkSeen {
+    path: PathBuf,
+    src: Ino,
+    nlink: u64,
+    /// The replica's regular file there, if any.
+    dst: Option<(Ino, u64)>,
+}
+
+/// Names of multi-link source files by inode, for the index: (highest link count seen, names).
+fn by_source_inode(seen: &[LinkSeen]) -> HashMap<Ino, (u64, Vec<PathBuf>)> {
+    let mut found: HashMap<Ino, (u64, Vec<PathBuf>)> = HashMap::new();
+    for s in seen.iter().filter(|s| s.nlink > 1) {
+        let entry = found.entry(s.src).or_default();
+        entry.0 = entry.0.max(s.nlink);
+        entry.1.push(s.path.clone());
+    }
+    found
+}
+
+/// The names whose replica link structure differs from the source's: names of one source
+/// inode on several replica inodes, or one replica inode holding names of several source
+/// inodes (all of either set are returned).
+fn link_structure_differs(seen: &[LinkSeen]) -> Vec<PathBuf> {
+    let mut by_src: HashMap<Ino, Vec<&LinkSeen>> = HashMap::new();
+    let mut by_dst: HashMap<Ino, Vec<&LinkSeen>> = HashMap::new();
+    for s in seen {
+        if s.nlink > 1 {
+            by_src.entry(s.src).or_default().push(s);
+        }
+        if let Some((dst, dst_links)) = s.dst
+            && dst_links > 1
+        {
+            by_dst.entry(dst).or_default().push(s);
+        }
+    }
+    let mut differ = Vec::new();
+    for names in by_src.values() {
+        let replicas: HashSet<Ino> = names.iter().filter_map(|s| s.dst.map(|d| d.0)).collect();
+        if replicas.len() > 1 {
+            differ.extend(names.iter().map(|s| s.path.clone()));
+        }
+    }
+    for names in by_dst.values() {
+        let sources: HashSet<Ino> = names.iter().map(|s| s.src).collect();
+        if sources.len() > 1 {
+            differ.extend(names.iter().map(|s| s.path.clone()));
+        }
+    }
+    differ
 }
 
 fn same_content_meta(src: &Meta, dst: &Meta, compare_owner: bool) -> bool {
@@ -59,6 +120,7 @@ impl<'a> Compare<'a> {
             dirty: Mutex::new(Vec::new()),
             vanished: Mutex::new(Vec::new()),
             first_error: Mutex::new(None),
+            linked: Mutex::new(Vec::new()),
         }
     }
 
@@ -84,6 +146,7 @@ impl<'a> Compare<'a> {
             }
         };
         rayon::scope(|scope| self.walk(scope, subtree.to_path_buf(), target_present));
+        self.settle_links(subtree.as_os_str().is_empty());
         if let Some(err) = self
             .first_error
             .lock()
@@ -93,6 +156,22 @@ impl<'a> Compare<'a> {
             return Err(err);
         }
         Ok(self.into_dirty())
+    }
+
+    /// Records the walk's multi-link files in the link index and marks the names whose replica
+    /// link structure differs.
+    fn settle_links(&self, whole_tree: bool) {
+        let seen = std::mem::take(&mut *self.linked.lock().unwrap_or_else(|e| e.into_inner()));
+        if seen.is_empty() && !whole_tree {
+            return;
+        }
+        self.source
+            .links
+            .lock()
+            .record_walk(by_source_inode(&seen), whole_tree);
+        for path in link_structure_differs(&seen) {
+            self.push(path);
+        }
     }
 
     fn into_dirty(self) -> Found {
@@ -179,6 +258,18 @@ impl<'a> Compare<'a> {
             if differs {
                 self.push(child.clone());
             }
+            let dst_file = dst.filter(|d| d.kind == Kind::File);
+            if src.is_multi_link() || dst_file.is_some_and(|d| d.nlink > 1) {
+                self.linked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(LinkSeen {
+                        path: child.clone(),
+                        src: (src.dev, src.ino),
+                        nlink: if src.kind == Kind::File { src.nlink } else { 1 },
+                        dst: dst_file.map(|d| ((d.dev, d.ino), d.nlink)),
+                    });
+            }
             if src.kind == Kind::Dir {
                 let present = dst.is_some_and(|d| d.kind == Kind::Dir);
                 scope.spawn(move |scope| self.walk(scope, child, present));
@@ -204,66 +295,84 @@ impl<'a> Compare<'a> {
     }
 }
 
-/// Regular files below `subtree` whose source ctime is at or after `since_ns`: the files a
-/// reconcile by size and mtime alone could miss. A parallel walk of the source only.
+/// Regular files below `subtree` whose source ctime is at or after `since_ns` (none without
+/// it): the files a reconcile by size and mtime alone could miss. A parallel walk of the
+/// source only, which also records its multi-link files in the link index.
 pub fn changed_files(
     source: &SourceTree,
     subtree: &Path,
-    since_ns: i128,
+    since_ns: Option<i128>,
 ) -> io::Result<Vec<PathBuf>> {
-    let found = Mutex::new(Vec::new());
-    let failure = Mutex::new(None);
-    rayon::scope(|scope| {
-        changed_walk(
-            scope,
-            source,
-            subtree.to_path_buf(),
-            since_ns,
-            &found,
-            &failure,
-        )
-    });
-    if let Some(err) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    let walk = SourceWalk {
+        source,
+        since_ns,
+        found: Mutex::new(Vec::new()),
+        linked: Mutex::new(Vec::new()),
+        failure: Mutex::new(None),
+    };
+    rayon::scope(|scope| walk.dir(scope, subtree.to_path_buf()));
+    if let Some(err) = walk.failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(err);
     }
-    Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
+    let linked = walk.linked.into_inner().unwrap_or_else(|e| e.into_inner());
+    source
+        .links
+        .lock()
+        .record_walk(by_source_inode(&linked), subtree.as_os_str().is_empty());
+    Ok(walk.found.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
-fn changed_walk<'s>(
-    scope: &rayon::Scope<'s>,
-    source: &'s SourceTree,
-    rel: PathBuf,
-    since_ns: i128,
-    found: &'s Mutex<Vec<PathBuf>>,
-    failure: &'s Mutex<Option<io::Error>>,
-) {
-    let dir = match source.open_dir(&rel) {
-        Ok(dir) => dir,
-        Err(err) if is_ancestor_gone(&err) => return,
-        Err(err) => {
-            failure
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(err);
-            return;
-        }
-    };
-    let Ok(entries) = list_dir(&dir) else { return };
-    for (name, _) in entries {
-        let child = rel.join(&name);
-        if source.excludes.is_excluded(&child) {
-            continue;
-        }
-        match stat_at(dir.as_fd(), &name) {
-            Ok(Some(meta)) if meta.kind == Kind::Dir => {
-                scope.spawn(move |scope| {
-                    changed_walk(scope, source, child, since_ns, found, failure)
-                });
+struct SourceWalk<'a> {
+    source: &'a SourceTree,
+    since_ns: Option<i128>,
+    found: Mutex<Vec<PathBuf>>,
+    linked: Mutex<Vec<LinkSeen>>,
+    failure: Mutex<Option<io::Error>>,
+}
+
+impl SourceWalk<'_> {
+    fn dir<'s>(&'s self, scope: &rayon::Scope<'s>, rel: PathBuf) {
+        let source = self.source;
+        let (found, failure) = (&self.found, &self.failure);
+        let dir = match source.open_dir(&rel) {
+            Ok(dir) => dir,
+            Err(err) if is_ancestor_gone(&err) => return,
+            Err(err) => {
+                failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(err);
+                return;
             }
-            Ok(Some(meta)) if meta.kind == Kind::File && meta.ctime_ns() >= since_ns => {
-                found.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+        };
+        let Ok(entries) = list_dir(&dir) else { return };
+        for (name, _) in entries {
+            let child = rel.join(&name);
+            if source.excludes.is_excluded(&child) {
+                continue;
             }
-            _ => {}
+            match stat_at(dir.as_fd(), &name) {
+                Ok(Some(meta)) if meta.kind == Kind::Dir => {
+                    scope.spawn(move |scope| self.dir(scope, child));
+                }
+                Ok(Some(meta)) if meta.kind == Kind::File => {
+                    if meta.nlink > 1 {
+                        self.linked
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(LinkSeen {
+                                path: child.clone(),
+                                src: (meta.dev, meta.ino),
+                                nlink: meta.nlink,
+                                dst: None,
+                            });
+                    }
+                    if self.since_ns.is_some_and(|t| meta.ctime_ns() >= t) {
+                        found.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+                    }
+                }
+                _ => {}
+            }
         }
     }
 }

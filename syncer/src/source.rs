@@ -7,17 +7,22 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::exclude::Excludes;
+use crate::links::Links;
 use crate::sys::fs::open_dir_beneath;
 
+#[derive(Debug)]
 pub struct SourceTree {
     /// Absolute, canonical path (for inotify_add_watch and messages).
     pub abs: PathBuf,
     pub root: OwnedFd,
     pub excludes: Excludes,
+    /// What is known of the source's hard links (see `links`).
+    pub links: Links,
 }
 
 impl SourceTree {
-    pub fn open(abs: PathBuf, excludes: Excludes) -> io::Result<Self> {
+    /// `link_cap`: most names of multi-link files the link index holds (`--max-links`).
+    pub fn open(abs: PathBuf, excludes: Excludes, link_cap: usize) -> io::Result<Self> {
         let root = nix::fcntl::open(
             &abs,
             nix::fcntl::OFlag::O_RDONLY
@@ -30,6 +35,7 @@ impl SourceTree {
             abs,
             root,
             excludes,
+            links: Links::new(link_cap),
         })
     }
 

@@ -2,8 +2,8 @@
 //! snapshot, written atomically to `--status FILE` every second and at exit.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -17,6 +17,8 @@ pub struct OpCounts {
     pub symlink: AtomicU64,
     pub rename: AtomicU64,
     pub meta: AtomicU64,
+    /// Replica names made another name of an inode just written (hard links).
+    pub link: AtomicU64,
 }
 
 /// Per-target counters.
@@ -58,6 +60,8 @@ pub struct Stats {
     /// ns from start until the initial sync had been applied (0: not yet).
     pub ready_ns: AtomicU64,
     pub targets: Vec<TargetStats>,
+    /// The source, for its hard-link index's counters (`links` in the status file).
+    source: OnceLock<Arc<crate::source::SourceTree>>,
 }
 
 pub fn unix_ns(t: SystemTime) -> u64 {
@@ -88,7 +92,13 @@ impl Stats {
                     ..TargetStats::default()
                 })
                 .collect(),
+            source: OnceLock::new(),
         }
+    }
+
+    /// Reports the source's hard-link index in the status file from now on.
+    pub fn attach_source(&self, source: Arc<crate::source::SourceTree>) {
+        let _ = self.source.set(source);
     }
 
     /// Nanoseconds since start, never 0 (0 means "not yet" in the milestone fields).
@@ -108,6 +118,7 @@ impl Stats {
             "symlink": ops.symlink.load(Relaxed),
             "rename": ops.rename.load(Relaxed),
             "meta": ops.meta.load(Relaxed),
+            "link": ops.link.load(Relaxed),
         })
     }
 
@@ -122,6 +133,7 @@ impl Stats {
             ops.symlink.fetch_add(t.ops.symlink.load(Relaxed), Relaxed);
             ops.rename.fetch_add(t.ops.rename.load(Relaxed), Relaxed);
             ops.meta.fetch_add(t.ops.meta.load(Relaxed), Relaxed);
+            ops.link.fetch_add(t.ops.link.load(Relaxed), Relaxed);
         }
         let capture_ns = self.capture_ns.load(Relaxed);
         let ready_ns = self.ready_ns.load(Relaxed);
@@ -169,6 +181,7 @@ impl Stats {
             "rsync_runs": sum(|t| t.rsync_runs.load(Relaxed)),
             "ops": Self::ops_json(&ops),
             "max_rss_kib": max_rss_kib(),
+            "links": self.source.get().map_or(Value::Null, |s| s.links.snapshot()),
             "targets": targets,
         })
     }

@@ -1,6 +1,10 @@
 //! The local directory target: a `Batch` in, the replica directory made equal to the source for
 //! every path of it out. Renames first, then structure in sorted order (parents before
 //! children: deletes, directories, symlinks), then file contents in parallel chunks.
+//!
+//! Hard links: a batch file with more than one name is written with all its names under
+//! SOURCE (`links::resolve`), batch or not, as one replica inode. Other names outside SOURCE
+//! or in excluded subtrees are not replicated, so such a file is a plain copy.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -12,9 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::local_ops::Ops;
+use super::local_ops::{Copied, Ops};
 use super::{Found, Outcome, Target, Trouble, is_transient};
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
+use crate::links::resolve::{self, Group};
 use crate::pending::{Batch, Rename};
 use crate::scan::Compare;
 use crate::source::SourceTree;
@@ -42,7 +47,7 @@ pub struct LocalTarget {
 /// What the structural pass decided for one path.
 enum Step {
     Done,
-    File,
+    File(Meta),
     Dir(Meta),
     /// An ancestor is gone from the source (or no directory): compare it whole later.
     Compare(PathBuf),
@@ -323,6 +328,7 @@ impl LocalTarget {
         };
         let meta = stat_at(sparent.as_fd(), name)?;
         if meta.is_none() {
+            self.source.links.forget(rel);
             // Gone in the source: gone in the replica (a missing replica parent is fine too).
             return match open_dir_beneath(self.root.as_fd(), parent) {
                 Ok(tparent) => self
@@ -335,7 +341,7 @@ impl LocalTarget {
         }
         let meta = meta.unwrap_or_else(|| unreachable!());
         if meta.kind == Kind::File {
-            return Ok(Step::File);
+            return Ok(Step::File(meta));
         }
         let tparent = targets.get(parent, || self.ensure_target_dir(parent, stats))?;
         match meta.kind {
@@ -380,9 +386,9 @@ impl LocalTarget {
         };
         for name in names {
             match self.ops.copy_file(sdir.as_fd(), tdir.as_fd(), name, stats) {
-                Ok(Some(_)) => {}
+                Ok(Copied::Bytes(_) | Copied::Gone) => {}
                 // No longer a regular file: check it again by its current state.
-                Ok(None) => outcome.retry.push(parent.join(name)),
+                Ok(Copied::NotAFile) => outcome.retry.push(parent.join(name)),
                 Err(err) => self.record_error(&parent.join(name), &err, &mut outcome, stats),
             }
         }
@@ -409,6 +415,125 @@ impl LocalTarget {
             chunks
                 .par_iter()
                 .map(|(parent, names)| self.copy_chunk(parent, names, stats))
+                .reduce(Outcome::default, |mut a, b| {
+                    a.merge(b);
+                    a
+                })
+        })
+    }
+
+    /// Splits the batch's files into plain ones and link groups: every name under SOURCE of
+    /// each multi-link file among them, in the batch or not.
+    fn split_link_groups<'p>(&self, files: &[(&'p Path, Meta)]) -> (Vec<&'p Path>, Vec<Group>) {
+        let stated: Vec<(PathBuf, Meta)> =
+            files.iter().map(|(p, m)| (p.to_path_buf(), *m)).collect();
+        let groups: Vec<Group> = resolve::groups(&self.source, &stated)
+            .into_iter()
+            .filter(|g| g.names.len() > 1)
+            .collect();
+        let grouped: HashSet<&Path> = groups
+            .iter()
+            .flat_map(|g| g.names.iter().map(PathBuf::as_path))
+            .collect();
+        let plain = files
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !grouped.contains(p))
+            .collect();
+        (plain, groups)
+    }
+
+    /// Writes one link group as one replica inode: the first name is copied through a temp
+    /// file and a rename, then each other name is linked to that new inode under a temp name
+    /// renamed over it. Every step is a rename, so a reader of the replica finds under each
+    /// name a whole file: the old one until that name's rename, the new one after. For that
+    /// moment the names disagree (some old, some new); none is ever half written, and the
+    /// old inode is never written at all, so a replica name the source has unlinked (its
+    /// delete still to come) keeps its old content.
+    fn copy_group(&self, group: &Group, stats: &TargetStats) -> Outcome {
+        let mut outcome = Outcome::default();
+        // The replica directory, name and inode of the copy the other names link to.
+        let mut lead: Option<(OwnedFd, &OsStr, (u64, u64))> = None;
+        for rel in &group.names {
+            let Some((parent, name)) = split(rel) else {
+                continue;
+            };
+            let dirs = self
+                .source
+                .open_dir(parent)
+                .and_then(|s| Ok((s, self.ensure_target_dir(parent, stats)?)));
+            let (sdir, tdir) = match dirs {
+                Ok(pair) => pair,
+                Err(err) if is_ancestor_gone(&err) => {
+                    outcome.vanished.push(rel.clone());
+                    continue;
+                }
+                Err(err) => {
+                    self.record_error(rel, &err, &mut outcome, stats);
+                    continue;
+                }
+            };
+            if let Some((ldir, lname, lino)) = &lead {
+                let already = stat_at(tdir.as_fd(), name)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| (m.dev, m.ino) == *lino);
+                let linked = already
+                    || match self
+                        .ops
+                        .link_over(ldir.as_fd(), lname, tdir.as_fd(), name, stats)
+                    {
+                        Ok(()) => true,
+                        // The replica cannot link there (another filesystem below the
+                        // replica root, too many links, no hard links at all): a copy of
+                        // its own keeps at least the content right.
+                        Err(err) if cannot_link(&err) => {
+                            crate::debug!("{}: {rel:?} not linked ({err}); copied", self.name);
+                            false
+                        }
+                        Err(err) => {
+                            self.record_error(rel, &err, &mut outcome, stats);
+                            continue;
+                        }
+                    };
+                if linked {
+                    self.fsync_dir(&tdir, rel, &mut outcome, stats);
+                    continue;
+                }
+            }
+            match self.ops.copy_file(sdir.as_fd(), tdir.as_fd(), name, stats) {
+                Ok(Copied::Bytes(_)) => {
+                    self.fsync_dir(&tdir, rel, &mut outcome, stats);
+                    if lead.is_none()
+                        && let Ok(Some(meta)) = stat_at(tdir.as_fd(), name)
+                    {
+                        lead = Some((tdir, name, (meta.dev, meta.ino)));
+                    }
+                }
+                Ok(Copied::Gone) => {}
+                Ok(Copied::NotAFile) => outcome.retry.push(rel.clone()),
+                Err(err) => self.record_error(rel, &err, &mut outcome, stats),
+            }
+        }
+        outcome
+    }
+
+    fn fsync_dir(&self, dir: &OwnedFd, rel: &Path, outcome: &mut Outcome, stats: &TargetStats) {
+        if self.ops.fsync
+            && let Err(err) = nix::unistd::fsync(dir.as_fd())
+        {
+            self.record_error(rel, &crate::sys::errno::to_io(err), outcome, stats);
+        }
+    }
+
+    fn copy_groups(&self, groups: &[Group], stats: &TargetStats) -> Outcome {
+        if groups.is_empty() {
+            return Outcome::default();
+        }
+        self.pool.install(|| {
+            groups
+                .par_iter()
+                .map(|group| self.copy_group(group, stats))
                 .reduce(Outcome::default, |mut a, b| {
                     a.merge(b);
                     a
@@ -506,13 +631,15 @@ impl Target for LocalTarget {
                         outcome.rescan.push(gone);
                     }
                 }
-                Ok(Step::File) => files.push(rel),
+                Ok(Step::File(meta)) => files.push((rel, meta)),
                 Ok(Step::Dir(meta)) => dirs.push((rel, meta)),
                 Err(err) => self.record_error(rel, &err, &mut outcome, stats),
             }
         }
         drop((sources, targets));
-        outcome.merge(self.copy_files(&files, stats));
+        let (plain, groups) = self.split_link_groups(&files);
+        outcome.merge(self.copy_files(&plain, stats));
+        outcome.merge(self.copy_groups(&groups, stats));
         outcome
             .rescan
             .append(&mut self.rebuilt.lock().unwrap_or_else(|e| e.into_inner()));
@@ -546,6 +673,14 @@ impl Target for LocalTarget {
             Trouble::Transient(format!("{}: compare of {subtree:?}: {err}", self.name))
         })
     }
+}
+
+/// Errors after which a name is copied instead of linked.
+fn cannot_link(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EXDEV | libc::EMLINK | libc::EPERM | libc::EOPNOTSUPP)
+    )
 }
 
 /// `path` with the prefixes `a` and `b` swapped (an exchange of the two).

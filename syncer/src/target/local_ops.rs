@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::unistd::linkat;
 use nix::sys::stat::{Mode, UtimensatFlags, fchmod, futimens, mkdirat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, symlinkat, unlinkat};
@@ -20,6 +21,17 @@ use crate::sys::fs::{clone_file, copy_range};
 /// Prefix of the temp names content is written under before the final rename. A crash can
 /// leave them behind; the start-up reconcile removes them (they are not in the source).
 pub const TMP_PREFIX: &str = ".syncer~";
+
+/// What `copy_file` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    /// The replica's name holds a new copy of these many bytes.
+    Bytes(u64),
+    /// Gone from the source: gone from the replica too.
+    Gone,
+    /// No longer a regular file in the source (its event settles it).
+    NotAFile,
+}
 
 pub struct Ops {
     pub fsync: bool,
@@ -119,15 +131,16 @@ impl Ops {
         Ok(())
     }
 
-    /// Copies the regular file `name` from `src_dir` to `dst_dir`. Returns the bytes copied, or
-    /// None when the source is no longer a regular file there (its event settles it).
+    /// Copies the regular file `name` from `src_dir` to `dst_dir` through a temp name and a
+    /// rename: the replica inode that held the name is never written, so its other names (a
+    /// hard link) keep their content.
     pub fn copy_file(
         &self,
         src_dir: BorrowedFd<'_>,
         dst_dir: BorrowedFd<'_>,
         name: &OsStr,
         stats: &TargetStats,
-    ) -> io::Result<Option<u64>> {
+    ) -> io::Result<Copied> {
         let flags = OFlag::O_RDONLY
             | OFlag::O_NOFOLLOW
             | OFlag::O_CLOEXEC
@@ -137,14 +150,14 @@ impl Ops {
             Ok(fd) => fd,
             Err(nix::errno::Errno::ENOENT) => {
                 self.remove_tree(dst_dir, name, stats)?;
-                return Ok(Some(0));
+                return Ok(Copied::Gone);
             }
-            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENXIO) => return Ok(None),
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENXIO) => return Ok(Copied::NotAFile),
             Err(err) => return Err(io_err(err)),
         };
         let meta = stat_fd(src.as_fd())?;
         if meta.kind != Kind::File {
-            return Ok(None);
+            return Ok(Copied::NotAFile);
         }
         let tmp = self.tmp_name();
         let dst = openat(
@@ -169,7 +182,7 @@ impl Ops {
             Ok(copied) => {
                 stats.ops.copy.fetch_add(1, Relaxed);
                 stats.bytes_copied.fetch_add(copied, Relaxed);
-                Ok(Some(copied))
+                Ok(Copied::Bytes(copied))
             }
             Err(err) => {
                 // The temp file is ours and useless now; a failure to remove it is left to the
@@ -178,6 +191,35 @@ impl Ops {
                 Err(err)
             }
         }
+    }
+
+    /// Makes `name` in `dst_dir` another name of the replica file `from_name` in `from_dir`
+    /// (a hard link): linked under a temp name, then renamed over `name`, so a reader finds
+    /// under `name` the old file or this one, never nothing. The inode that held `name` is
+    /// not written.
+    pub fn link_over(
+        &self,
+        from_dir: BorrowedFd<'_>,
+        from_name: &OsStr,
+        dst_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        stats: &TargetStats,
+    ) -> io::Result<()> {
+        let tmp = self.tmp_name();
+        linkat(
+            from_dir,
+            from_name,
+            dst_dir,
+            tmp.as_os_str(),
+            AtFlags::empty(),
+        )
+        .map_err(io_err)?;
+        self.commit(dst_dir, &tmp, name, stats).inspect_err(|_| {
+            // Best effort: a leftover temp name is removed by the next start-up reconcile.
+            let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        })?;
+        stats.ops.link.fetch_add(1, Relaxed);
+        Ok(())
     }
 
     /// Content: FICLONE first, then copy_file_range, then read/write. Copies to EOF, not to the

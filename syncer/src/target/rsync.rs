@@ -603,7 +603,7 @@ impl Target for RsyncTarget {
         );
         let dirty = match changed_since_ns {
             Some(since) if !no_checkpoint => {
-                crate::scan::changed_files(&self.source, subtree, since)
+                crate::scan::changed_files(&self.source, subtree, Some(since))
                     .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?
             }
             _ => Vec::new(),
