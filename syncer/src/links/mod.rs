@@ -38,6 +38,11 @@ impl Links {
         }
     }
 
+    /// Most names the index holds.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// The index, locked. Callers hold it briefly and never across I/O.
     pub fn lock(&self) -> LinkGuard<'_> {
         LinkGuard {

@@ -8,9 +8,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
-use nix::unistd::linkat;
 use nix::sys::stat::{Mode, UtimensatFlags, fchmod, futimens, mkdirat, utimensat};
 use nix::sys::time::TimeSpec;
+use nix::unistd::linkat;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, symlinkat, unlinkat};
 
 use crate::entry::{Kind, Meta, list_dir, stat_at, stat_fd};
@@ -152,7 +152,9 @@ impl Ops {
                 self.remove_tree(dst_dir, name, stats)?;
                 return Ok(Copied::Gone);
             }
-            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENXIO) => return Ok(Copied::NotAFile),
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENXIO) => {
+                return Ok(Copied::NotAFile);
+            }
             Err(err) => return Err(io_err(err)),
         };
         let meta = stat_fd(src.as_fd())?;

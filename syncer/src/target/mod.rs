@@ -11,6 +11,7 @@ use crate::stats::TargetStats;
 pub mod local;
 mod local_ops;
 pub mod rsync;
+mod rsync_links;
 mod rsync_plan;
 mod rsync_run;
 pub mod rsync_url;

@@ -10,6 +10,10 @@
 //! obsolete), and a directory made mostly of new files goes as `dir/.`, which rsync lists
 //! itself faster than it reads our list: see `rsync_plan::ListKind` for what each costs.
 //!
+//! Hard links: every run passes `-H`, and every name of a changed multi-link file goes in one
+//! run (rsync links only names listed together), the `Linked` run, which never writes in
+//! place; names the daemon may hold linked (`rsync_links`) are never written in place either.
+//!
 //! Only checked paths are listed: each is resolved beneath the source root without following
 //! symlinks first, so a directory swapped for a symlink to /etc is never listed. A race is
 //! left: an ancestor swapped between that check and rsync's own lstat() is followed by rsync
@@ -25,11 +29,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::rsync_plan::{ListKind, Paths, RunPlan, WHOLE_DIR_MIN, contents_of};
+use super::rsync_links::DaemonLinks;
+use super::rsync_plan::{ListKind, Paths, RunPlan, Runs, WHOLE_DIR_MIN, contents_of};
 use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
 use super::{Found, Outcome, Target, Trouble};
-use crate::entry::{Kind, is_ancestor_gone, split, stat_at};
+use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at};
+use crate::links::resolve;
 use crate::pending::Batch;
 use crate::source::SourceTree;
 use crate::stats::TargetStats;
@@ -73,6 +79,8 @@ pub struct RsyncTarget {
     no_password: bool,
     /// Clients started ahead of need (see `rsync_run::Started`), each for one kind of run.
     warm: Mutex<Vec<WarmClient>>,
+    /// Names the daemon may hold linked with another name: never written in place.
+    daemon_links: Mutex<DaemonLinks>,
 }
 
 struct WarmClient {
@@ -82,8 +90,9 @@ struct WarmClient {
 
 /// What the check found for one path.
 enum Checked {
-    /// Exists beneath the root without symlinked ancestors: list it.
-    Present(Kind),
+    /// Exists beneath the root without symlinked ancestors: list it (its stat, when it could
+    /// be taken).
+    Present(Kind, Option<Meta>),
     /// Gone from the source: list it, the daemon deletes it.
     Missing,
     /// An ancestor is a symlink or not a directory: never list (its own entry settles it).
@@ -95,18 +104,23 @@ impl RsyncTarget {
         Self {
             name: url.to_string(),
             url,
-            source,
             no_password: options.password_file.is_none()
                 && std::env::var_os("RSYNC_PASSWORD").is_none(),
             options,
             down_since: Mutex::new(None),
             warm: Mutex::new(Vec::new()),
+            daemon_links: Mutex::new(DaemonLinks::new(source.links.cap())),
+            source,
         }
+    }
+
+    fn daemon_links(&self) -> std::sync::MutexGuard<'_, DaemonLinks> {
+        self.daemon_links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn check(&self, rel: &Path) -> Checked {
         let Some((parent, name)) = split(rel) else {
-            return Checked::Present(Kind::Dir);
+            return Checked::Present(Kind::Dir, None);
         };
         let dir = match self.source.open_dir(parent) {
             Ok(dir) => dir,
@@ -114,10 +128,10 @@ impl RsyncTarget {
             Err(_) => return Checked::Skip,
         };
         match stat_at(dir.as_fd(), name) {
-            Ok(Some(meta)) => Checked::Present(meta.kind),
+            Ok(Some(meta)) => Checked::Present(meta.kind, Some(meta)),
             Ok(None) => Checked::Missing,
             Err(err) if is_ancestor_gone(&err) => Checked::Skip,
-            Err(_) => Checked::Present(Kind::Other),
+            Err(_) => Checked::Present(Kind::Other, None),
         }
     }
 
@@ -126,6 +140,8 @@ impl RsyncTarget {
     fn common_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             "-a".into(),
+            // Names of one inode listed in one run become names of one inode on the daemon.
+            "-H".into(),
             "--stats".into(),
             // Loopback runs cost ~185 ms without it (Nagle + delayed ACK), ~55 ms with it.
             "--sockopts=TCP_NODELAY".into(),
@@ -137,9 +153,6 @@ impl RsyncTarget {
         ];
         if self.options.compress {
             args.push("--compress".into());
-        }
-        if self.options.inplace {
-            args.push("--inplace".into());
         }
         if let Some(file) = &self.options.password_file {
             let mut arg = OsString::from("--password-file=");
@@ -156,7 +169,12 @@ impl RsyncTarget {
     /// The arguments of a `--files-from` run of `kind` (the list comes NUL-separated on stdin).
     fn list_args(&self, kind: ListKind) -> Vec<OsString> {
         let mut args = self.common_args();
-        if kind == ListKind::New && !self.options.inplace {
+        let in_place = match kind {
+            ListKind::Changed => self.options.inplace,
+            ListKind::New => true,
+            ListKind::Linked => false,
+        };
+        if in_place {
             args.push("--inplace".into());
         }
         args.extend(
@@ -243,14 +261,26 @@ impl RsyncTarget {
             )?,
         };
         let result = finish(started, Some(input), self.stall());
-        self.refill_warm(kind);
+        // Linked runs are rare: a warm client kept for them would mostly hold a connection.
+        if kind != ListKind::Linked {
+            self.refill_warm(kind);
+        }
         result
     }
 
-    /// `rsync -a -r --delete` of one subtree ("" is the whole tree).
-    fn run_subtree(&self, subtree: &Path, ignore_times: bool) -> std::io::Result<RunResult> {
+    /// `rsync -a -r --delete` of one subtree ("" is the whole tree); `in_place` writes changed
+    /// files in place (`--inplace`, only where the daemon holds no linked name below).
+    fn run_subtree(
+        &self,
+        subtree: &Path,
+        ignore_times: bool,
+        in_place: bool,
+    ) -> std::io::Result<RunResult> {
         let mut args = self.common_args();
         args.extend(["-r", "--delete", "--force"].map(OsString::from));
+        if in_place {
+            args.push("--inplace".into());
+        }
         if ignore_times {
             args.push("--ignore-times".into());
         }
@@ -354,7 +384,7 @@ impl RsyncTarget {
         let (mut listed, mut swept, mut sweep) = (Vec::new(), Vec::new(), Vec::new());
         for (parent, paths) in by_parent {
             let worth_it = paths.len() >= SWEEP_MIN
-                && matches!(self.check(&parent), Checked::Present(Kind::Dir))
+                && matches!(self.check(&parent), Checked::Present(Kind::Dir, _))
                 && self
                     .estimated_entries(&parent)
                     .is_some_and(|n| paths.len() as u64 * 4 >= n);
@@ -384,7 +414,11 @@ impl RsyncTarget {
                         let result = match &plan.subtree {
                             // A renamed directory's new name may hold stale copies of the same
                             // size and mtime (a name used before): compare contents.
-                            Some(subtree) => self.run_subtree(subtree, true),
+                            Some(subtree) => {
+                                let in_place =
+                                    self.options.inplace && !self.daemon_links().any_under(subtree);
+                                self.run_subtree(subtree, true, in_place)
+                            }
                             None if !plan.sweep.is_empty() => self.run_sweep(&plan.sweep),
                             None => self.run_list(&plan.entries(), plan.kind),
                         };
@@ -422,8 +456,10 @@ impl RsyncTarget {
     }
 
     /// Directories among the parents of `new` that hold mostly new files: at least
-    /// `WHOLE_DIR_MIN` of them and at least half the directory's estimated entries.
+    /// `WHOLE_DIR_MIN` of them and at least half the directory's estimated entries, and no
+    /// name the daemon may hold linked (a `dir/.` run writes whatever differs in place).
     fn mostly_new_dirs(&self, new: &[PathBuf]) -> BTreeSet<PathBuf> {
+        let daemon = self.daemon_links();
         let mut per_dir: BTreeMap<&Path, u64> = BTreeMap::new();
         for path in new {
             *per_dir
@@ -434,12 +470,137 @@ impl RsyncTarget {
             .into_iter()
             .filter(|&(dir, n)| {
                 n >= WHOLE_DIR_MIN as u64
+                    && !daemon.any_under(dir)
                     && self
                         .estimated_entries(dir)
                         .is_some_and(|total| n * 2 >= total)
             })
             .map(|(dir, _)| dir.to_path_buf())
             .collect()
+    }
+
+    /// Hard links: every name of the batch's multi-link files, and of the linked files below
+    /// renamed directories (their `-r` runs send each name on its own), goes to the `Linked`
+    /// run; names the daemon may hold linked never go to a run that writes in place. Returns
+    /// the `Linked` run's names, already recorded as linked on the daemon (a run cut short may
+    /// have linked some).
+    fn sort_out_links(
+        &self,
+        files: &[(PathBuf, Meta)],
+        subtrees: &[PathBuf],
+        changed: &mut Vec<PathBuf>,
+        new: &mut Vec<PathBuf>,
+    ) -> Vec<PathBuf> {
+        let mut groups = resolve::groups(&self.source, files);
+        for subtree in subtrees {
+            groups.extend(resolve::groups_under(&self.source, subtree));
+        }
+        let mut linked: BTreeSet<PathBuf> = groups
+            .into_iter()
+            .filter(|g| g.names.len() > 1)
+            .flat_map(|g| g.names)
+            .collect();
+        let mut daemon = self.daemon_links();
+        for name in &linked {
+            daemon.insert(name);
+        }
+        let in_place = self.options.inplace;
+        let mut kept_changed = Vec::with_capacity(changed.len());
+        for path in changed.drain(..) {
+            if linked.contains(&path) {
+                continue;
+            }
+            if in_place && daemon.may_be_linked(&path) {
+                linked.insert(path);
+            } else {
+                kept_changed.push(path);
+            }
+        }
+        let mut kept_new = Vec::with_capacity(new.len());
+        for path in new.drain(..) {
+            if linked.contains(&path) {
+                continue;
+            }
+            if !daemon.may_be_linked(&path) {
+                kept_new.push(path);
+            } else if in_place {
+                linked.insert(path);
+            } else {
+                kept_changed.push(path);
+            }
+        }
+        *changed = kept_changed;
+        *new = kept_new;
+        linked.into_iter().collect()
+    }
+
+    /// Files of one name the runs send through a temporary file and a rename: on the daemon
+    /// they are files of their own afterwards.
+    fn sent_apart(
+        &self,
+        files: &[(PathBuf, Meta)],
+        first: &[RunPlan],
+        second: &[RunPlan],
+        last: &[RunPlan],
+    ) -> Vec<PathBuf> {
+        let renamed_over: HashSet<&Path> = first
+            .iter()
+            .chain(second)
+            .chain(last)
+            .filter(|plan| {
+                plan.subtree.is_none()
+                    && plan.sweep.is_empty()
+                    && match plan.kind {
+                        ListKind::Changed => !self.options.inplace,
+                        ListKind::Linked => true,
+                        ListKind::New => false,
+                    }
+            })
+            .flat_map(|plan| plan.list.iter().map(PathBuf::as_path))
+            .collect();
+        files
+            .iter()
+            .filter(|(path, meta)| meta.nlink == 1 && renamed_over.contains(path.as_path()))
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// After the runs: names deleted or sent apart by a run that succeeded no longer share an
+    /// inode on the daemon.
+    fn note_replaced(
+        &self,
+        gone: Vec<PathBuf>,
+        apart: Vec<PathBuf>,
+        failed: &[(RunPlan, Failure)],
+    ) {
+        let failed: HashSet<&Path> = failed
+            .iter()
+            .flat_map(|(plan, _)| plan.list.iter().map(PathBuf::as_path))
+            .collect();
+        let mut daemon = self.daemon_links();
+        if daemon.is_empty() {
+            return;
+        }
+        for path in gone.iter().chain(&apart) {
+            if !failed.contains(path.as_path()) {
+                daemon.replaced(path);
+            }
+        }
+    }
+
+    /// After a run of the whole `subtree` with `-H`: the names of its multi-link files are
+    /// linked on the daemon as in the source.
+    fn note_linked_below(&self, subtree: &Path) {
+        let mut by_inode: BTreeMap<crate::links::Ino, Vec<PathBuf>> = BTreeMap::new();
+        for (path, ino) in self.source.links.lock().under(subtree) {
+            by_inode.entry(ino).or_default().push(path);
+        }
+        let mut daemon = self.daemon_links();
+        for names in by_inode.values().filter(|names| names.len() > 1) {
+            for name in names {
+                daemon.insert(name);
+            }
+        }
     }
 
     /// Tracks outages; after a long one, asks for a full reconcile.
@@ -483,20 +644,27 @@ impl Target for RsyncTarget {
         let (mut missing, mut changed, mut other, mut new, mut subtrees) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut settle = Vec::new();
+        let mut files = Vec::new();
+        {
+            let mut daemon = self.daemon_links();
+            for rename in &batch.renames {
+                daemon.rename(&rename.from, &rename.to);
+            }
+        }
         for rename in &batch.renames {
             // No rename in the rsync protocol: delete the old name, send the new one.
             match self.check(&rename.to) {
-                Checked::Present(Kind::Dir) if rename.is_dir => subtrees.push(rename.to.clone()),
+                Checked::Present(Kind::Dir, _) if rename.is_dir => subtrees.push(rename.to.clone()),
                 _ => {}
             }
-            if matches!(self.check(&rename.from), Checked::Present(_)) {
+            if matches!(self.check(&rename.from), Checked::Present(..)) {
                 // The old name exists again: an exchange (RENAME_EXCHANGE comes as a -> b and
                 // b -> a, and the second rename re-keys b's mark to a) or a name reused at
                 // once. Both names are settled by state, directories compared whole.
                 for name in [&rename.from, &rename.to] {
                     match self.check(name) {
-                        Checked::Present(Kind::Dir) => subtrees.push(name.clone()),
-                        Checked::Present(_) => settle.push(name.clone()),
+                        Checked::Present(Kind::Dir, _) => subtrees.push(name.clone()),
+                        Checked::Present(..) => settle.push(name.clone()),
                         _ => {}
                     }
                 }
@@ -512,36 +680,55 @@ impl Target for RsyncTarget {
                 continue;
             }
             match self.check(path) {
-                Checked::Present(Kind::File) if batch.is_new_file(path) => {
-                    new.push(path.clone());
+                Checked::Present(Kind::File, meta) => {
+                    files.extend(meta.map(|meta| (path.clone(), meta)));
+                    if batch.is_new_file(path) {
+                        new.push(path.clone());
+                    } else {
+                        changed.push(path.clone());
+                    }
                 }
-                Checked::Present(Kind::File) => changed.push(path.clone()),
-                Checked::Present(_) => other.push(path.clone()),
-                Checked::Missing => missing.push(path.clone()),
+                Checked::Present(..) => other.push(path.clone()),
+                Checked::Missing => {
+                    self.source.links.forget(path);
+                    missing.push(path.clone());
+                }
                 Checked::Skip => {}
             }
         }
         // A path listed as missing that exists again (re-created) is simply present.
-        missing.retain(|m| !matches!(self.check(m), Checked::Present(_)));
+        missing.retain(|m| !matches!(self.check(m), Checked::Present(..)));
         let mut missing: Vec<PathBuf> = missing.iter().map(|m| self.topmost_missing(m)).collect();
         missing.sort();
         missing.dedup();
+        let linked = self.sort_out_links(&files, &subtrees, &mut changed, &mut new);
+        let gone = missing.clone();
         let (missing, sweep) = self.plan_deletions(missing);
-        let (first, second) = super::rsync_plan::plan(
+        let Runs {
+            first,
+            second,
+            last,
+        } = super::rsync_plan::plan(
             Paths {
                 missing,
                 changed,
                 other,
                 new,
                 subtrees,
+                linked,
             },
             self.options.streams,
+            self.options.inplace,
             |new| self.mostly_new_dirs(new),
         );
+        let replaced = self.sent_apart(&files, &first, &second, &last);
         // The sweep runs alone: a copy beside it could land after its listing of a directory.
         let mut failed = self.execute(sweep.into_iter().collect(), stats);
         failed.extend(self.execute(first, stats));
         failed.extend(self.execute(second, stats));
+        // After the renamed directories' runs, which sent their linked files apart.
+        failed.extend(self.execute(last, stats));
+        self.note_replaced(gone, replaced, &failed);
         self.note_health(!failed.is_empty(), &mut outcome);
         for (plan, failure) in failed {
             let (why, backoff) = match failure {
@@ -569,7 +756,7 @@ impl Target for RsyncTarget {
         changed_since_ns: Option<i128>,
         progress: &AtomicU64,
     ) -> Result<Found, Trouble> {
-        if !matches!(self.check(subtree), Checked::Present(Kind::Dir)) {
+        if !matches!(self.check(subtree), Checked::Present(Kind::Dir, _)) {
             // Not a directory (any more): settling the entry itself is all there is.
             return Ok(Found {
                 dirty: vec![subtree.to_path_buf()],
@@ -583,8 +770,16 @@ impl Target for RsyncTarget {
         let no_checkpoint = changed_since_ns == Some(i128::MIN)
             || (changed_since_ns.is_none() && !subtree.as_os_str().is_empty());
         let started = Instant::now();
+        // The source walk first: it records the hard links (so later changes find every
+        // name, and a name linked at any moment of the run below is known as such) and, with
+        // a guard, the files rsync's quick check could miss.
+        let guard = changed_since_ns.filter(|_| !no_checkpoint);
+        let dirty = crate::scan::changed_files(&self.source, subtree, guard)
+            .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
+        // Never in place: the daemon may hold names linked by an earlier run (or another
+        // syncer process) that the source has broken apart since.
         let result = self
-            .run_subtree(subtree, no_checkpoint)
+            .run_subtree(subtree, no_checkpoint, false)
             .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
         match classify(&result, &self.name) {
             Ok(()) => {}
@@ -594,6 +789,7 @@ impl Target for RsyncTarget {
             }
         }
         progress.fetch_add(result.files_transferred, Relaxed);
+        self.note_linked_below(subtree);
         // The daemon answers: have clients ready for the batches that follow.
         self.refill_warm(ListKind::Changed);
         crate::debug!(
@@ -601,13 +797,6 @@ impl Target for RsyncTarget {
             self.name,
             started.elapsed().as_secs_f64()
         );
-        let dirty = match changed_since_ns {
-            Some(since) if !no_checkpoint => {
-                crate::scan::changed_files(&self.source, subtree, Some(since))
-                    .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?
-            }
-            _ => Vec::new(),
-        };
         Ok(Found {
             dirty,
             rescan: Vec::new(),

@@ -26,6 +26,12 @@ pub enum ListKind {
     /// quick check (size and mtime to the nanosecond) then skips entries the replica already
     /// has, so these runs go without `--ignore-times`, and with the exclude patterns.
     New,
+    /// Every name of the batch's multi-link files, with `-H` in one run so the daemon links
+    /// them (rsync links only names listed in the same run), and names the daemon may hold
+    /// linked: always through a temporary file and a rename, even with `--inplace`, since an
+    /// in-place write into a linked inode changes its other names too. It runs last, after
+    /// the renamed directories' runs, which send their linked files apart.
+    Linked,
 }
 
 /// The work of one run, and the paths to give back if it fails.
@@ -135,35 +141,54 @@ pub struct Paths {
     pub new: Vec<PathBuf>,
     /// Renamed directories: an `-r` run each.
     pub subtrees: Vec<PathBuf>,
+    /// Names for the `Linked` run (see `ListKind::Linked`).
+    pub linked: Vec<PathBuf>,
+}
+
+/// A batch's runs, in the order they go: `first` (alone), then `second` (in parallel), then
+/// `last`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Runs {
+    pub first: Vec<RunPlan>,
+    pub second: Vec<RunPlan>,
+    pub last: Vec<RunPlan>,
 }
 
 /// Splits the checked paths into runs: `first` (deletions, alone when the batch is big, so no
 /// stream copies below a directory another stream deletes), then `second`: the present paths
 /// in up to `streams` runs per kind that share no parent directory, then one run per renamed
-/// directory. A small batch is one `Changed` run: there latency counts, not the daemon's cost
-/// per file, and one kind of run keeps one kind of warm client ready (measured on seq-200: a
-/// `New` run beside the `Changed` ones raised p99 from 61 to 83 ms). `mostly_new` names the
-/// directories whose new files go as `dir/.`; it is asked only for big batches (it may cost a
-/// syscall per directory).
+/// directory, and `last` the `Linked` run. A small batch is one `Changed` run: there latency
+/// counts, not the daemon's cost per file, and one kind of run keeps one kind of warm client
+/// ready (measured on seq-200: a `New` run beside the `Changed` ones raised p99 from 61 to
+/// 83 ms); its linked names ride in it too unless `in_place` (the `Changed` runs write in
+/// place) or a renamed directory's run would follow them. `mostly_new` names the directories
+/// whose new files go as `dir/.`; it is asked only for big batches (it may cost a syscall per
+/// directory).
 pub fn plan(
     paths: Paths,
     streams: usize,
+    in_place: bool,
     mostly_new: impl FnOnce(&[PathBuf]) -> BTreeSet<PathBuf>,
-) -> (Vec<RunPlan>, Vec<RunPlan>) {
+) -> Runs {
     let Paths {
         missing,
         mut changed,
         other,
         mut new,
         subtrees,
+        mut linked,
     } = paths;
     let mut first = Vec::new();
     let mut second = Vec::new();
-    if changed.len() + other.len() + new.len() < SPLIT_MIN || streams <= 1 {
+    let small = changed.len() + other.len() + new.len() + linked.len() < SPLIT_MIN || streams <= 1;
+    if small {
         let mut list = missing;
         list.extend(changed);
         list.extend(other);
         list.extend(new);
+        if !in_place && subtrees.is_empty() {
+            list.append(&mut linked);
+        }
         list.sort();
         if !list.is_empty() {
             first.push(RunPlan::list(list, ListKind::Changed));
@@ -186,7 +211,17 @@ pub fn plan(
         }
     }
     second.extend(subtrees.into_iter().map(RunPlan::subtree));
-    (first, second)
+    let mut last = Vec::new();
+    if !linked.is_empty() {
+        linked.sort();
+        linked.dedup();
+        last.push(RunPlan::list(linked, ListKind::Linked));
+    }
+    Runs {
+        first,
+        second,
+        last,
+    }
 }
 
 /// Deals `paths` into at most `streams` lists such that no directory's entries are split
@@ -254,42 +289,97 @@ mod tests {
 
     #[test]
     fn a_small_batch_is_one_changed_run() {
-        let (first, second) = plan(
+        let Runs {
+            first,
+            second,
+            last,
+        } = plan(
             Paths {
                 missing: paths(&["gone"]),
                 changed: paths(&["old"]),
                 other: paths(&["link"]),
                 new: paths(&["n1", "n2"]),
+                linked: paths(&["h1", "d/h2"]),
                 ..Paths::default()
             },
             2,
+            false,
             |_| panic!("a small batch never looks for whole directories"),
         );
-        assert!(second.is_empty());
+        assert!(second.is_empty() && last.is_empty());
         assert_eq!(
             first,
             vec![RunPlan::list(
-                paths(&["gone", "link", "n1", "n2", "old"]),
+                paths(&["d/h2", "gone", "h1", "link", "n1", "n2", "old"]),
                 ListKind::Changed
             )]
         );
     }
 
     #[test]
+    fn linked_names_go_last_past_in_place_writes_and_renamed_directories() {
+        let linked = || paths(&["h1", "d/h2", "h1"]);
+        let in_place = plan(
+            Paths {
+                changed: paths(&["old"]),
+                linked: linked(),
+                ..Paths::default()
+            },
+            2,
+            true,
+            |_| BTreeSet::new(),
+        );
+        assert_eq!(
+            in_place.first,
+            vec![RunPlan::list(paths(&["old"]), ListKind::Changed)]
+        );
+        assert_eq!(
+            in_place.last,
+            vec![RunPlan::list(paths(&["d/h2", "h1"]), ListKind::Linked)]
+        );
+        let renamed = plan(
+            Paths {
+                subtrees: paths(&["moved"]),
+                linked: linked(),
+                ..Paths::default()
+            },
+            2,
+            false,
+            |_| BTreeSet::new(),
+        );
+        assert!(renamed.first.is_empty());
+        assert_eq!(renamed.second[0].subtree, Some(PathBuf::from("moved")));
+        assert_eq!(renamed.last[0].kind, ListKind::Linked);
+        let big = plan(
+            Paths {
+                new: many("n", 70).collect(),
+                linked: linked(),
+                ..Paths::default()
+            },
+            2,
+            false,
+            |_| BTreeSet::new(),
+        );
+        assert!(big.second.iter().all(|p| p.kind == ListKind::New));
+        assert_eq!(big.last[0].list, paths(&["d/h2", "h1"]));
+    }
+
+    #[test]
     fn directories_and_symlinks_ride_with_new_files_when_no_file_changed() {
-        let (first, second) = plan(
+        let Runs { first, second, .. } = plan(
             Paths {
                 other: paths(&["", "link"]),
                 new: many("n", 70).collect(),
                 ..Paths::default()
             },
             2,
+            false,
             |_| BTreeSet::new(),
         );
         assert!(first.is_empty());
         assert!(second.iter().all(|p| p.kind == ListKind::New));
         assert_eq!(second.iter().map(|p| p.list.len()).sum::<usize>(), 72);
-        let (_, second) = plan(
+        let Runs { second, .. } = plan(
             Paths {
                 changed: paths(&["old"]),
                 other: paths(&["link"]),
@@ -297,6 +387,7 @@ mod tests {
                 ..Paths::default()
             },
             2,
+            false,
             |_| BTreeSet::new(),
         );
         let changed: Vec<&RunPlan> = second
@@ -318,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_big_batch_deletes_first_and_splits_each_kind_by_directory() {
-        let (first, second) = plan(
+        let Runs { first, second, .. } = plan(
             Paths {
                 missing: paths(&["x/gone"]),
                 changed: many("p", 40).chain(many("q", 40)).collect(),
@@ -327,6 +418,7 @@ mod tests {
                 ..Paths::default()
             },
             2,
+            false,
             |new| {
                 assert_eq!(new.len(), 40, "asked about the new files only");
                 paths(&["n"]).into_iter().collect()

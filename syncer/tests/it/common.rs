@@ -271,6 +271,16 @@ impl Drop for Syncer {
     }
 }
 
+/// File content, shown as escaped text in failure messages.
+#[derive(PartialEq, Eq)]
+struct Bytes(Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{}\"", self.0.escape_ascii())
+    }
+}
+
 /// What a tree compare looks at for one entry.
 #[derive(Debug, PartialEq, Eq)]
 enum Node {
@@ -280,7 +290,9 @@ enum Node {
     File {
         mode: u32,
         mtime: (i64, i64),
-        content: Vec<u8>,
+        content: Bytes,
+        /// The other names of its inode in the same tree (hard links), sorted.
+        links: Vec<PathBuf>,
     },
     Symlink {
         target: OsString,
@@ -290,6 +302,7 @@ enum Node {
 
 fn snapshot(root: &Path) -> Result<BTreeMap<PathBuf, Node>, String> {
     let mut nodes = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), Vec<PathBuf>> = BTreeMap::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = root.join(&rel);
@@ -318,10 +331,17 @@ fn snapshot(root: &Path) -> Result<BTreeMap<PathBuf, Node>, String> {
                 if let Ok(mut f) = fs::File::open(&abs) {
                     let _ = f.read_to_end(&mut content);
                 }
+                if meta.nlink() > 1 {
+                    inodes
+                        .entry((meta.dev(), meta.ino()))
+                        .or_default()
+                        .push(path.clone());
+                }
                 Node::File {
                     mode: meta.permissions().mode() & 0o7777,
                     mtime: (meta.mtime(), meta.mtime_nsec()),
-                    content,
+                    content: Bytes(content),
+                    links: Vec::new(),
                 }
             } else {
                 Node::Other
@@ -329,11 +349,20 @@ fn snapshot(root: &Path) -> Result<BTreeMap<PathBuf, Node>, String> {
             nodes.insert(path, node);
         }
     }
+    for names in inodes.values() {
+        for name in names {
+            if let Some(Node::File { links, .. }) = nodes.get_mut(name) {
+                *links = names.iter().filter(|n| *n != name).cloned().collect();
+                links.sort();
+            }
+        }
+    }
     Ok(nodes)
 }
 
-/// Ok when both trees hold the same names, types, contents, modes, file mtimes (ns) and
-/// symlink targets; else a short description of the first differences.
+/// Ok when both trees hold the same names, types, contents, modes, file mtimes (ns), symlink
+/// targets and hard links (which names share an inode); else a short description of the first
+/// differences.
 pub fn compare_trees(src: &Path, dst: &Path) -> Result<(), String> {
     compare_snapshots(snapshot(src)?, snapshot(dst)?)
 }
