@@ -1,9 +1,11 @@
 //! The verifier: a source tree and a replica tree in, a `TreeDiff` out (missing, extra and
 //! mismatched entries with examples). Equal means same names, type, size, content, mode, mtime
-//! in ns for regular files, and symlink target; ownership on request; directory mtimes are
-//! ignored (every entry a replicator writes changes them). Names are compared as bytes.
+//! in ns for regular files, and symlink target; the same hard-link structure (names that share
+//! an inode in the source share one in the replica, and only those); ownership on request;
+//! directory mtimes are ignored (every entry a replicator writes changes them). Names are
+//! compared as bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
@@ -75,11 +77,71 @@ pub struct CompareOptions {
     pub munged_links_ok: bool,
     /// Also compare owner and group (uid, gid) of every entry, symlinks included.
     pub owners: bool,
+    /// Do not compare which names share an inode (a replicator that does not keep hard
+    /// links).
+    pub ignore_links: bool,
+}
+
+/// A regular file equal on both sides whose inode has more than one name on either side.
+#[derive(Debug, Clone)]
+struct Linked {
+    path: String,
+    src: (u64, u64),
+    dst: (u64, u64),
+}
+
+/// The names whose link structure differs, each with why: names of one source inode on
+/// several replica inodes, or names of several source inodes on one replica inode.
+fn link_mismatches(linked: &[Linked]) -> Vec<String> {
+    let mut by_src: BTreeMap<(u64, u64), Vec<&Linked>> = BTreeMap::new();
+    let mut by_dst: BTreeMap<(u64, u64), Vec<&Linked>> = BTreeMap::new();
+    for l in linked {
+        by_src.entry(l.src).or_default().push(l);
+        by_dst.entry(l.dst).or_default().push(l);
+    }
+    let mut why: BTreeMap<String, String> = BTreeMap::new();
+    let mut report = |group: &[&Linked], side: &str, split: usize| {
+        for l in group {
+            let others: Vec<&str> = group
+                .iter()
+                .filter(|o| o.path != l.path)
+                .map(|o| o.path.as_str())
+                .collect();
+            why.entry(l.path.clone()).or_insert_with(|| {
+                format!(
+                    "{} (hard links: one inode with {} in the {side}, {split} in the other)",
+                    l.path,
+                    others.join(", ")
+                )
+            });
+        }
+    };
+    for group in by_src.values() {
+        let replicas: BTreeSet<(u64, u64)> = group.iter().map(|l| l.dst).collect();
+        if replicas.len() > 1 {
+            report(group, "source", replicas.len());
+        }
+    }
+    for group in by_dst.values() {
+        let sources: BTreeSet<(u64, u64)> = group.iter().map(|l| l.src).collect();
+        if sources.len() > 1 {
+            report(group, "replica", sources.len());
+        }
+    }
+    why.into_values().collect()
 }
 
 /// Compares `src` and `dst` recursively, directories in parallel.
 pub fn compare(src: &Path, dst: &Path, opts: CompareOptions) -> TreeDiff {
-    compare_dir(src, dst, "", opts)
+    let (mut diff, linked) = compare_dir(src, dst, "", opts);
+    if !opts.ignore_links {
+        let mismatches = link_mismatches(&linked);
+        diff.mismatched += mismatches.len() as u64;
+        diff.mismatched_examples.extend(mismatches);
+        diff.mismatched_examples.sort();
+        diff.mismatched_examples.truncate(EXAMPLES);
+    }
+    diff
 }
 
 fn list(dir: &Path) -> BTreeMap<OsString, Metadata> {
@@ -124,9 +186,12 @@ fn example(list: &mut Vec<String>, text: String) {
     }
 }
 
-fn compare_dir(src: &Path, dst: &Path, rel: &str, opts: CompareOptions) -> TreeDiff {
+/// One directory and everything below it: the differences, and the equal files with more
+/// than one name on either side (their link structure is compared once the walk is done).
+fn compare_dir(src: &Path, dst: &Path, rel: &str, opts: CompareOptions) -> (TreeDiff, Vec<Linked>) {
     let (a, b) = (list(src), list(dst));
     let mut diff = TreeDiff::default();
+    let mut linked = Vec::new();
     let mut subdirs = Vec::new();
     for (name, sm) in &a {
         let path = if rel.is_empty() {
@@ -146,6 +211,11 @@ fn compare_dir(src: &Path, dst: &Path, rel: &str, opts: CompareOptions) -> TreeD
                 example(&mut diff.mismatched_examples, format!("{path} ({why})"));
             }
             None if sm.is_dir() => subdirs.push((name.clone(), path)),
+            None if sm.is_file() && (sm.nlink() > 1 || dm.nlink() > 1) => linked.push(Linked {
+                path,
+                src: (sm.dev(), sm.ino()),
+                dst: (dm.dev(), dm.ino()),
+            }),
             None => {}
         }
     }
@@ -158,11 +228,18 @@ fn compare_dir(src: &Path, dst: &Path, rel: &str, opts: CompareOptions) -> TreeD
         diff.extra += 1;
         example(&mut diff.extra_examples, path);
     }
-    subdirs
+    let (below, mut below_linked) = subdirs
         .par_iter()
         .map(|(name, path)| compare_dir(&src.join(name), &dst.join(name), path, opts))
-        .reduce(TreeDiff::default, TreeDiff::merge)
-        .merge(diff)
+        .reduce(
+            || (TreeDiff::default(), Vec::new()),
+            |(a, mut la), (b, lb)| {
+                la.extend(lb);
+                (a.merge(b), la)
+            },
+        );
+    below_linked.append(&mut linked);
+    (below.merge(diff), below_linked)
 }
 
 /// Why two entries differ, or None when equal.
@@ -288,6 +365,53 @@ mod tests {
             diff.mismatched_examples,
             vec!["a/two (content differs)".to_string()]
         );
+    }
+
+    #[test]
+    fn hard_link_structure_is_compared_both_ways() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let dst = tempfile::tempdir().expect("tempdir");
+        write(src.path(), "a", "x");
+        fs::hard_link(src.path().join("a"), src.path().join("b")).expect("ln");
+        write(src.path(), "c", "x");
+        let mtime = fs::metadata(src.path().join("a"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let set_mtime = |path: &Path| {
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap()
+        };
+        set_mtime(&src.path().join("c"));
+        for name in ["a", "b", "c"] {
+            write(dst.path(), name, "x");
+            set_mtime(&dst.path().join(name));
+        }
+        let split = compare(src.path(), dst.path(), CompareOptions::default());
+        assert_eq!(split.mismatched, 2, "{}", split.describe());
+        assert!(
+            split.mismatched_examples[0].contains("one inode with b in the source"),
+            "{:?}",
+            split.mismatched_examples
+        );
+        let ignored = CompareOptions {
+            ignore_links: true,
+            ..CompareOptions::default()
+        };
+        assert!(compare(src.path(), dst.path(), ignored).is_equal());
+        // Linked in the replica as in the source: equal. Then c joins them in the replica.
+        fs::remove_file(dst.path().join("b")).unwrap();
+        fs::hard_link(dst.path().join("a"), dst.path().join("b")).unwrap();
+        let equal = compare(src.path(), dst.path(), CompareOptions::default());
+        assert!(equal.is_equal(), "{}", equal.describe());
+        fs::remove_file(dst.path().join("c")).unwrap();
+        fs::hard_link(dst.path().join("a"), dst.path().join("c")).unwrap();
+        let joined = compare(src.path(), dst.path(), CompareOptions::default());
+        assert_eq!(joined.mismatched, 3, "{}", joined.describe());
     }
 
     #[test]

@@ -246,9 +246,12 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     }
     let storm_end = Instant::now();
     outcome.storm_ms = (storm_end - started).as_millis() as u64;
+    // Hard links are compared on both target kinds: local replicas must keep them, and the
+    // syncer sends every name of a linked file to the daemon in one `-H` run.
     let opts = CompareOptions {
         munged_links_ok: daemon.is_some(),
         owners: nix::unistd::geteuid().is_root(),
+        ignore_links: false,
     };
     let deadline = storm_end + spec.converge;
     loop {

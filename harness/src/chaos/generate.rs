@@ -317,6 +317,11 @@ impl Generator<'_> {
                 size: size(&mut self.rng),
                 seed: self.seed(),
             },
+            // A free name in any directory: often another one than the file's.
+            Kind::Link => Op::Link {
+                from: self.one(&[File])?.rel,
+                to: self.new_path(false)?,
+            },
         };
         Some(op)
     }

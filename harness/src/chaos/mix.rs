@@ -27,6 +27,7 @@ pub enum Kind {
     Chown,
     Touch,
     TmpfileLink,
+    Link,
 }
 
 /// Default weights: ordinary file work dominates, every awkward case appears in every
@@ -50,6 +51,7 @@ pub const DEFAULT_WEIGHTS: &[(Kind, u32)] = &[
     (Kind::Chown, 3),
     (Kind::Touch, 4),
     (Kind::TmpfileLink, 3),
+    (Kind::Link, 5),
 ];
 
 /// Kinds that remove entries: favoured while the tree is above its soft size.
@@ -134,13 +136,22 @@ impl Mix {
         Kind::Create
     }
 
-    /// The tree before the syncer starts: directories, files and symlinks.
+    /// The tree before the syncer starts: directories, files, hard links and symlinks.
     pub fn pick_setup(&self, rng: &mut Rng) -> Kind {
-        match rng.below(10) {
-            0..=2 => Kind::Mkdir,
-            3..=8 => Kind::Create,
+        match rng.below(20) {
+            0..=5 => Kind::Mkdir,
+            6..=15 => Kind::Create,
+            16..=17 if self.weight(Kind::Link) > 0 => Kind::Link,
+            16..=17 => Kind::Create,
             _ => Kind::Symlink,
         }
+    }
+
+    fn weight(&self, kind: Kind) -> u32 {
+        self.weights
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, w)| *w)
     }
 
     /// The pause after an operation, or None inside or at the start of a burst.

@@ -113,6 +113,12 @@ pub enum Op {
         size: u32,
         seed: u32,
     },
+    /// A hard link: linkat(2) of the existing file `from` (never through a symlink) to the
+    /// new name `to`.
+    Link {
+        from: Rel,
+        to: Rel,
+    },
     /// A pause between operations, in microseconds.
     Sleep {
         us: u32,
@@ -313,6 +319,10 @@ impl Op {
                 )
                 .map_err(nix_io)
             }
+            Op::Link { from, to } => {
+                nix::unistd::linkat(AT_FDCWD, &src(from)?, AT_FDCWD, &src(to)?, AtFlags::empty())
+                    .map_err(nix_io)
+            }
             Op::Sleep { us } => {
                 std::thread::sleep(std::time::Duration::from_micros(u64::from(*us)));
                 Ok(())
@@ -339,7 +349,7 @@ impl Op {
             | Op::Chown { path, .. }
             | Op::Touch { path, .. }
             | Op::TmpfileLink { path, .. } => vec![path],
-            Op::Rename { from, to } => vec![from, to],
+            Op::Rename { from, to } | Op::Link { from, to } => vec![from, to],
             Op::Exchange { a, b } => vec![a, b],
             Op::Sleep { .. } => vec![],
         }
@@ -366,6 +376,7 @@ impl Op {
             Op::Chown { .. } => "chown",
             Op::Touch { .. } => "touch",
             Op::TmpfileLink { .. } => "tmpfile",
+            Op::Link { .. } => "link",
             Op::Sleep { .. } => "sleep",
         }
     }
@@ -402,7 +413,9 @@ impl fmt::Display for Op {
             Op::Unlink { path } | Op::Mkdir { path } | Op::RemoveTree { path } => {
                 write!(f, " {}", q(path))
             }
-            Op::Rename { from, to } => write!(f, " {} {}", q(from), q(to)),
+            Op::Rename { from, to } | Op::Link { from, to } => {
+                write!(f, " {} {}", q(from), q(to))
+            }
             Op::Exchange { a, b } => write!(f, " {} {}", q(a), q(b)),
             Op::MoveOut { path, slot } => write!(f, " {} {}", q(path), q(slot)),
             Op::MoveIn { slot, path } => write!(f, " {} {}", q(slot), q(path)),
@@ -596,6 +609,10 @@ fn parse_line(line: &str) -> Result<Op, String> {
             size: a.num()?,
             seed: a.num()?,
         },
+        "link" => Op::Link {
+            from: a.path()?,
+            to: a.path()?,
+        },
         "sleep" => Op::Sleep { us: a.num()? },
         other => return Err(format!("unknown operation {other:?}")),
     };
@@ -693,6 +710,10 @@ mod tests {
             Op::Chmod {
                 path: b"f".to_vec(),
                 mode: 0o640,
+            },
+            Op::Link {
+                from: b"d0/f".to_vec(),
+                to: odd.clone(),
             },
             Op::Touch {
                 path: b"f".to_vec(),

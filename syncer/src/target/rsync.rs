@@ -493,7 +493,7 @@ impl RsyncTarget {
     ) -> Vec<PathBuf> {
         let mut groups = resolve::groups(&self.source, files);
         for subtree in subtrees {
-            groups.extend(resolve::groups_under(&self.source, subtree));
+            groups.extend(linked_across(&self.source, subtree, false));
         }
         let mut linked: BTreeSet<PathBuf> = groups
             .into_iter()
@@ -588,6 +588,35 @@ impl RsyncTarget {
         }
     }
 
+    /// After a run of `subtree`: the names of its linked files that also have names outside it
+    /// were sent apart from those, so they all go again, together.
+    fn relink_across(&self, subtree: &Path) -> Result<(), Trouble> {
+        if subtree.as_os_str().is_empty() {
+            return Ok(());
+        }
+        // The reconcile's own walk of the subtree has just recorded its links.
+        let names: Vec<PathBuf> = linked_across(&self.source, subtree, true)
+            .into_iter()
+            .flat_map(|g| g.names)
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut daemon = self.daemon_links();
+            for name in &names {
+                daemon.insert(name);
+            }
+        }
+        let result = self
+            .run_list(&names, ListKind::Linked)
+            .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
+        classify(&result, &self.name).map_err(|failure| match failure {
+            Failure::Fatal(why) => Trouble::Fatal(why),
+            Failure::Transient(why) | Failure::Again(why) => Trouble::Transient(why),
+        })
+    }
+
     /// After a run of the whole `subtree` with `-H`: the names of its multi-link files are
     /// linked on the daemon as in the source.
     fn note_linked_below(&self, subtree: &Path) {
@@ -622,6 +651,20 @@ impl RsyncTarget {
             _ => {}
         }
     }
+}
+
+/// The groups of the linked files below `subtree` that have names outside it too: a run of
+/// the subtree links its own names (`-H`) but sends these apart from the others. The subtree
+/// is walked first: names made in it since it was last seen (`ln` into a directory renamed
+/// at once) have no event of their own here, its run covers them; `walked`: a walk just did.
+fn linked_across(source: &SourceTree, subtree: &Path, walked: bool) -> Vec<resolve::Group> {
+    if !walked && let Err(err) = crate::scan::changed_files(source, subtree, None) {
+        crate::debug!("hard links: walk of {subtree:?}: {err}");
+    }
+    resolve::groups_under(source, subtree)
+        .into_iter()
+        .filter(|g| g.names.len() > 1 && g.names.iter().any(|n| !n.starts_with(subtree)))
+        .collect()
 }
 
 impl Target for RsyncTarget {
@@ -790,6 +833,7 @@ impl Target for RsyncTarget {
         }
         progress.fetch_add(result.files_transferred, Relaxed);
         self.note_linked_below(subtree);
+        self.relink_across(subtree)?;
         // The daemon answers: have clients ready for the batches that follow.
         self.refill_warm(ListKind::Changed);
         crate::debug!(
