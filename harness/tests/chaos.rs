@@ -209,3 +209,13 @@ fn removed_unmapped_directory_then_made_again() {
 fn moved_out_dir_replaced_then_parent_exchanged() {
     replays_exactly("moved_out_dir_replaced_then_parent_exchanged");
 }
+
+#[test]
+fn a_linked_name_moved_out_and_back_in() {
+    replays_exactly("a_linked_name_moved_out_and_back_in");
+}
+
+#[test]
+fn a_link_made_into_a_directory_renamed_at_once() {
+    replays_exactly("a_link_made_into_a_directory_renamed_at_once");
+}
