@@ -219,3 +219,8 @@ fn a_linked_name_moved_out_and_back_in() {
 fn a_link_made_into_a_directory_renamed_at_once() {
     replays_exactly("a_link_made_into_a_directory_renamed_at_once");
 }
+
+#[test]
+fn linked_names_vanish_during_a_subtree_run() {
+    replays_exactly("linked_names_vanish_during_a_subtree_run");
+}

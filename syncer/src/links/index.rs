@@ -115,6 +115,17 @@ impl LinkIndex {
         self.by_inode.get(&ino).and_then(|n| n.outside)
     }
 
+    /// Whether any name is held at `prefix` or below it.
+    pub fn holds_under(&self, prefix: &Path) -> bool {
+        if prefix.as_os_str().is_empty() {
+            return !self.by_path.is_empty();
+        }
+        self.by_path
+            .range((Bound::Included(PathKey::from(prefix)), Bound::Unbounded))
+            .next()
+            .is_some_and(|(key, _)| key.path().starts_with(prefix))
+    }
+
     /// Names held at `prefix` or below it, with their inodes.
     pub fn under(&self, prefix: &Path) -> Vec<(PathBuf, Ino)> {
         keys_under(&self.by_path, prefix)
@@ -302,6 +313,8 @@ mod tests {
         assert_eq!(index.names(Y), vec![p("d b")]);
         assert_eq!(index.inode_of(&p("e/a")), Some(X));
         assert_eq!(index.inode_of(&p("d/a")), None);
+        assert!(index.holds_under(&p("e/sub")) && index.holds_under(&p("")));
+        assert!(!index.holds_under(&p("d")) && !index.holds_under(&p("e/s")));
     }
 
     #[test]

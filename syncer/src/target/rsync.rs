@@ -10,9 +10,10 @@
 //! obsolete), and a directory made mostly of new files goes as `dir/.`, which rsync lists
 //! itself faster than it reads our list: see `rsync_plan::ListKind` for what each costs.
 //!
-//! Hard links: every run passes `-H`, and every name of a changed multi-link file goes in one
-//! run (rsync links only names listed together), the `Linked` run, which never writes in
-//! place; names the daemon may hold linked (`rsync_links`) are never written in place either.
+//! Hard links: list runs pass `-H`, subtree runs where linked files are known, and every name of
+//! a changed multi-link file goes in one run (rsync links only names listed together), the
+//! `Linked` run, which never writes in place; names the daemon may hold linked
+//! (`rsync_links`) are never written in place either.
 //!
 //! Only checked paths are listed: each is resolved beneath the source root without following
 //! symlinks first, so a directory swapped for a symlink to /etc is never listed. A race is
@@ -140,8 +141,6 @@ impl RsyncTarget {
     fn common_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             "-a".into(),
-            // Names of one inode listed in one run become names of one inode on the daemon.
-            "-H".into(),
             "--stats".into(),
             // Loopback runs cost ~185 ms without it (Nagle + delayed ACK), ~55 ms with it.
             "--sockopts=TCP_NODELAY".into(),
@@ -169,6 +168,8 @@ impl RsyncTarget {
     /// The arguments of a `--files-from` run of `kind` (the list comes NUL-separated on stdin).
     fn list_args(&self, kind: ListKind) -> Vec<OsString> {
         let mut args = self.common_args();
+        // Names of one inode listed in one run become names of one inode on the daemon.
+        args.push("-H".into());
         let in_place = match kind {
             ListKind::Changed => self.options.inplace,
             ListKind::New => true,
@@ -280,6 +281,16 @@ impl RsyncTarget {
         args.extend(["-r", "--delete", "--force"].map(OsString::from));
         if in_place {
             args.push("--inplace".into());
+        }
+        // -H only where the index knows linked files below, and then with the whole file
+        // list built first: with -H and incremental recursion, rsync 3.5.0 hangs when a
+        // linked name vanishes during the run, both ends trading keep-alives for good, so
+        // neither --timeout nor the watchdog ends it (measured here: 6 of 13 runs of a tree
+        // whose linked names were renamed meanwhile; none with --no-inc-recursive in 118, and
+        // none for --files-from lists, which do not recurse). Links made since are sent by
+        // the Linked runs of their own changes.
+        if self.source.links.lock().holds_under(subtree) {
+            args.extend(["-H", "--no-inc-recursive"].map(OsString::from));
         }
         if ignore_times {
             args.push("--ignore-times".into());
@@ -493,7 +504,7 @@ impl RsyncTarget {
     ) -> Vec<PathBuf> {
         let mut groups = resolve::groups(&self.source, files);
         for subtree in subtrees {
-            groups.extend(linked_across(&self.source, subtree, false));
+            groups.extend(linked_across(&self.source, subtree));
         }
         let mut linked: BTreeSet<PathBuf> = groups
             .into_iter()
@@ -595,7 +606,7 @@ impl RsyncTarget {
             return Ok(());
         }
         // The reconcile's own walk of the subtree has just recorded its links.
-        let names: Vec<PathBuf> = linked_across(&self.source, subtree, true)
+        let names: Vec<PathBuf> = linked_across(&self.source, subtree)
             .into_iter()
             .flat_map(|g| g.names)
             .collect();
@@ -653,14 +664,9 @@ impl RsyncTarget {
     }
 }
 
-/// The groups of the linked files below `subtree` that have names outside it too: a run of
-/// the subtree links its own names (`-H`) but sends these apart from the others. The subtree
-/// is walked first: names made in it since it was last seen (`ln` into a directory renamed
-/// at once) have no event of their own here, its run covers them; `walked`: a walk just did.
-fn linked_across(source: &SourceTree, subtree: &Path, walked: bool) -> Vec<resolve::Group> {
-    if !walked && let Err(err) = crate::scan::changed_files(source, subtree, None) {
-        crate::debug!("hard links: walk of {subtree:?}: {err}");
-    }
+/// The groups of the linked files the index holds below `subtree` that have names outside it
+/// too: a run of the subtree links its own names (`-H`) but sends these apart from the others.
+fn linked_across(source: &SourceTree, subtree: &Path) -> Vec<resolve::Group> {
     resolve::groups_under(source, subtree)
         .into_iter()
         .filter(|g| g.names.len() > 1 && g.names.iter().any(|n| !n.starts_with(subtree)))
@@ -719,7 +725,17 @@ impl Target for RsyncTarget {
         settle.sort();
         settle.dedup();
         for path in batch.paths.iter().chain(&settle) {
-            if self.source.excludes.covers(path) || subtrees.iter().any(|s| path.starts_with(s)) {
+            if self.source.excludes.covers(path) {
+                continue;
+            }
+            if subtrees.iter().any(|s| path.starts_with(s)) {
+                // Sent by its directory's run; a link made in it (`ln x d/g; mv d e`) still
+                // needs its other names, which that run does not carry.
+                if let Checked::Present(Kind::File, Some(meta)) = self.check(path)
+                    && meta.is_multi_link()
+                {
+                    files.push((path.clone(), meta));
+                }
                 continue;
             }
             match self.check(path) {
