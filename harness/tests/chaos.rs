@@ -224,3 +224,8 @@ fn a_link_made_into_a_directory_renamed_at_once() {
 fn linked_names_vanish_during_a_subtree_run() {
     replays_exactly("linked_names_vanish_during_a_subtree_run");
 }
+
+#[test]
+fn written_through_a_name_then_unlinked() {
+    replays_exactly("written_through_a_name_then_unlinked");
+}

@@ -12,7 +12,7 @@
 //! Bounded: past `cap` names nothing more is added (`full`), and the caller falls back to
 //! periodic reconciles for the links it could not index (see `Links`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,8 @@ pub type Ino = (u64, u64);
 const BYTES_PER_NAME: usize = 112;
 /// ... and per inode: its map slot and name list header.
 const BYTES_PER_INODE: usize = 80;
+/// Names replaced by a rename kept for the applier (see `replaced_by_rename`).
+const REPLACED_KEPT: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Names {
@@ -53,6 +55,10 @@ pub struct LinkIndex {
     /// A name was refused because the index held `cap` names.
     full: bool,
     last_rename: Option<LastRename>,
+    /// Names a rename replaced, with the inode they were, newest last: the change that
+    /// marked such a name may have been made through it just before (`chmod c; mv x c`),
+    /// and only its other names hold it now.
+    replaced: VecDeque<(PathKey, Ino)>,
 }
 
 /// Keys equal to `prefix` or below it: one contiguous range (see `PathKey`).
@@ -72,6 +78,7 @@ impl LinkIndex {
             path_bytes: 0,
             full: false,
             last_rename: None,
+            replaced: VecDeque::new(),
         }
     }
 
@@ -101,6 +108,20 @@ impl LinkIndex {
     /// The inode the index holds for `path`, if any.
     pub fn inode_of(&self, path: &Path) -> Option<Ino> {
         self.by_path.get(&PathKey::from(path)).copied()
+    }
+
+    /// Nothing held and no name replaced lately: no batch has anything to look up.
+    pub fn is_idle(&self) -> bool {
+        self.by_path.is_empty() && self.replaced.is_empty()
+    }
+
+    /// The inode a rename replaced at `path` lately, if any.
+    pub fn replaced_by_rename(&self, path: &Path) -> Option<Ino> {
+        self.replaced
+            .iter()
+            .rev()
+            .find(|(key, _)| key.path() == path)
+            .map(|(_, ino)| *ino)
     }
 
     /// The names held for `ino`.
@@ -191,6 +212,8 @@ impl LinkIndex {
             .is_some_and(|last| last.from == to && last.to == from);
         if exchange {
             let last = self.last_rename.take().unwrap_or_else(|| unreachable!());
+            self.replaced
+                .retain(|(key, _)| !last.displaced.iter().any(|(d, _)| d == key));
             for (key, ino) in last.displaced {
                 let moved = PathKey::from(rekey(key.path(), &last.to, &last.from));
                 self.link_key(moved, ino);
@@ -198,8 +221,12 @@ impl LinkIndex {
             return;
         }
         let displaced = keys_under(&self.by_path, to);
-        for (key, _) in &displaced {
+        for (key, ino) in &displaced {
             self.unlink_key(key);
+            if self.replaced.len() >= REPLACED_KEPT {
+                self.replaced.pop_front();
+            }
+            self.replaced.push_back((key.clone(), *ino));
         }
         for (key, ino) in keys_under(&self.by_path, from) {
             self.unlink_key(&key);
@@ -269,6 +296,7 @@ impl LinkIndex {
         self.path_bytes = 0;
         self.full = false;
         self.last_rename = None;
+        self.replaced.clear();
     }
 }
 
@@ -325,10 +353,12 @@ mod tests {
         index.rename(&p("a"), &p("b"));
         assert_eq!(index.names(X), vec![p("b")]);
         assert!(index.names(Y).is_empty());
+        assert_eq!(index.replaced_by_rename(&p("b")), Some(Y));
         // The same pair reversed at once: RENAME_EXCHANGE.
         index.rename(&p("b"), &p("a"));
         assert_eq!(index.names(X), vec![p("b")]);
         assert_eq!(index.names(Y), vec![p("a")]);
+        assert_eq!(index.replaced_by_rename(&p("b")), None);
     }
 
     #[test]

@@ -159,6 +159,79 @@ pub fn groups_under(source: &SourceTree, subtree: &Path) -> Vec<Group> {
     groups(source, &files)
 }
 
+/// The inodes the index holds for `paths`, taken before a batch's stats update it: a name
+/// whose inode is gone by the time it is applied (written, then unlinked or replaced) leaves
+/// its other names as the only ones holding the change (see `orphaned`).
+pub fn held<'p>(source: &SourceTree, paths: impl Iterator<Item = &'p Path>) -> Vec<(PathBuf, Ino)> {
+    let index = source.links.lock();
+    if index.is_idle() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for path in paths {
+        let held = index.inode_of(path).into_iter();
+        for ino in held.chain(index.replaced_by_rename(path)) {
+            found.push((path.to_path_buf(), ino));
+        }
+    }
+    found
+}
+
+/// The other names of the inodes among `held` whose name no longer is that inode: the event
+/// that marked the name may stand for a change (a write, a chmod) made through it just
+/// before, which the other names now hold alone. One group per such inode, with every name
+/// it has under SOURCE now (a single name when it has one link left); inodes in `handled`
+/// (written with this batch anyway) are left out.
+pub fn orphaned(
+    source: &SourceTree,
+    held: &[(PathBuf, Ino)],
+    handled: &HashSet<Ino>,
+) -> Vec<Group> {
+    let mut orphans: BTreeMap<Ino, BTreeSet<PathBuf>> = BTreeMap::new();
+    for (path, ino) in held {
+        if handled.contains(ino) || verified(source, path, *ino).is_some() {
+            continue;
+        }
+        orphans.entry(*ino).or_default().insert(path.clone());
+    }
+    if orphans.is_empty() {
+        return Vec::new();
+    }
+    let candidates: Vec<(Ino, Vec<PathBuf>)> = {
+        let index = source.links.lock();
+        orphans
+            .iter()
+            .map(|(ino, gone)| {
+                let names = index.names(*ino);
+                (
+                    *ino,
+                    names.into_iter().filter(|n| !gone.contains(n)).collect(),
+                )
+            })
+            .collect()
+    };
+    let mut groups_found = Vec::new();
+    for (ino, names) in candidates {
+        let alive: Vec<(PathBuf, Meta)> = names
+            .into_iter()
+            .filter_map(|name| verified(source, &name, ino).map(|meta| (name, meta)))
+            .collect();
+        if alive.iter().any(|(_, meta)| meta.nlink > 1) {
+            groups_found.extend(groups(source, &alive).into_iter().filter(|g| g.ino == ino));
+        } else if !alive.is_empty() {
+            let mut index = source.links.lock();
+            for (name, meta) in &alive {
+                index.observe(name, ino, meta.nlink);
+            }
+            groups_found.push(Group {
+                ino,
+                names: alive.into_iter().map(|(name, _)| name).collect(),
+            });
+        }
+    }
+    groups_found
+}
+
 /// `name`'s stat when it still is the regular file `ino` and is not excluded.
 fn verified(source: &SourceTree, name: &Path, ino: Ino) -> Option<Meta> {
     if source.excludes.covers(name) {

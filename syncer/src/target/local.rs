@@ -443,6 +443,59 @@ impl LocalTarget {
         (plain, groups)
     }
 
+    /// The other names of linked files whose marked name is gone or another file now (see
+    /// `resolve::orphaned`), where the replica's copies differ from the source (size, mtime,
+    /// mode, owner) or are not one inode: a change made through the gone name, or the link
+    /// structure, is brought to them. A name unlinked alone costs them a stat each.
+    fn orphaned_groups(
+        &self,
+        held: &[(PathBuf, crate::links::Ino)],
+        files: &[(&Path, Meta)],
+        groups: &[Group],
+    ) -> Vec<Group> {
+        if held.is_empty() {
+            return Vec::new();
+        }
+        let handled: HashSet<crate::links::Ino> = files
+            .iter()
+            .map(|(_, m)| (m.dev, m.ino))
+            .chain(groups.iter().map(|g| g.ino))
+            .collect();
+        let in_batch: HashSet<&Path> = files.iter().map(|(p, _)| *p).collect();
+        resolve::orphaned(&self.source, held, &handled)
+            .into_iter()
+            .filter(|g| !g.names.iter().any(|n| in_batch.contains(n.as_path())))
+            .filter(|g| self.replica_differs(g))
+            .collect()
+    }
+
+    /// Whether the replica's copies of a group's names differ from the source's file, or are
+    /// not all one inode.
+    fn replica_differs(&self, group: &Group) -> bool {
+        let mut inodes = HashSet::new();
+        for name in &group.names {
+            let Some(src) = resolve::stat_source(&self.source, name) else {
+                return true;
+            };
+            let dst = split(name).and_then(|(parent, file)| {
+                let dir = open_dir_beneath(self.root.as_fd(), parent).ok()?;
+                stat_at(dir.as_fd(), file).ok().flatten()
+            });
+            let Some(dst) = dst else {
+                return true;
+            };
+            let owner_differs = self.ops.as_root && (src.uid, src.gid) != (dst.uid, dst.gid);
+            if dst.kind != Kind::File
+                || (dst.size, dst.mtime, dst.mode) != (src.size, src.mtime, src.mode)
+                || owner_differs
+            {
+                return true;
+            }
+            inodes.insert((dst.dev, dst.ino));
+        }
+        inodes.len() > 1
+    }
+
     /// Writes one link group as one replica inode: the first name is copied through a temp
     /// file and a rename, then each other name is linked to that new inode under a temp name
     /// renamed over it. Every step is a rename, so a reader of the replica finds under each
@@ -614,6 +667,7 @@ impl Target for LocalTarget {
             paths.sort();
             paths.dedup();
         }
+        let held = resolve::held(&self.source, paths.iter().copied());
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let (mut sources, mut targets) = (DirCache(HashMap::new()), DirCache(HashMap::new()));
@@ -637,7 +691,8 @@ impl Target for LocalTarget {
             }
         }
         drop((sources, targets));
-        let (plain, groups) = self.split_link_groups(&files);
+        let (plain, mut groups) = self.split_link_groups(&files);
+        groups.extend(self.orphaned_groups(&held, &files, &groups));
         outcome.merge(self.copy_files(&plain, stats));
         outcome.merge(self.copy_groups(&groups, stats));
         outcome

@@ -173,7 +173,7 @@ impl RsyncTarget {
         let in_place = match kind {
             ListKind::Changed => self.options.inplace,
             ListKind::New => true,
-            ListKind::Linked => false,
+            ListKind::Linked | ListKind::Siblings => false,
         };
         if in_place {
             args.push("--inplace".into());
@@ -188,7 +188,9 @@ impl RsyncTarget {
             ]
             .map(OsString::from),
         );
-        if kind == ListKind::New {
+        if kind == ListKind::Siblings {
+            // Sent only where they differ: most are just the names an unlink left.
+        } else if kind == ListKind::New {
             // rsync may read whole directories itself: keep it off the excluded names.
             for pattern in self.source.excludes.rsync_patterns() {
                 args.push(format!("--exclude={pattern}").into());
@@ -263,7 +265,7 @@ impl RsyncTarget {
         };
         let result = finish(started, Some(input), self.stall());
         // Linked runs are rare: a warm client kept for them would mostly hold a connection.
-        if kind != ListKind::Linked {
+        if !matches!(kind, ListKind::Linked | ListKind::Siblings) {
             self.refill_warm(kind);
         }
         result
@@ -545,6 +547,41 @@ impl RsyncTarget {
         linked.into_iter().collect()
     }
 
+    /// The other names of linked files whose marked name is gone or another file now (see
+    /// `resolve::orphaned`), for the `Siblings` run; recorded as linked on the daemon where
+    /// they are several.
+    fn orphaned_siblings(
+        &self,
+        held: &[(PathBuf, crate::links::Ino)],
+        files: &[(PathBuf, Meta)],
+        linked: &[PathBuf],
+    ) -> Vec<PathBuf> {
+        if held.is_empty() {
+            return Vec::new();
+        }
+        let handled: HashSet<crate::links::Ino> =
+            files.iter().map(|(_, m)| (m.dev, m.ino)).collect();
+        let sent: HashSet<&Path> = files
+            .iter()
+            .map(|(p, _)| p.as_path())
+            .chain(linked.iter().map(PathBuf::as_path))
+            .collect();
+        let mut siblings = Vec::new();
+        let mut daemon = self.daemon_links();
+        for group in resolve::orphaned(&self.source, held, &handled) {
+            if group.names.iter().any(|n| sent.contains(n.as_path())) {
+                continue;
+            }
+            if group.names.len() > 1 {
+                for name in &group.names {
+                    daemon.insert(name);
+                }
+            }
+            siblings.extend(group.names);
+        }
+        siblings
+    }
+
     /// Files of one name the runs send through a temporary file and a rename: on the daemon
     /// they are files of their own afterwards.
     fn sent_apart(
@@ -563,7 +600,7 @@ impl RsyncTarget {
                     && plan.sweep.is_empty()
                     && match plan.kind {
                         ListKind::Changed => !self.options.inplace,
-                        ListKind::Linked => true,
+                        ListKind::Linked | ListKind::Siblings => true,
                         ListKind::New => false,
                     }
             })
@@ -724,6 +761,10 @@ impl Target for RsyncTarget {
         settle.retain(|p| !batch.paths.contains(p));
         settle.sort();
         settle.dedup();
+        let held = resolve::held(
+            &self.source,
+            batch.paths.iter().chain(&settle).map(PathBuf::as_path),
+        );
         for path in batch.paths.iter().chain(&settle) {
             if self.source.excludes.covers(path) {
                 continue;
@@ -761,6 +802,7 @@ impl Target for RsyncTarget {
         missing.sort();
         missing.dedup();
         let linked = self.sort_out_links(&files, &subtrees, &mut changed, &mut new);
+        let siblings = self.orphaned_siblings(&held, &files, &linked);
         let gone = missing.clone();
         let (missing, sweep) = self.plan_deletions(missing);
         let Runs {
@@ -775,6 +817,7 @@ impl Target for RsyncTarget {
                 new,
                 subtrees,
                 linked,
+                siblings,
             },
             self.options.streams,
             self.options.inplace,

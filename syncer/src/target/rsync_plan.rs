@@ -32,6 +32,11 @@ pub enum ListKind {
     /// in-place write into a linked inode changes its other names too. It runs last, after
     /// the renamed directories' runs, which send their linked files apart.
     Linked,
+    /// The other names of linked files whose marked name is gone or another file now: a
+    /// change made through that name may have reached only them. Like `Linked`, but with
+    /// rsync's quick check (size and mtime to the nanosecond), since most such names are
+    /// just the names left by an unlink.
+    Siblings,
 }
 
 /// The work of one run, and the paths to give back if it fails.
@@ -143,6 +148,8 @@ pub struct Paths {
     pub subtrees: Vec<PathBuf>,
     /// Names for the `Linked` run (see `ListKind::Linked`).
     pub linked: Vec<PathBuf>,
+    /// Names for the `Siblings` run (see `ListKind::Siblings`).
+    pub siblings: Vec<PathBuf>,
 }
 
 /// A batch's runs, in the order they go: `first` (alone), then `second` (in parallel), then
@@ -177,6 +184,7 @@ pub fn plan(
         mut new,
         subtrees,
         mut linked,
+        mut siblings,
     } = paths;
     let mut first = Vec::new();
     let mut second = Vec::new();
@@ -216,6 +224,11 @@ pub fn plan(
         linked.sort();
         linked.dedup();
         last.push(RunPlan::list(linked, ListKind::Linked));
+    }
+    if !siblings.is_empty() {
+        siblings.sort();
+        siblings.dedup();
+        last.push(RunPlan::list(siblings, ListKind::Siblings));
     }
     Runs {
         first,
