@@ -55,10 +55,11 @@ pub struct LinkIndex {
     /// A name was refused because the index held `cap` names.
     full: bool,
     last_rename: Option<LastRename>,
-    /// Names a rename replaced, with the inode they were, newest last: the change that
-    /// marked such a name may have been made through it just before (`chmod c; mv x c`),
-    /// and only its other names hold it now.
-    replaced: VecDeque<(PathKey, Ino)>,
+    /// Names a rename replaced, with the inode they were: the change that marked such a name
+    /// may have been made through it just before (`chmod c; mv x c`), and only its other
+    /// names hold it now. The oldest are dropped past `REPLACED_KEPT`.
+    replaced: HashMap<PathKey, Ino>,
+    replaced_order: VecDeque<PathKey>,
 }
 
 /// Keys equal to `prefix` or below it: one contiguous range (see `PathKey`).
@@ -78,7 +79,8 @@ impl LinkIndex {
             path_bytes: 0,
             full: false,
             last_rename: None,
-            replaced: VecDeque::new(),
+            replaced: HashMap::new(),
+            replaced_order: VecDeque::new(),
         }
     }
 
@@ -117,11 +119,10 @@ impl LinkIndex {
 
     /// The inode a rename replaced at `path` lately, if any.
     pub fn replaced_by_rename(&self, path: &Path) -> Option<Ino> {
-        self.replaced
-            .iter()
-            .rev()
-            .find(|(key, _)| key.path() == path)
-            .map(|(_, ino)| *ino)
+        if self.replaced.is_empty() {
+            return None;
+        }
+        self.replaced.get(&PathKey::from(path)).copied()
     }
 
     /// The names held for `ino`.
@@ -212,8 +213,9 @@ impl LinkIndex {
             .is_some_and(|last| last.from == to && last.to == from);
         if exchange {
             let last = self.last_rename.take().unwrap_or_else(|| unreachable!());
-            self.replaced
-                .retain(|(key, _)| !last.displaced.iter().any(|(d, _)| d == key));
+            for (key, _) in &last.displaced {
+                self.replaced.remove(key);
+            }
             for (key, ino) in last.displaced {
                 let moved = PathKey::from(rekey(key.path(), &last.to, &last.from));
                 self.link_key(moved, ino);
@@ -223,10 +225,14 @@ impl LinkIndex {
         let displaced = keys_under(&self.by_path, to);
         for (key, ino) in &displaced {
             self.unlink_key(key);
-            if self.replaced.len() >= REPLACED_KEPT {
-                self.replaced.pop_front();
+            while self.replaced_order.len() >= REPLACED_KEPT {
+                if let Some(old) = self.replaced_order.pop_front() {
+                    self.replaced.remove(&old);
+                }
             }
-            self.replaced.push_back((key.clone(), *ino));
+            if self.replaced.insert(key.clone(), *ino).is_none() {
+                self.replaced_order.push_back(key.clone());
+            }
         }
         for (key, ino) in keys_under(&self.by_path, from) {
             self.unlink_key(&key);
@@ -297,6 +303,7 @@ impl LinkIndex {
         self.full = false;
         self.last_rename = None;
         self.replaced.clear();
+        self.replaced_order.clear();
     }
 }
 
