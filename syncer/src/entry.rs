@@ -93,10 +93,24 @@ pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Meta> {
 
 /// The names in an open directory (without `.` and `..`) and their type when getdents knows it.
 pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<(OsString, Option<Kind>)>> {
+    read_entries(dir, |name, kind, _| (name, kind))
+}
+
+/// The names in an open directory with their inode numbers (`d_ino`, no stat) and their type
+/// when getdents knows it: what a search for the other names of an inode reads.
+pub fn list_inodes(dir: &OwnedFd) -> io::Result<Vec<(OsString, Option<Kind>, u64)>> {
+    read_entries(dir, |name, kind, ino| (name, kind, ino))
+}
+
+/// Reads every entry but `.` and `..` of an open directory as `row(name, type, d_ino)`.
+fn read_entries<T>(
+    dir: &OwnedFd,
+    row: impl Fn(OsString, Option<Kind>, u64) -> T,
+) -> io::Result<Vec<T>> {
     // Dir takes ownership and rewinds, so give it a duplicate of the caller's fd.
     let dup = dir.as_fd().try_clone_to_owned()?;
     let mut stream = nix::dir::Dir::from_fd(dup).map_err(to_io)?;
-    let mut names = Vec::new();
+    let mut rows = Vec::new();
     for entry in stream.iter() {
         let entry = entry.map_err(to_io)?;
         let name = entry.file_name().to_bytes();
@@ -104,30 +118,13 @@ pub fn list_dir(dir: &OwnedFd) -> io::Result<Vec<(OsString, Option<Kind>)>> {
             continue;
         }
         let kind = entry.file_type().map(kind_of);
-        names.push((OsStr::from_bytes(name).to_os_string(), kind));
-    }
-    Ok(names)
-}
-
-/// The names in an open directory with their inode numbers (`d_ino`, no stat) and their type
-/// when getdents knows it: what a search for the other names of an inode reads.
-pub fn list_inodes(dir: &OwnedFd) -> io::Result<Vec<(OsString, Option<Kind>, u64)>> {
-    let dup = dir.as_fd().try_clone_to_owned()?;
-    let mut stream = nix::dir::Dir::from_fd(dup).map_err(to_io)?;
-    let mut names = Vec::new();
-    for entry in stream.iter() {
-        let entry = entry.map_err(to_io)?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        names.push((
+        rows.push(row(
             OsStr::from_bytes(name).to_os_string(),
-            entry.file_type().map(kind_of),
+            kind,
             entry.ino(),
         ));
     }
-    Ok(names)
+    Ok(rows)
 }
 
 fn kind_of(t: nix::dir::Type) -> Kind {

@@ -364,13 +364,18 @@ impl LocalTarget {
         }
     }
 
+    /// The source directory `rel` and its replica (made if missing).
+    fn open_dirs(&self, rel: &Path, stats: &TargetStats) -> io::Result<(OwnedFd, OwnedFd)> {
+        Ok((
+            self.source.open_dir(rel)?,
+            self.ensure_target_dir(rel, stats)?,
+        ))
+    }
+
     /// Copies one chunk of files that share a parent directory.
     fn copy_chunk(&self, parent: &Path, names: &[&OsStr], stats: &TargetStats) -> Outcome {
         let mut outcome = Outcome::default();
-        let dirs = self
-            .source
-            .open_dir(parent)
-            .and_then(|s| Ok((s, self.ensure_target_dir(parent, stats)?)));
+        let dirs = self.open_dirs(parent, stats);
         let (sdir, tdir) = match dirs {
             Ok(pair) => pair,
             Err(err) if is_ancestor_gone(&err) => {
@@ -511,10 +516,7 @@ impl LocalTarget {
             let Some((parent, name)) = split(rel) else {
                 continue;
             };
-            let dirs = self
-                .source
-                .open_dir(parent)
-                .and_then(|s| Ok((s, self.ensure_target_dir(parent, stats)?)));
+            let dirs = self.open_dirs(parent, stats);
             let (sdir, tdir) = match dirs {
                 Ok(pair) => pair,
                 Err(err) if is_ancestor_gone(&err) => {
