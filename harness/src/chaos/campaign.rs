@@ -185,20 +185,23 @@ fn write_failure(
 /// campaign) says nothing about the loss being chased.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FailureKind {
-    /// The replica differs from SOURCE.
+    /// The syncer (or its daemon) did not start.
+    StartUp,
+    /// The syncer panicked or exited badly, whatever the replica looked like.
+    Exit,
+    /// The replica still differs from SOURCE, and the syncer exited cleanly.
     Differs,
-    /// Start-up or exit status.
-    Problem,
 }
 
 impl FailureKind {
     fn of(outcome: &CaseOutcome) -> Option<FailureKind> {
-        if outcome.passed {
-            None
-        } else if !outcome.diff.is_equal() {
-            Some(FailureKind::Differs)
-        } else {
-            Some(FailureKind::Problem)
+        // The problem is checked first: a panic that also left the replica different is a
+        // panic to chase, and a shrunk log that only differs has lost it.
+        match (&outcome.problem, outcome.syncer_started) {
+            _ if outcome.passed => None,
+            (Some(_), false) => Some(FailureKind::StartUp),
+            (Some(_), true) => Some(FailureKind::Exit),
+            (None, _) => Some(FailureKind::Differs),
         }
     }
 }
@@ -373,7 +376,7 @@ fn run_case(
             replay_command(config, id, scenario)
         );
         if let Some(trials) = env.shrink {
-            let kind = FailureKind::of(&outcome).unwrap_or(FailureKind::Problem);
+            let kind = FailureKind::of(&outcome).unwrap_or(FailureKind::Exit);
             match shrink_failure(config, env, id, &log, kind, trials, &dir) {
                 Ok(line) => note.push_str(&format!("\n  {line} -> {}/minimal.ops", dir.display())),
                 Err(e) => note.push_str(&format!("\n  shrinking failed: {e}")),
@@ -472,11 +475,35 @@ mod tests {
                 ..TreeDiff::default()
             },
             problem: None,
+            syncer_started: true,
             storm_ms: 0,
         };
         let lines = suspects(&log, &outcome);
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert!(lines[0].contains("setup mkdir"), "{lines:#?}");
         assert!(lines.iter().all(|l| !l.contains("other")), "{lines:#?}");
+    }
+
+    #[test]
+    fn a_failure_is_classed_by_its_problem_before_its_replica() {
+        let mut outcome = CaseOutcome {
+            passed: false,
+            converge_ms: None,
+            op_errors: 0,
+            diff: TreeDiff {
+                missing: 1,
+                ..TreeDiff::default()
+            },
+            problem: None,
+            syncer_started: true,
+            storm_ms: 0,
+        };
+        assert!(FailureKind::of(&outcome) == Some(FailureKind::Differs));
+        outcome.problem = Some("the syncer panicked: ...".into());
+        assert!(FailureKind::of(&outcome) == Some(FailureKind::Exit));
+        outcome.syncer_started = false;
+        assert!(FailureKind::of(&outcome) == Some(FailureKind::StartUp));
+        outcome.passed = true;
+        assert!(FailureKind::of(&outcome).is_none());
     }
 }

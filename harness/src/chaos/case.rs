@@ -98,6 +98,8 @@ pub struct CaseOutcome {
     pub diff: TreeDiff,
     /// Why the case failed other than a differing replica (start-up, exit status).
     pub problem: Option<String>,
+    /// The syncer was started, so a `problem` is about its exit, not its start-up.
+    pub syncer_started: bool,
     pub storm_ms: u64,
 }
 
@@ -207,6 +209,7 @@ pub fn run(log: &OpLog, spec: &CaseSpec) -> CaseOutcome {
         op_errors: 0,
         diff: TreeDiff::default(),
         problem: None,
+        syncer_started: false,
         storm_ms: 0,
     };
     if let Err(problem) = run_into(log, spec, &mut outcome) {
@@ -240,6 +243,7 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
         ),
     };
     let syncer = start_syncer(spec, &src, &replica, daemon.as_ref())?;
+    outcome.syncer_started = true;
     let started = Instant::now();
     for op in log.live() {
         outcome.op_errors += u64::from(op.apply(roots).is_err());
