@@ -4,7 +4,7 @@
 //! Subtree compares (rescans) run here too, so what they find is re-keyed through renames
 //! that arrive meanwhile (see `pending`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -229,8 +229,13 @@ impl Applier {
         found
     }
 
-    /// The delay before failed work is tried again: exponential from 0.2 s to 10 s.
-    fn backoff(&self, outcome: &Outcome, failures: &mut u32) -> u64 {
+    /// The delay before failed work is tried again: exponential from 0.2 s to 10 s. While
+    /// a path is `escalated`, a batch that went through (the widened compare, say) keeps
+    /// the count: the path has not recovered.
+    fn backoff(&self, outcome: &Outcome, failures: &mut u32, escalated: bool) -> u64 {
+        if !outcome.backoff && escalated {
+            return 0;
+        }
         if !outcome.backoff {
             if *failures > 0 {
                 crate::info!(
@@ -277,8 +282,8 @@ impl Applier {
                 crate::error!("{why}");
                 self.control.fail(1);
             }
-            escalate_repeated_again(&mut outcome, &mut again);
-            let delay = self.backoff(&outcome, &mut failures);
+            let escalated = escalate_repeated_again(&batch.paths, &mut outcome, &mut again);
+            let delay = self.backoff(&outcome, &mut failures, escalated);
             let now = self.control.now_ns();
             let seq = batch.rename_seq;
             for (changed_since_ns, result) in found {
@@ -320,25 +325,39 @@ impl Applier {
 /// A path retried at once round after round is slowed down and widened: its parent
 /// directory is compared whole, which settles whatever made the narrow run fail.
 /// Counted per path, so a long storm whose rounds each retry different paths (files
-/// vanishing under rsync) is not slowed.
-fn escalate_repeated_again(outcome: &mut Outcome, again: &mut HashMap<PathBuf, u32>) {
+/// vanishing under rsync) is not slowed. A path's count ends only when a batch holding it
+/// applies it (a batch without it, such as the widened compare, says nothing about it), so
+/// a path that keeps failing stays escalated and its backoff keeps growing. Returns
+/// whether some path is still escalated, for [`Applier::backoff`].
+fn escalate_repeated_again(
+    batch: &[PathBuf],
+    outcome: &mut Outcome,
+    again: &mut HashMap<PathBuf, u32>,
+) -> bool {
     if outcome.backoff {
         again.clear();
-        return;
+        return false;
     }
-    let mut counts = HashMap::with_capacity(outcome.retry.len());
-    let mut stuck = Vec::new();
-    for path in &outcome.retry {
-        let count = again.get(path).copied().unwrap_or(0) + 1;
-        if count >= AGAIN_LIMIT {
-            stuck.push(path.parent().unwrap_or(Path::new("")).to_path_buf());
-        } else {
-            counts.insert(path.clone(), count);
+    if !again.is_empty() {
+        let retried: HashSet<&Path> = outcome.retry.iter().map(PathBuf::as_path).collect();
+        for path in batch {
+            if !retried.contains(path.as_path()) {
+                again.remove(path);
+            }
         }
     }
-    *again = counts;
+    let mut stuck = Vec::new();
+    let mut most = 0;
+    for path in &outcome.retry {
+        let count = again.entry(path.clone()).or_insert(0);
+        *count = count.saturating_add(1);
+        if *count >= AGAIN_LIMIT {
+            most = most.max(*count);
+            stuck.push(widened(path));
+        }
+    }
     if stuck.is_empty() {
-        return;
+        return again.values().any(|&count| count >= AGAIN_LIMIT);
     }
     stuck.sort();
     stuck.dedup();
@@ -347,16 +366,31 @@ fn escalate_repeated_again(outcome: &mut Outcome, again: &mut HashMap<PathBuf, u
         .take()
         .unwrap_or_else(|| "the source changed during each run".into());
     outcome.first_error = Some(format!(
-        "failed {AGAIN_LIMIT} times in a row: {why}; comparing {} directories whole",
+        "failed {most} times in a row: {why}; comparing {} directories whole",
         stuck.len()
     ));
     outcome.rescan.extend(stuck);
     outcome.backoff = true;
+    true
+}
+
+/// What a stuck path's escalation compares whole: its parent, except for a path at the
+/// top, whose parent is the whole tree (a full reconcile for one stuck name).
+fn widened(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => path.to_path_buf(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The batch that came back as `outcome`: just the paths it retries.
+    fn batch_of(outcome: &Outcome) -> Vec<PathBuf> {
+        outcome.retry.clone()
+    }
 
     fn again_round(paths: &[&str]) -> Outcome {
         Outcome {
@@ -371,15 +405,47 @@ mod tests {
         let mut again = HashMap::new();
         for _ in 1..AGAIN_LIMIT {
             let mut outcome = again_round(&["d/a", "d/b"]);
-            escalate_repeated_again(&mut outcome, &mut again);
+            escalate_repeated_again(&batch_of(&outcome), &mut outcome, &mut again);
             assert!(!outcome.backoff && outcome.rescan.is_empty());
         }
         let mut outcome = again_round(&["d/a", "d/b"]);
-        escalate_repeated_again(&mut outcome, &mut again);
+        escalate_repeated_again(&batch_of(&outcome), &mut outcome, &mut again);
         assert!(outcome.backoff);
         assert_eq!(outcome.rescan, vec![PathBuf::from("d")]);
         assert!(outcome.first_error.unwrap().contains("times in a row"));
+    }
+
+    #[test]
+    fn a_path_that_keeps_failing_stays_slowed_until_it_stops() {
+        let mut again = HashMap::new();
+        for round in 1..3 * AGAIN_LIMIT {
+            let mut outcome = again_round(&["d/a"]);
+            escalate_repeated_again(&batch_of(&outcome), &mut outcome, &mut again);
+            assert_eq!(outcome.backoff, round >= AGAIN_LIMIT, "round {round}");
+        }
+        // The widened compare goes through: d/a is still escalated.
+        let mut outcome = Outcome::default();
+        assert!(escalate_repeated_again(
+            &[PathBuf::from("d")],
+            &mut outcome,
+            &mut again
+        ));
+        // A batch holding d/a applies it: its count ends.
+        let mut outcome = Outcome::default();
+        let batch = [PathBuf::from("d/a")];
+        assert!(!escalate_repeated_again(&batch, &mut outcome, &mut again));
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_stuck_path_at_the_top_is_compared_itself_not_the_whole_tree() {
+        let mut again = HashMap::new();
+        let mut outcome = Outcome::default();
+        for _ in 0..AGAIN_LIMIT {
+            outcome = again_round(&["top"]);
+            escalate_repeated_again(&batch_of(&outcome), &mut outcome, &mut again);
+        }
+        assert_eq!(outcome.rescan, vec![PathBuf::from("top")]);
     }
 
     #[test]
@@ -387,7 +453,7 @@ mod tests {
         let mut again = HashMap::new();
         for round in 0..3 * AGAIN_LIMIT {
             let mut outcome = again_round(&[&format!("f{round}")]);
-            escalate_repeated_again(&mut outcome, &mut again);
+            escalate_repeated_again(&batch_of(&outcome), &mut outcome, &mut again);
             assert!(!outcome.backoff && outcome.rescan.is_empty());
         }
     }
@@ -398,7 +464,7 @@ mod tests {
         for round in 0..3 * AGAIN_LIMIT {
             let mut outcome = again_round(&["a"]);
             outcome.backoff = round % 2 == 1;
-            escalate_repeated_again(&mut outcome, &mut again);
+            escalate_repeated_again(&batch_of(&outcome), &mut outcome, &mut again);
             assert!(outcome.rescan.is_empty());
         }
     }

@@ -408,4 +408,11 @@ fn a_change_under_a_parent_moved_out_and_made_again_is_not_retried_forever() {
         "still retrying after convergence: {before} -> {after} retries\n{}",
         syncer.log()
     );
+    // Escalation (the parent compared whole) would repair it too, after rounds of failed
+    // runs: the deletion itself must go through.
+    assert!(
+        !syncer.log().contains("times in a row"),
+        "the deletion failed round after round before it went through:\n{}",
+        syncer.log()
+    );
 }
