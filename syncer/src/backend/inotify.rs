@@ -207,6 +207,11 @@ impl InotifyBackend {
     /// existing wd of an inode already watched) and places it there. None when `rel` is no
     /// directory now.
     fn present_wd(&self, rel: &Path, table: &mut WatchTable) -> Option<i32> {
+        self.present_watch(rel, table).map(|(wd, _)| wd)
+    }
+
+    /// [`Self::present_wd`], and whether the watch is new (the directory was not watched).
+    fn present_watch(&self, rel: &Path, table: &mut WatchTable) -> Option<(i32, bool)> {
         let wd = self
             .inotify
             .add_watch(&self.source.abs.join(rel), WATCH_MASK)
@@ -216,7 +221,7 @@ impl InotifyBackend {
             self.forget_watch(wd);
             return None;
         }
-        Some(wd)
+        Some((wd, !known))
     }
 
     /// A directory renamed inside the tree, `from` paired with the entry `name` of `parent`
@@ -416,14 +421,15 @@ impl InotifyBackend {
             // a successor (`mkdir d; mv d /out; mkdir d`, all before the first IN_CREATE was
             // read): the directory that left was never watched, and this one stays.
             let here = table.dir_path(wd).map(Path::to_path_buf);
-            let present = here.as_ref().and_then(|path| self.present_wd(path, table));
-            if present != Some(wd) {
+            let present = here.as_ref().and_then(|path| self.present_watch(path, table));
+            if present.is_none_or(|(present, _)| present != wd) {
                 self.unwatch_subtree(wd, table);
-                if let (Some(path), Some(_)) = (here, present) {
-                    // Another directory stands under the name, just watched by present_wd
-                    // but never scanned: its IN_CREATE found its parent's path gone (a
-                    // rename was queued behind it), so subdirectories made in it since have
-                    // no watch yet.
+                if let (Some(path), Some((_, true))) = (here, present) {
+                    // Another directory stands under the name, just watched by
+                    // present_watch and never scanned: its IN_CREATE found its parent's path
+                    // gone (a rename was queued behind it), so subdirectories made in it
+                    // since have no watch yet. One watched already (`mv e d`) was scanned
+                    // when it was watched, and its own events follow it.
                     self.watch_then_scan(path, table, changes);
                 }
             }
