@@ -424,7 +424,11 @@ impl Pending {
                 Some(changed_since_ns) => Mark::Rescan { changed_since_ns },
                 None => Mark::Changed,
             };
-            moved.push(PathKey::from(path.as_path()));
+            let key = PathKey::from(path.as_path());
+            if self.dirty.contains_key(&key) {
+                landed_on_mark.push(key.clone());
+            }
+            moved.push(key);
             self.mark(path, mark, now_ns);
         }
         // Applied after their ancestor was renamed but before the rename was read: the
@@ -438,7 +442,11 @@ impl Pending {
             }
         }
         for path in found {
-            moved.push(PathKey::from(path.as_path()));
+            let key = PathKey::from(path.as_path());
+            if self.dirty.contains_key(&key) {
+                landed_on_mark.push(key.clone());
+            }
+            moved.push(key);
             self.mark(path, Mark::Changed, now_ns);
         }
         self.last_moved = if exchange { Vec::new() } else { moved };
@@ -789,6 +797,31 @@ mod tests {
             paths,
             vec![p("a"), p("a/x"), p("b"), p("b/only_a"), p("b/x")]
         );
+    }
+
+    #[test]
+    fn an_exchange_keeps_an_in_flight_mark_that_met_one_on_the_other_side() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("a/x"), Mark::Changed, 0);
+        let flying = pending.take_batch(0).unwrap();
+        pending.mark(p("b/x"), Mark::Changed, 0);
+        let rename = |from: &str, to: &str| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir: true,
+        };
+        pending.rename(rename("a", "b"), 1);
+        pending.rename(rename("b", "a"), 1);
+        pending.finish(&flying, vec![], 2, 0);
+        let mut paths = Vec::new();
+        while let Some(batch) = pending.take_batch(u64::MAX / 2) {
+            paths.extend(batch.paths.iter().cloned());
+            pending.finish(&batch, vec![], 2, 0);
+        }
+        paths.sort();
+        paths.dedup();
+        // b's x, now at a, had a mark of its own when a's in-flight x landed on it.
+        assert_eq!(paths, vec![p("a"), p("a/x"), p("b"), p("b/x")]);
     }
 
     #[test]

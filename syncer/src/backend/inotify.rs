@@ -421,7 +421,9 @@ impl InotifyBackend {
             // a successor (`mkdir d; mv d /out; mkdir d`, all before the first IN_CREATE was
             // read): the directory that left was never watched, and this one stays.
             let here = table.dir_path(wd).map(Path::to_path_buf);
-            let present = here.as_ref().and_then(|path| self.present_watch(path, table));
+            let present = here
+                .as_ref()
+                .and_then(|path| self.present_watch(path, table));
             if present.is_none_or(|(present, _)| present != wd) {
                 self.unwatch_subtree(wd, table);
                 if let (Some(path), Some((_, true))) = (here, present) {
