@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::exclude::Excludes;
-use crate::pending::Timing;
-use crate::target::rsync::RsyncOptions;
-use crate::target::rsync_url::{RsyncUrl, looks_like_rsync};
+use crate::queue::pending::Timing;
+use crate::replica::rsync::RsyncOptions;
+use crate::replica::rsync_url::{RsyncUrl, looks_like_rsync};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {

@@ -6,22 +6,20 @@
 
 pub mod apply;
 pub mod backend;
+pub mod change;
 pub mod cli;
 pub mod control;
 pub mod entry;
 pub mod event;
 pub mod exclude;
-pub mod handles;
 pub mod links;
 pub mod log;
-pub mod pathkey;
-pub mod pending;
 pub mod pipeline;
+pub mod queue;
 pub mod reconcile;
+pub mod replica;
 pub mod scan;
 pub mod source;
 pub mod state;
 pub mod stats;
 pub mod sys;
-pub mod target;
-pub mod watch;

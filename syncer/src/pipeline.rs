@@ -12,18 +12,19 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::apply::{Applier, TargetQueue};
-use crate::backend::{Backend, Change, Sink};
+use crate::apply::Applier;
+use crate::backend::{Backend, Sink};
+use crate::change::{Change, Mark};
 use crate::cli::{Config, TargetSpec};
 use crate::control::Control;
-use crate::pending::Mark;
+use crate::queue::shared::TargetQueue;
 use crate::reconcile::{Reconciler, Request};
+use crate::replica::Target;
+use crate::replica::local::LocalTarget;
+use crate::replica::rsync::RsyncTarget;
 use crate::source::SourceTree;
 use crate::state::{CHECKPOINT_MARGIN_NS, StateFile};
 use crate::stats::Stats;
-use crate::target::Target;
-use crate::target::local::LocalTarget;
-use crate::target::rsync::RsyncTarget;
 
 /// How long a stopping syncer keeps applying what is pending.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);

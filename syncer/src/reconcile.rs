@@ -8,10 +8,10 @@ use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use crate::apply::TargetQueue;
 use crate::backend::Backend;
+use crate::change::Mark;
 use crate::control::Control;
-use crate::pending::Mark;
+use crate::queue::shared::TargetQueue;
 use crate::source::SourceTree;
 use crate::state::CHECKPOINT_MARGIN_NS;
 

@@ -23,7 +23,16 @@ use crate::entry::{Kind, Meta, is_ancestor_gone, list_dir, split, stat_at};
 use crate::links::Ino;
 use crate::source::SourceTree;
 use crate::sys::fs::open_dir_beneath;
-use crate::target::Found;
+
+/// What a reconcile walk found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Paths whose replica differs (or whose source changed since the guard).
+    pub dirty: Vec<PathBuf>,
+    /// Directories that vanished during the walk (renamed or deleted): compare them again
+    /// under whatever name they have by then.
+    pub rescan: Vec<PathBuf>,
+}
 
 pub struct Compare<'a> {
     source: &'a SourceTree,

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::fanotify_translate::{Resolver, Translator};
-use super::{Backend, CaptureReport, Change, Sink};
+use super::{Backend, CaptureReport, Sink};
+use crate::change::Change;
 use crate::entry::{Kind, list_dir, stat_at};
 use crate::event::fanotify::Events;
 use crate::source::SourceTree;

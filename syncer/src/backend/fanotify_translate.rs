@@ -23,11 +23,11 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{COMPARE_WHOLE, Change, Sink};
+use super::Sink;
+use crate::backend::handles::{HandleMap, OutsideCache, RenameWindow};
+use crate::change::{COMPARE_WHOLE, Change, Mark, Rename};
 use crate::entry::{Kind, list_dir, stat_at};
 use crate::event::fanotify::{Event, InfoKind, InfoRecord};
-use crate::handles::{HandleMap, OutsideCache, RenameWindow};
-use crate::pending::{Mark, Rename};
 use crate::source::SourceTree;
 use crate::sys::fanotify::{
     FAN_ATTRIB, FAN_CLOSE_WRITE, FAN_CREATE, FAN_DELETE, FAN_DELETE_SELF, FAN_MODIFY,

@@ -13,16 +13,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, COMPARE_WHOLE, CaptureReport, Change, Sink};
+use super::{Backend, CaptureReport, Sink};
+use crate::backend::watch::WatchTable;
+use crate::change::{COMPARE_WHOLE, Change, Mark, Rename};
 use crate::entry::{Kind, is_ancestor_gone, list_dir};
 use crate::event::inotify::{RawEvent, Records};
-use crate::pending::{Mark, Rename};
 use crate::source::SourceTree;
 use crate::stats::Stats;
 use crate::sys::epoll::Poller;
 use crate::sys::errno::ReadOutcome;
 use crate::sys::inotify::*;
-use crate::watch::WatchTable;
 
 /// Read buffer size. A full default queue (16,384 events) of short-named records (32 bytes)
 /// is 512 KiB; 1 MiB drains it in one read(), and a 1 MiB reader measured
@@ -597,7 +597,7 @@ impl Backend for InotifyBackend {
 /// the moved-away compare then cleans.
 fn rekey_unpaired(unpaired: &mut [Unpaired], from: &Path, to: &Path) {
     for u in unpaired.iter_mut().filter(|u| u.path.starts_with(from)) {
-        u.path = crate::pending::rekey(&u.path, from, to);
+        u.path = crate::change::rekey(&u.path, from, to);
     }
 }
 

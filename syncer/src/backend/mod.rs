@@ -11,29 +11,18 @@ use crate::source::SourceTree;
 use crate::stats::Stats;
 use crate::sys::fanotify::{Capabilities, probe};
 
-use crate::pending::{Mark, Rename};
+use crate::change::Change;
 
 pub mod fanotify;
 mod fanotify_translate;
+pub mod handles;
 pub mod inotify;
+pub mod watch;
 
 /// Pause of a reader after a wakeup that found events. At 30k events/s it turns ~2 events
 /// per read into ~30 and costs at most this much latency for events that arrive during a
 /// burst; the first event after a quiet period is still read at once.
 pub const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Compare a whole subtree, without a ctime guard: what the replica holds under that name may
-/// belong to another directory object (moved away, replaced, moved in over, exchanged).
-pub const COMPARE_WHOLE: Mark = Mark::Rescan {
-    changed_since_ns: None,
-};
-
-/// One translated event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Mark(PathBuf, Mark),
-    Rename(Rename),
-}
 
 /// Where a backend delivers what it saw.
 pub trait Sink: Sync {

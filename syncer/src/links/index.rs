@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use crate::pathkey::PathKey;
-use crate::pending::rekey;
+use crate::change::rekey;
+use crate::queue::pathkey::PathKey;
 
 /// `(st_dev, st_ino)`: what names of one file share.
 pub type Ino = (u64, u64);

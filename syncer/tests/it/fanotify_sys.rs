@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, poll};
+use syncer::backend::handles::{HandleMap, OutsideCache};
 use syncer::event::fanotify::{EncodeRecord, Events, INFO_DFID_NAME, InfoKind, InfoRecord};
-use syncer::handles::{HandleMap, OutsideCache};
 use syncer::sys::errno::ReadOutcome;
 use syncer::sys::fanotify::{
     FAN_CLOSE_WRITE, FAN_CREATE, FAN_DELETE, FAN_DELETE_SELF, FAN_MOVED_FROM, FAN_MOVED_TO,

@@ -34,10 +34,11 @@ use super::rsync_links::DaemonLinks;
 use super::rsync_plan::{ListKind, Paths, RunPlan, Runs, WHOLE_DIR_MIN, contents_of};
 use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
-use super::{Found, Outcome, Target, Trouble};
+use super::{Outcome, Target, Trouble};
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at};
 use crate::links::resolve;
-use crate::pending::Batch;
+use crate::queue::pending::Batch;
+use crate::scan::Found;
 use crate::source::SourceTree;
 use crate::stats::TargetStats;
 

@@ -5,7 +5,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use crate::pending::{Batch, RescanJob};
+use crate::queue::pending::{Batch, RescanJob};
+use crate::scan::Found;
 use crate::stats::TargetStats;
 
 pub mod local;
@@ -59,16 +60,6 @@ impl Outcome {
         }
         self.vanished.extend(other.vanished);
     }
-}
-
-/// What a reconcile walk found.
-#[derive(Debug, Default)]
-pub struct Found {
-    /// Paths whose replica differs (or whose source changed since the guard).
-    pub dirty: Vec<PathBuf>,
-    /// Directories that vanished during the walk (renamed or deleted): compare them again
-    /// under whatever name they have by then.
-    pub rescan: Vec<PathBuf>,
 }
 
 /// A replica kept equal to the source.

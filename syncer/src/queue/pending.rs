@@ -16,39 +16,14 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use crate::pathkey::{PathKey, cmp_paths};
-
-/// How a path became dirty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    /// Created, closed after writing, deleted, attributes changed: apply as soon as possible.
-    Changed,
-    /// Written but not closed (IN_MODIFY alone, e.g. a growing log): wait for a quiet period or
-    /// a maximum age, so a file is not copied on every write.
-    Modified,
-    /// A new non-directory entry: whatever the replica holds under its name is obsolete, so
-    /// targets may write it in place instead of through a temporary file (`Batch::is_new`).
-    /// With `wait_for_close` it waits like `Modified` (inotify: it is about to be written);
-    /// without, it is due at once like `Changed` (fanotify reports the create with the close).
-    Created { wait_for_close: bool },
-    /// Compare the whole subtree with the replica (overflow, a directory that had to be
-    /// rebuilt); files with a source ctime at or after `changed_since_ns` count as changed.
-    Rescan { changed_since_ns: Option<i128> },
-}
+use super::pathkey::{PathKey, cmp_paths};
+use crate::change::{Mark, Rename, rekey};
 
 /// A subtree to compare, as handed to the applier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RescanJob {
     pub subtree: PathBuf,
     pub changed_since_ns: Option<i128>,
-}
-
-/// A rename paired by the event source (inotify cookie, fanotify FAN_RENAME).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rename {
-    pub from: PathBuf,
-    pub to: PathBuf,
-    pub is_dir: bool,
 }
 
 /// Work handed to a target's applier: renames first (in order), then paths in sorted order, so
@@ -189,15 +164,6 @@ fn keys_under<V>(map: &BTreeMap<PathKey, V>, prefix: &Path) -> Vec<PathKey> {
         .take_while(|(key, _)| key.path().starts_with(prefix))
         .map(|(key, _)| key.clone())
         .collect()
-}
-
-/// `path` with its prefix `from` replaced by `to` (unchanged when not under `from`).
-pub fn rekey(path: &Path, from: &Path, to: &Path) -> PathBuf {
-    match path.strip_prefix(from) {
-        Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
-        Ok(rest) => to.join(rest),
-        Err(_) => path.to_path_buf(),
-    }
 }
 
 impl Pending {

@@ -17,11 +17,13 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::local_ops::{Copied, Ops};
-use super::{Found, Outcome, Target, Trouble, is_transient};
+use super::{Outcome, Target, Trouble, is_transient};
+use crate::change::Rename;
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
 use crate::links::resolve::{self, Group};
-use crate::pending::{Batch, Rename};
+use crate::queue::pending::Batch;
 use crate::scan::Compare;
+use crate::scan::Found;
 use crate::source::SourceTree;
 use crate::stats::TargetStats;
 use crate::sys::fs::open_dir_beneath;
@@ -650,7 +652,7 @@ impl Target for LocalTarget {
                 *path = if exchange {
                     swap_prefix(path, &rename.from, &rename.to)
                 } else {
-                    crate::pending::rekey(path, &rename.from, &rename.to)
+                    crate::change::rekey(path, &rename.from, &rename.to)
                 };
             }
             if exchange {
@@ -743,8 +745,8 @@ fn cannot_link(err: &io::Error) -> bool {
 /// `path` with the prefixes `a` and `b` swapped (an exchange of the two).
 fn swap_prefix(path: &Path, a: &Path, b: &Path) -> PathBuf {
     if path.starts_with(a) {
-        crate::pending::rekey(path, a, b)
+        crate::change::rekey(path, a, b)
     } else {
-        crate::pending::rekey(path, b, a)
+        crate::change::rekey(path, b, a)
     }
 }

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::Path;
 
-use crate::pathkey::PathKey;
-use crate::pending::rekey;
+use crate::change::rekey;
+use crate::queue::pathkey::PathKey;
 
 #[derive(Debug)]
 pub struct DaemonLinks {
