@@ -1,6 +1,6 @@
 //! syncer: keeps replicas identical to a source tree in real time from kernel file events.
 //!
-//! Data flow (see DESIGN.md): kernel fd ─▶ `sys` ─▶ `event` parser ─▶ `backend` (watch table,
+//! Data flow (see ARCHITECTURE.md): kernel fd ─▶ `sys` ─▶ `event` parser ─▶ `backend` (watch table,
 //! watch-then-scan) ─▶ `pending` (dirty set per target) ─▶ `apply` ─▶ `target` ─▶ replica.
 #![deny(unsafe_code)]
 
@@ -8,8 +8,10 @@ pub mod apply;
 pub mod backend;
 pub mod change;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod entry;
+pub mod error;
 pub mod event;
 pub mod exclude;
 pub mod links;

@@ -2,21 +2,30 @@
 
 use clap::Parser;
 use syncer::cli::Args;
+use syncer::config::Config;
+use syncer::error::Error;
 
 fn main() {
-    let args = Args::parse();
-    let config = match args.validate() {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("syncer: {message}");
-            std::process::exit(2);
+    let code = match run() {
+        Ok(code) => code,
+        Err(err) => {
+            report(&err);
+            err.exit_code()
         }
     };
-    match syncer::pipeline::run(config) {
-        Ok(code) => std::process::exit(code),
-        Err(message) => {
-            syncer::error!("{message}");
-            std::process::exit(1);
-        }
+    std::process::exit(code);
+}
+
+fn run() -> Result<i32, Error> {
+    let config = Config::from_args(Args::parse())?;
+    syncer::pipeline::run(config)
+}
+
+/// Usage errors go to stderr as a plain line, like clap's own; the rest go through the log
+/// (timestamped, like everything the running syncer says).
+fn report(err: &Error) {
+    match err {
+        Error::Usage(message) => eprintln!("syncer: {message}"),
+        _ => syncer::error!("{err}"),
     }
 }

@@ -3,7 +3,7 @@
 //! Threads: the backend's reader (never waits for replica I/O), one applier per target, the
 //! reconciler, the housekeeper (status and checkpoint files every second) and a signal waiter.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -15,8 +15,9 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::apply::Applier;
 use crate::backend::{Backend, Sink};
 use crate::change::{Change, Mark};
-use crate::cli::{Config, TargetSpec};
+use crate::config::{Config, TargetSpec};
 use crate::control::Control;
+use crate::error::{EXIT_FAILURE, Error};
 use crate::queue::shared::TargetQueue;
 use crate::reconcile::{Reconciler, Request};
 use crate::replica::Target;
@@ -38,13 +39,18 @@ struct Replica {
     checkpoint: Option<u64>,
 }
 
-fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replica>, String> {
+fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replica>, Error> {
     let mut replicas = Vec::new();
     for spec in &config.targets {
         let target: Arc<dyn Target> = match spec {
             TargetSpec::Local(path) => Arc::new(
-                LocalTarget::open(source.clone(), path, config.fsync, config.jobs)
-                    .map_err(|err| format!("cannot open TARGET {}: {err}", path.display()))?,
+                LocalTarget::open(source.clone(), path, config.fsync, config.jobs).map_err(
+                    |source| Error::Io {
+                        action: "open TARGET",
+                        path: path.clone(),
+                        source,
+                    },
+                )?,
             ),
             TargetSpec::Rsync(url) => Arc::new(RsyncTarget::new(
                 url.clone(),
@@ -185,7 +191,7 @@ fn spawn_housekeeper(
                 save_checkpoints(&states, &mut saved);
             } else if strict {
                 crate::error!("--strict: exiting because the watch limit was reached");
-                control.fail(1);
+                control.fail(EXIT_FAILURE);
             }
             if control.stopping() {
                 return;
@@ -221,7 +227,7 @@ fn save_checkpoints(states: &[(StateFile, Arc<TargetQueue>)], saved: &mut [u64])
 }
 
 /// Runs the syncer; returns the process exit code.
-pub fn run(config: Config) -> Result<i32, String> {
+pub fn run(config: Config) -> Result<i32, Error> {
     crate::log::set_level(config.log_level);
     let signals = block_signals();
     // Walks (capture, reconcile) run on rayon's global pool: below the reader's priority.
@@ -238,7 +244,11 @@ pub fn run(config: Config) -> Result<i32, String> {
             config.excludes.clone(),
             config.max_links,
         )
-        .map_err(|err| format!("cannot open SOURCE {}: {err}", config.source.display()))?,
+        .map_err(|source| Error::Io {
+            action: "open SOURCE",
+            path: config.source.clone(),
+            source,
+        })?,
     );
     let stats = Arc::new(Stats::new(
         config.targets.iter().map(TargetSpec::name).collect(),
@@ -255,7 +265,7 @@ pub fn run(config: Config) -> Result<i32, String> {
         Some(crate::backend::open(config.backend, &source, &stats)?)
     };
     spawn_signal_waiter(signals, control.clone(), backend.clone(), queues.clone())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::thread("signal", e))?;
 
     let mut appliers = Vec::new();
     for (index, replica) in replicas.iter().enumerate() {
@@ -268,7 +278,8 @@ pub fn run(config: Config) -> Result<i32, String> {
                 stats: stats.clone(),
             };
             let name = format!("applier-{index}.{lane}");
-            appliers.push(spawn(&name, move || applier.run()).map_err(|e| e.to_string())?);
+            appliers
+                .push(spawn(&name, move || applier.run()).map_err(|e| Error::thread(&name, e))?);
         }
     }
     let states = replicas
@@ -276,7 +287,7 @@ pub fn run(config: Config) -> Result<i32, String> {
         .map(|r| (r.state.clone(), r.queue.clone()))
         .collect();
     let housekeeper = spawn_housekeeper(&config, stats.clone(), control.clone(), states)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::thread("housekeeper", e))?;
 
     let mut reader = None;
     if let Some(backend) = &backend {
@@ -287,7 +298,13 @@ pub fn run(config: Config) -> Result<i32, String> {
             rescans: Mutex::new(rescan_tx.clone()),
         };
         reader = Some(spawn_reader(backend.clone(), fanout, control.clone())?);
-        capture(backend.as_ref(), &stats, &control, config.strict)?;
+        capture(
+            backend.as_ref(),
+            &config.source,
+            &stats,
+            &control,
+            config.strict,
+        )?;
     }
     let reconciler = Reconciler {
         source: source.clone(),
@@ -297,7 +314,8 @@ pub fn run(config: Config) -> Result<i32, String> {
         control: control.clone(),
         rescan_interval: config.rescan_interval,
     };
-    let reconciler = spawn("reconciler", move || reconciler.run()).map_err(|e| e.to_string())?;
+    let reconciler = spawn("reconciler", move || reconciler.run())
+        .map_err(|e| Error::thread("reconciler", e))?;
 
     initial_sync(&replicas, &control, &stats);
     if config.once {
@@ -355,29 +373,34 @@ fn spawn_reader(
     backend: Arc<dyn Backend>,
     fanout: Fanout,
     control: Arc<Control>,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<JoinHandle<()>, Error> {
     spawn("reader", move || {
         if let Err(err) = backend.run(&fanout) {
             crate::error!(
                 "the event reader failed: {err}; exiting so a supervisor can restart the syncer (the restart reconciles)"
             );
-            control.fail(1);
+            control.fail(EXIT_FAILURE);
         }
     })
-    .map_err(|e| e.to_string())
+    .map_err(|e| Error::thread("reader", e))
 }
 
 /// Starts capturing changes for the whole tree and reports it.
 fn capture(
     backend: &dyn Backend,
+    root: &Path,
     stats: &Stats,
     control: &Control,
     strict: bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let started = Instant::now();
     let report = backend
         .capture(std::path::Path::new(""))
-        .map_err(|err| format!("cannot watch SOURCE: {err}"))?;
+        .map_err(|source| Error::Io {
+            action: "watch SOURCE",
+            path: root.to_path_buf(),
+            source,
+        })?;
     stats.capture_ns.store(stats.elapsed_ns(), Relaxed);
     let how = if backend.name() == "inotify" {
         format!("{} directories watched", report.dirs - report.unwatched)
@@ -389,7 +412,7 @@ fn capture(
         started.elapsed().as_secs_f64()
     );
     if report.unwatched > 0 && strict {
-        control.fail(1);
+        control.fail(EXIT_FAILURE);
     }
     Ok(())
 }

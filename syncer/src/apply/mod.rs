@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::change::Mark;
 use crate::control::Control;
+use crate::error::EXIT_FAILURE;
 use crate::queue::pending::{Batch, Pending, RescanJob};
 use crate::queue::shared::{IDLE_TICK, TargetQueue};
 use crate::replica::{Outcome, Target, Trouble};
@@ -205,7 +206,7 @@ impl Applier {
             let found = self.run_rescans(&batch, &mut outcome);
             if let Some(why) = outcome.fatal.take() {
                 crate::error!("{why}");
-                self.control.fail(1);
+                self.control.fail(EXIT_FAILURE);
             }
             let escalated = escalate_repeated_again(&batch.paths, &mut outcome, &mut again);
             let delay = self.backoff(&outcome, &mut failures, escalated);

@@ -6,18 +6,38 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::{BackendChoice, BackendConfig};
 use crate::source::SourceTree;
 use crate::stats::Stats;
 use crate::sys::fanotify::{Capabilities, probe};
 
 use crate::change::Change;
+use crate::error::Error;
+
+use clap::ValueEnum;
 
 pub mod fanotify;
 mod fanotify_translate;
 pub mod handles;
 pub mod inotify;
 pub mod watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// fanotify when it works for SOURCE's filesystem (root, fsid, file handles), else inotify.
+    Auto,
+    /// One inotify watch per directory.
+    Inotify,
+    /// One fanotify mark for SOURCE's whole filesystem (Linux 5.9+, root); exit 1 if unusable.
+    Fanotify,
+}
+
+/// The backend choice and its options, as `backend::open` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub choice: BackendChoice,
+    /// FAN_UNLIMITED_QUEUE: see `--fanotify-unlimited-queue`.
+    pub unlimited_queue: bool,
+}
 
 /// Pause of a reader after a wakeup that found events. At 30k events/s it turns ~2 events
 /// per read into ~30 and costs at most this much latency for events that arrive during a
@@ -85,18 +105,22 @@ fn open_fanotify(
     config: BackendConfig,
     source: &Arc<SourceTree>,
     stats: &Arc<Stats>,
-) -> Result<Arc<dyn Backend>, String> {
-    let backend =
-        fanotify::FanotifyBackend::new(source.clone(), stats.clone(), caps, config.unlimited_queue)
-            .map_err(|err| format!("cannot set up fanotify on {}: {err}", source.abs.display()))?;
+) -> io::Result<Arc<dyn Backend>> {
+    let backend = fanotify::FanotifyBackend::new(
+        source.clone(),
+        stats.clone(),
+        caps,
+        config.unlimited_queue,
+    )?;
     Ok(Arc::new(backend))
 }
 
-fn open_inotify(source: &Arc<SourceTree>, stats: &Arc<Stats>) -> Result<Arc<dyn Backend>, String> {
+fn open_inotify(source: &Arc<SourceTree>, stats: &Arc<Stats>) -> Result<Arc<dyn Backend>, Error> {
     let backend = inotify::InotifyBackend::new(source.clone(), stats.clone()).map_err(|err| {
-        format!(
-            "cannot create an inotify instance: {err} (if fs.inotify.max_user_instances is exhausted: sysctl -w fs.inotify.max_user_instances=512)"
-        )
+        Error::Setup {
+            what: format!("cannot create an inotify instance: {err}"),
+            hint: "if fs.inotify.max_user_instances is exhausted: sysctl -w fs.inotify.max_user_instances=512".into(),
+        }
     })?;
     Ok(Arc::new(backend))
 }
@@ -108,17 +132,21 @@ pub fn open(
     config: BackendConfig,
     source: &Arc<SourceTree>,
     stats: &Arc<Stats>,
-) -> Result<Arc<dyn Backend>, String> {
+) -> Result<Arc<dyn Backend>, Error> {
+    let fanotify_failed = |why: String| Error::Setup {
+        what: format!(
+            "--backend fanotify: fanotify cannot serve {}: {why}",
+            source.abs.display()
+        ),
+        hint: "use --backend inotify or auto".into(),
+    };
     let (backend, reason) = match config.choice {
         BackendChoice::Inotify => (open_inotify(source, stats)?, "requested".to_string()),
         BackendChoice::Fanotify => {
-            let caps = fanotify_usable(source).map_err(|why| {
-                format!("--backend fanotify: fanotify cannot serve {}: {why}; use --backend inotify or auto", source.abs.display())
-            })?;
-            (
-                open_fanotify(caps, config, source, stats)?,
-                describe(caps, "requested"),
-            )
+            let caps = fanotify_usable(source).map_err(fanotify_failed)?;
+            let backend = open_fanotify(caps, config, source, stats)
+                .map_err(|err| fanotify_failed(format!("cannot set up fanotify: {err}")))?;
+            (backend, describe(caps, "requested"))
         }
         BackendChoice::Auto => match fanotify_usable(source) {
             Ok(caps) => match open_fanotify(caps, config, source, stats) {
@@ -126,9 +154,9 @@ pub fn open(
                     backend,
                     describe(caps, "auto: filesystem mark and file handles work here"),
                 ),
-                Err(why) => (
+                Err(err) => (
                     open_inotify(source, stats)?,
-                    format!("auto: fanotify unavailable: {why}"),
+                    format!("auto: fanotify unavailable: cannot set up fanotify: {err}"),
                 ),
             },
             Err(why) => (
