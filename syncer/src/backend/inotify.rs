@@ -388,6 +388,8 @@ impl InotifyBackend {
                 (None, true) => {}
             }
         } else if excluded {
+            // Names under an exclude are not replicated: only a move into one (above, as a
+            // move away) changes what the replica holds.
         } else if ev.mask & IN_CREATE != 0 && is_dir {
             self.watch_then_scan(path.clone(), table, changes);
             changes.push(Change::Mark(path, Mark::Changed));
@@ -463,12 +465,22 @@ impl InotifyBackend {
             self.stats.reads.fetch_add(1, Relaxed);
             self.stats.bytes_read.fetch_add(n as u64, Relaxed);
             let mut records = 0u64;
-            {
+            let trailing = {
                 let mut table = self.table();
-                for ev in Records::new(&buf[..n]) {
+                let mut parsed = Records::new(&buf[..n]);
+                for ev in parsed.by_ref() {
                     records += 1;
                     self.translate(ev, &mut table, unpaired, changes, sink);
                 }
+                parsed.trailing_bytes()
+            };
+            if trailing > 0 {
+                // The kernel returns whole records only: a torn one means a lost event.
+                self.stats.errors.fetch_add(1, Relaxed);
+                crate::error!(
+                    "inotify read buffer had {trailing} unparsable trailing bytes; reconciling the whole tree"
+                );
+                sink.rescan(PathBuf::new(), true);
             }
             self.stats.events.fetch_add(records, Relaxed);
             total += records;

@@ -30,7 +30,8 @@ impl<'buf> Records<'buf> {
     }
 
     /// Bytes left unparsed because they do not form a whole record. The kernel only returns
-    /// whole records, so anything here means a corrupt buffer; callers count it.
+    /// whole records, so anything here means a corrupt buffer: the reader counts it as an
+    /// error and reconciles the whole tree.
     pub fn trailing_bytes(&self) -> usize {
         self.buf.len() - self.pos
     }

@@ -328,8 +328,7 @@ impl LocalTarget {
             }
             Err(err) => return Err(err),
         };
-        let meta = stat_at(sparent.as_fd(), name)?;
-        if meta.is_none() {
+        let Some(meta) = stat_at(sparent.as_fd(), name)? else {
             self.source.links.forget(rel);
             // Gone in the source: gone in the replica (a missing replica parent is fine too).
             return match open_dir_beneath(self.root.as_fd(), parent) {
@@ -340,8 +339,7 @@ impl LocalTarget {
                 Err(err) if is_ancestor_gone(&err) => Ok(Step::Done),
                 Err(err) => Err(err),
             };
-        }
-        let meta = meta.unwrap_or_else(|| unreachable!());
+        };
         if meta.kind == Kind::File {
             return Ok(Step::File(meta));
         }

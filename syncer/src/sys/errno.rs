@@ -1,7 +1,18 @@
-//! One errno helper: maps a failed libc return into `io::Error` and classifies the errors the
-//! read loops must handle without allocating (EAGAIN, EINTR).
+//! The errno helpers: [`check`] turns a libc return of -1 into `io::Error` (every wrapper in
+//! `sys/` goes through it instead of its own `ret < 0` test), and [`read_result`] classifies
+//! the errors the read loops must handle without allocating (EAGAIN, EINTR).
 
 use std::io;
+
+/// `Ok(ret)` unless the call returned -1, then errno as `io::Error` (read at once, before
+/// anything else can overwrite it). Wrap the `unsafe` call itself: `check(unsafe { f() })?`.
+pub fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
 
 /// The outcome of one non-blocking read on a notification fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

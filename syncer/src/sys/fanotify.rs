@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use libc::{c_int, c_uint};
 
-use super::errno::ReadOutcome;
+use super::errno::{ReadOutcome, check};
 use super::inotify::read_into;
 
 pub use libc::{
@@ -95,10 +95,7 @@ impl Fanotify {
     pub fn init(flags: c_uint) -> io::Result<Self> {
         let event_f_flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE) as c_uint;
         // SAFETY: fanotify_init takes two integer flag words and returns a new fd or -1.
-        let raw = unsafe { libc::fanotify_init(flags, event_f_flags) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let raw = check(unsafe { libc::fanotify_init(flags, event_f_flags) })?;
         // SAFETY: `raw` is a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         Ok(Self { fd })
@@ -114,7 +111,7 @@ impl Fanotify {
         let c_path = c_path(path)?;
         // SAFETY: the fd is a live fanotify group and c_path a NUL-terminated string that
         // outlives the call.
-        let ret = unsafe {
+        check(unsafe {
             libc::fanotify_mark(
                 self.fd.as_raw_fd(),
                 flags,
@@ -122,10 +119,7 @@ impl Fanotify {
                 libc::AT_FDCWD,
                 c_path.as_ptr(),
             )
-        };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         Ok(())
     }
 
@@ -214,7 +208,7 @@ pub fn name_to_handle_at(
     let mut mount_id: c_int = 0;
     // SAFETY: `raw` is a `struct file_handle` header followed by MAX_HANDLE_SZ writable bytes,
     // as `handle_bytes` tells the kernel; c_path is NUL-terminated; dirfd is borrowed, so open.
-    let ret = unsafe {
+    check(unsafe {
         libc::name_to_handle_at(
             dirfd.as_raw_fd(),
             c_path.as_ptr(),
@@ -222,10 +216,7 @@ pub fn name_to_handle_at(
             &mut mount_id,
             flags,
         )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    })?;
     let handle = FileHandle {
         handle_type: raw.handle_type,
         len: (raw.handle_bytes as usize).min(MAX_HANDLE_SZ as usize),
@@ -254,16 +245,13 @@ pub fn open_by_handle_at(
     raw.f_handle[..handle.len()].copy_from_slice(handle);
     // SAFETY: `raw` is a valid `struct file_handle` whose `handle_bytes` fits its buffer; the
     // kernel only reads it. mount_fd is borrowed, so it stays open for the call.
-    let ret = unsafe {
+    let ret = check(unsafe {
         libc::open_by_handle_at(
             mount_fd.as_raw_fd(),
             (&raw mut raw).cast::<libc::file_handle>(),
             flags | libc::O_CLOEXEC,
         )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    })?;
     // SAFETY: `ret` is a fresh fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
 
-use super::errno::to_io;
+use super::errno::{check, to_io};
 
 /// Opens `rel` beneath `root` with `flags`, refusing `..` escapes, absolute paths and every
 /// symlink on the way, including the last component (ELOOP). An empty `rel` opens `root`.
@@ -46,10 +46,7 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd>
 pub fn clone_file(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: FICLONE takes the source fd as its integer argument; both fds are borrowed and
     // stay open for the call.
-    let ret = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) })?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::errno::{ReadOutcome, read_result};
+use super::errno::{ReadOutcome, check, read_result};
 
 pub use libc::{
     IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_DONT_FOLLOW,
@@ -40,10 +40,7 @@ impl Inotify {
     /// now: a later sysctl change does not affect this instance.
     pub fn new() -> io::Result<Self> {
         // SAFETY: inotify_init1 takes only flags and returns a new fd or -1.
-        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let raw = check(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) })?;
         // SAFETY: `raw` is a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         Ok(Self { fd })
@@ -55,20 +52,13 @@ impl Inotify {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
         // SAFETY: the fd is a live inotify instance and c_path a NUL-terminated string that
         // outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c_path.as_ptr(), mask) };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(wd)
+        check(unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c_path.as_ptr(), mask) })
     }
 
     /// `inotify_rm_watch`; the kernel queues IN_IGNORED for the watch afterwards.
     pub fn rm_watch(&self, wd: i32) -> io::Result<()> {
         // SAFETY: plain integer arguments on a live inotify fd.
-        let ret = unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        check(unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) })?;
         Ok(())
     }
 

@@ -4,6 +4,8 @@
 
 use std::io;
 
+use super::errno::check;
+
 /// Nice value for worker threads (the reader keeps the process default).
 pub const WORKER_NICE: i32 = 2;
 
@@ -13,10 +15,7 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::gettid() };
     // SAFETY: plain integer arguments; `tid` is this thread's id.
-    let ret = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) })?;
     Ok(())
 }
 

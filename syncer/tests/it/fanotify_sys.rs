@@ -388,7 +388,7 @@ fn events_resolve_on_tmpfs_under_dev_shm() {
 /// -- --ignored --nocapture parser_throughput` (optimizes only this crate: no release build).
 /// Measured here (2 cores shared, kernel 6.18): ~31 M records/s at opt-level 3, ~3 M at 0.
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check: run it by hand with opt-level 3 (see above)"]
 fn parser_throughput() {
     let handle = [1u8, 2, 3, 4, 5, 6, 7, 8];
     let mut buf = Vec::new();
