@@ -103,9 +103,10 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
             detail()
         ))),
         Some(code @ (1 | 2 | 4)) => Err(Failure::Fatal(format!(
-            "{target}: rsync exit {code}, {}{}",
+            "{target}: rsync exit {code}, {}{}{}",
             explain(code),
-            detail()
+            detail(),
+            where_it_stopped(&result.stderr)
         ))),
         Some(code @ (23 | 24)) => Err(Failure::Again(format!(
             "{target}: rsync exit {code}, {}{}",
@@ -120,20 +121,38 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
     }
 }
 
+/// rsync's closing "rsync error: ... at file.c(line)" line, which names the code path that
+/// gave up (the first line is often only a warning that came before it).
+fn where_it_stopped(stderr: &str) -> String {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("rsync error:"))
+        .map(|l| format!(" [{}]", l.trim()))
+        .unwrap_or_default()
+}
+
 /// Exit 2 (protocol error) from a source changing under the run, not from the daemon: the
 /// receiver of rsync 3.4 and later aborts a file list that reaches a path through a symlink
 /// ("invalid path from sender": a listed directory became a symlink), and the sender gives
 /// up on a listed path whose parent became a file (`link_stat ... Not a directory`), which
 /// `--delete-missing-args` does not cover (it takes only ENOENT). The receiver, too, gives
 /// up on a basis file that changed under it.
+///
+/// rsync 3.5's sender also ends a run with exit 2 at its final goodbye ("at main.c(937)")
+/// after it reported a source file it could not send: one that vanished, whose parent
+/// became a file, or that shrank while it was read ("read errors mapping ... No data
+/// available"). Those reports are the sender's own, about SOURCE, so they count as the
+/// source moving on too. A real protocol mismatch fails before any file is sent.
 fn source_moved_on(stderr: &str) -> bool {
     stderr.contains("invalid path from sender")
         // The receiver's basis file changed between its checksums and the delta: a file the
         // run updates was replaced meanwhile (a rename or another run on the same path).
         || stderr.contains("got a block match with no basis file")
-        || stderr
-            .lines()
-            .any(|l| l.contains("[sender] link_stat") && l.contains("Not a directory"))
+        || stderr.lines().any(|l| {
+            let l = l.trim_start();
+            l.starts_with("file has vanished: ") || l.starts_with("rsync: [sender] ")
+        })
 }
 
 fn stat_number(stdout: &str, label: &str) -> u64 {
@@ -387,10 +406,35 @@ mod tests {
             classify(&result(2, basis_gone), "t"),
             Err(Failure::Again(_))
         ));
+        // rsync 3.5's sender after a source file went away mid-run (seen in soak 4).
+        for sender_gave_up in [
+            "file has vanished: \"/s/x.tmp/current/.hidden\"\nrsync error: protocol incompatibility (code 2) at main.c(937) [sender=3.5.0]",
+            "rsync: [sender] send_files failed to open \"/s/f5/caf/d1/f1\": Not a directory (20)\nrsync error: protocol incompatibility (code 2) at main.c(937) [sender=3.5.0]",
+            "rsync: [sender] read errors mapping \"/s/f2\": No data available (61)\nrsync error: protocol incompatibility (code 2) at main.c(937) [sender=3.5.0]",
+        ] {
+            assert!(
+                matches!(
+                    classify(&result(2, sender_gave_up), "t"),
+                    Err(Failure::Again(_))
+                ),
+                "{sender_gave_up}"
+            );
+        }
         assert!(matches!(
             classify(&result(2, "protocol version mismatch"), "t"),
             Err(Failure::Fatal(_))
         ));
+        let fatal = classify(
+            &result(
+                2,
+                "protocol version mismatch -- is your shell clean?\nrsync error: protocol incompatibility (code 2) at compat.c(600) [sender=3.5.0]",
+            ),
+            "t",
+        );
+        assert!(
+            matches!(&fatal, Err(Failure::Fatal(m)) if m.contains("compat.c(600)")),
+            "the message names where rsync stopped: {fatal:?}"
+        );
         let hung = RunResult {
             code: None,
             hung: true,
