@@ -76,6 +76,12 @@ pub struct Args {
     /// part by periodic reconciles.
     #[arg(long)]
     pub strict: bool,
+    /// Start even though SOURCE is not the tree the replicas were made from (another
+    /// filesystem or directory than at the last sync), or is empty while a replica is not.
+    /// Without it the syncer refuses, exit code 3, and deletes nothing. Give it once, after
+    /// checking that the change is intended: the new SOURCE is recorded from then on.
+    #[arg(long)]
+    pub allow_source_change: bool,
     /// Directory of the checkpoint file [default: $SYNCER_STATE_DIR, /var/lib/syncer as root,
     /// else $XDG_STATE_HOME/syncer]. Must be outside SOURCE and TARGET.
     #[arg(long, value_name = "DIR")]

@@ -46,6 +46,8 @@ pub struct Config {
     pub status: Option<PathBuf>,
     pub fsync: bool,
     pub strict: bool,
+    /// Skip the start-up delete guard once (`--allow-source-change`).
+    pub allow_source_change: bool,
     pub state_dir: PathBuf,
     pub jobs: usize,
     pub timing: Timing,
@@ -145,6 +147,7 @@ impl Config {
             status: args.status,
             fsync: args.fsync,
             strict: args.strict,
+            allow_source_change: args.allow_source_change,
             state_dir,
             jobs,
             timing: Timing {

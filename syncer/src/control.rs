@@ -16,6 +16,8 @@ pub struct Control {
     stopped: std::sync::Condvar,
     /// Exit code decided by whoever requested the stop (0 unless something failed).
     pub exit_code: std::sync::atomic::AtomicI32,
+    /// A stop without the drain: nothing pending may be applied any more.
+    halted: AtomicBool,
 }
 
 impl Control {
@@ -28,6 +30,7 @@ impl Control {
             stop_requested_at: std::sync::Mutex::new(None),
             stopped: std::sync::Condvar::new(),
             exit_code: std::sync::atomic::AtomicI32::new(0),
+            halted: AtomicBool::new(false),
         }
     }
 
@@ -52,6 +55,21 @@ impl Control {
         self.request_stop();
     }
 
+    /// Stops at once with `code`, applying nothing more: for when applying what is pending
+    /// could do harm (SOURCE went away, so its pending deletes would wipe the replica).
+    /// True for the first caller only, so the reason is reported once.
+    pub fn halt(&self, code: i32) -> bool {
+        let first = !self.halted.swap(true, SeqCst);
+        if first {
+            self.fail(code);
+        }
+        first
+    }
+
+    pub fn halted(&self) -> bool {
+        self.halted.load(SeqCst)
+    }
+
     /// Blocks until a stop is requested.
     pub fn wait_stop(&self) {
         let mut at = self
@@ -67,8 +85,11 @@ impl Control {
         self.stopping.load(SeqCst)
     }
 
-    /// True once a stop was requested more than `drain_limit` ago.
+    /// True once a stop was requested more than `drain_limit` ago, or at once after a halt.
     pub fn drain_expired(&self) -> bool {
+        if self.halted() {
+            return true;
+        }
         let at = self
             .stop_requested_at
             .lock()

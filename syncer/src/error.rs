@@ -1,10 +1,13 @@
 //! The syncer's errors before it runs and while it sets up, and the exit code of each kind,
 //! decided here and nowhere else. Failures once it runs (a target gone, a full disk) are not
 //! errors of this kind: they are logged, retried or reconciled, and a fatal one stops the
-//! pipeline with exit code 1 (`Control::fail`). A signal is a requested stop: exit 0.
+//! pipeline with exit code 1 (`Control::fail`), or 3 when SOURCE went away while running
+//! (`Control::halt`). A signal is a requested stop: exit 0.
 
 use std::io;
 use std::path::PathBuf;
+
+use crate::guard::SourceLost;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +24,9 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// SOURCE is not the tree the replicas were made from: starting would delete from them.
+    #[error("{0}")]
+    SourceLost(#[from] SourceLost),
 }
 
 /// Exit code of a clean stop (`--once` done, or SIGINT/SIGTERM after draining).
@@ -29,12 +35,17 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code of bad usage.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit code of the delete guard: SOURCE was unmounted, replaced, deleted or found empty,
+/// so nothing was deleted. A restart would meet the same SOURCE: a systemd unit lists it in
+/// `RestartPreventExitStatus=`.
+pub const EXIT_GUARD: i32 = 3;
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
             Error::Setup { .. } | Error::Io { .. } => EXIT_FAILURE,
+            Error::SourceLost(_) => EXIT_GUARD,
         }
     }
 
@@ -64,5 +75,9 @@ mod tests {
         let setup = Error::thread("reader", io::Error::from(io::ErrorKind::OutOfMemory));
         assert_eq!(setup.exit_code(), 1);
         assert!(setup.to_string().contains("; the process limit"));
+        let lost = Error::from(SourceLost::Deleted {
+            path: "/src".into(),
+        });
+        assert_eq!(lost.exit_code(), EXIT_GUARD);
     }
 }

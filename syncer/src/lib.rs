@@ -14,6 +14,7 @@ pub mod entry;
 pub mod error;
 pub mod event;
 pub mod exclude;
+pub mod guard;
 pub mod links;
 pub mod log;
 pub mod pipeline;

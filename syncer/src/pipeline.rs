@@ -3,6 +3,7 @@
 //! Threads: the backend's reader (never waits for replica I/O), one applier per target, the
 //! reconciler, the housekeeper (status and checkpoint files every second) and a signal waiter.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::mpsc::{Sender, channel};
@@ -12,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::apply::Applier;
+use crate::apply::{Applier, halt_for_lost_source};
 use crate::backend::{Backend, Sink};
 use crate::change::{Change, Mark};
 use crate::config::{Config, TargetSpec};
 use crate::control::Control;
 use crate::error::{EXIT_FAILURE, Error};
+use crate::guard::identity::check_recorded;
+use crate::guard::{SourceGuard, SourceIdentity, SourceLost};
 use crate::queue::shared::TargetQueue;
 use crate::reconcile::{Reconciler, Request};
 use crate::replica::Target;
@@ -37,6 +40,8 @@ struct Replica {
     state: StateFile,
     /// The checkpoint loaded at start (ns since the epoch).
     checkpoint: Option<u64>,
+    /// Which tree SOURCE was at that checkpoint (None before the guard existed).
+    recorded_identity: Option<SourceIdentity>,
 }
 
 fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replica>, Error> {
@@ -59,7 +64,8 @@ fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replic
             )),
         };
         let state = StateFile::new(&config.state_dir, &config.source, &spec.name());
-        let checkpoint = state.load();
+        let recorded = state.load();
+        let checkpoint = recorded.map(|r| r.checkpoint);
         let queue = Arc::new(TargetQueue::new(config.timing));
         queue
             .caught_up_unix_ns
@@ -69,6 +75,7 @@ fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replic
             queue,
             state,
             checkpoint,
+            recorded_identity: recorded.and_then(|r| r.identity),
         });
     }
     Ok(replicas)
@@ -255,7 +262,15 @@ pub fn run(config: Config) -> Result<i32, Error> {
     ));
     stats.attach_source(source.clone());
     let control = Arc::new(Control::new(DRAIN_LIMIT));
-    let replicas = open_replicas(&config, &source)?;
+    let mut replicas = open_replicas(&config, &source)?;
+    guard_start(&config, &source, &mut replicas)?;
+    let guard = Arc::new(
+        SourceGuard::new(source.clone()).map_err(|source| Error::Io {
+            action: "stat SOURCE",
+            path: config.source.clone(),
+            source,
+        })?,
+    );
     let queues: Vec<Arc<TargetQueue>> = replicas.iter().map(|r| r.queue.clone()).collect();
     let (rescan_tx, rescan_rx) = channel::<Request>();
 
@@ -276,6 +291,7 @@ pub fn run(config: Config) -> Result<i32, Error> {
                 control: control.clone(),
                 stats_index: index,
                 stats: stats.clone(),
+                guard: guard.clone(),
             };
             let name = format!("applier-{index}.{lane}");
             appliers
@@ -288,6 +304,14 @@ pub fn run(config: Config) -> Result<i32, Error> {
         .collect();
     let housekeeper = spawn_housekeeper(&config, stats.clone(), control.clone(), states)
         .map_err(|e| Error::thread("housekeeper", e))?;
+
+    if !config.once {
+        let halt_control = control.clone();
+        crate::guard::mounts::spawn_watch(guard.clone(), control.clone(), move |lost| {
+            halt_for_lost_source(&halt_control, &lost);
+        })
+        .map_err(|e| Error::thread("source guard", e))?;
+    }
 
     let mut reader = None;
     if let Some(backend) = &backend {
@@ -339,7 +363,8 @@ pub fn run(config: Config) -> Result<i32, Error> {
     drop(rescan_tx);
     join(housekeeper, "housekeeping");
     join(reconciler, "reconciler");
-    if !stats.watch_limit_hit.load(Relaxed) {
+    // After a halt nothing pending was applied: the checkpoints stay where they were.
+    if !stats.watch_limit_hit.load(Relaxed) && !control.halted() {
         let states: Vec<_> = replicas
             .iter()
             .map(|r| (r.state.clone(), r.queue.clone()))
@@ -361,6 +386,54 @@ pub fn run(config: Config) -> Result<i32, Error> {
         crate::warn!("exiting with {left} paths not applied; the next start reconciles them");
     }
     Ok(control.exit_code.load(SeqCst))
+}
+
+/// The start-up half of the delete guard: refuses a SOURCE that is not the tree a replica
+/// was made from (the filesystem not mounted, another one mounted there, the directory made
+/// anew), or that is empty while a replica an earlier sync filled is not. Either would make
+/// the initial sync delete the replica's files.
+fn guard_start(
+    config: &Config,
+    source: &SourceTree,
+    replicas: &mut [Replica],
+) -> Result<(), Error> {
+    let stat_error = |source| Error::Io {
+        action: "stat SOURCE",
+        path: config.source.clone(),
+        source,
+    };
+    let now = SourceIdentity::of(source.root.as_fd()).map_err(stat_error)?;
+    let empty = !crate::sys::fs::has_entries(source.root.as_fd()).map_err(stat_error)?;
+    for replica in replicas.iter_mut() {
+        replica.state.set_identity(now);
+        if config.allow_source_change {
+            continue;
+        }
+        check_recorded(&source.abs, replica.recorded_identity, now)?;
+        if empty && replica.checkpoint.is_some() {
+            let holds = replica.target.holds_entries();
+            if let Err(err) = &holds {
+                crate::warn!(
+                    "{}: cannot tell whether it holds anything ({err}); taken as holding files",
+                    replica.target.name()
+                );
+            }
+            if !matches!(holds, Ok(false)) {
+                return Err(SourceLost::Emptied {
+                    path: source.abs.clone(),
+                    target: replica.target.name().to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    if config.allow_source_change {
+        crate::warn!(
+            "--allow-source-change: SOURCE {} is replicated as it is now, deletes included",
+            source.abs.display()
+        );
+    }
+    Ok(())
 }
 
 fn join(handle: JoinHandle<()>, what: &str) {

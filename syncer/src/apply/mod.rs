@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::change::Mark;
 use crate::control::Control;
-use crate::error::EXIT_FAILURE;
+use crate::error::{EXIT_FAILURE, EXIT_GUARD};
+use crate::guard::{SourceGuard, SourceLost};
 use crate::queue::pending::{Batch, Pending, RescanJob};
 use crate::queue::shared::{IDLE_TICK, TargetQueue};
 use crate::replica::{Outcome, Target, Trouble};
@@ -32,6 +33,15 @@ pub struct Applier {
     pub control: Arc<Control>,
     pub stats_index: usize,
     pub stats: Arc<crate::stats::Stats>,
+    /// Checked before every batch: no batch runs once SOURCE went away.
+    pub guard: Arc<SourceGuard>,
+}
+
+/// Stops the syncer without applying anything more, once, however many threads saw it.
+pub fn halt_for_lost_source(control: &Control, lost: &SourceLost) {
+    if control.halt(EXIT_GUARD) {
+        crate::error!("{lost}");
+    }
 }
 
 /// A compare walk longer than this logs its progress.
@@ -200,6 +210,12 @@ impl Applier {
         let mut paced_until_ns = 0;
         while let Some(batch) = self.next_batch(paced_until_ns) {
             paced_until_ns = self.control.now_ns() + pace;
+            // Between this check and the batch's deletes lies only the time the batch takes
+            // to start; the mount watch covers SOURCE going away while nothing is applied.
+            if let Err(lost) = self.guard.check() {
+                halt_for_lost_source(&self.control, &lost);
+                break;
+            }
             let stats = self.target_stats();
             stats.batches.fetch_add(1, Relaxed);
             let mut outcome = self.target.apply(&batch, stats);

@@ -634,6 +634,10 @@ impl Target for LocalTarget {
         &self.name
     }
 
+    fn holds_entries(&self) -> io::Result<bool> {
+        crate::sys::fs::has_entries(self.root.as_fd())
+    }
+
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
         let mut outcome = Outcome::default();
         let mut extra = Vec::new();

@@ -80,6 +80,10 @@ pub trait Target: Send + Sync {
         std::time::Duration::ZERO
     }
 
+    /// Whether the replica holds any entry at all. Asked at start when SOURCE is empty but an
+    /// earlier sync was recorded: syncing then would delete everything (`guard`).
+    fn holds_entries(&self) -> io::Result<bool>;
+
     /// Makes every path of the batch in the replica equal to the source as it is now.
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome;
 

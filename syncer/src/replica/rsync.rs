@@ -720,6 +720,26 @@ impl Target for RsyncTarget {
         &self.name
     }
 
+    /// One `--list-only` run of the destination: its file list counts the top directory too.
+    fn holds_entries(&self) -> std::io::Result<bool> {
+        let mut args = self.common_args();
+        args.push("--list-only".into());
+        args.push(self.url.destination().into());
+        let result = run(
+            &args,
+            None,
+            &self.source.abs,
+            self.stall(),
+            self.no_password,
+        )?;
+        match classify(&result, &self.name) {
+            Ok(()) => Ok(result.files_listed > 1),
+            Err(Failure::Transient(why) | Failure::Again(why) | Failure::Fatal(why)) => {
+                Err(std::io::Error::other(why))
+            }
+        }
+    }
+
     /// One applier: warm clients already make a run take ~3 ms once its list is known, and
     /// big batches still split into `--streams` parallel runs.
     fn appliers(&self) -> usize {

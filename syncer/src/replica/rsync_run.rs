@@ -19,6 +19,8 @@ pub struct RunResult {
     pub stderr: String,
     pub files_transferred: u64,
     pub bytes_sent: u64,
+    /// Entries the run's file list held ("Number of files", the top directory included).
+    pub files_listed: u64,
     /// The watchdog killed it.
     pub hung: bool,
 }
@@ -302,6 +304,7 @@ pub fn finish(
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         files_transferred: stat_number(&stdout, "Number of regular files transferred:"),
         bytes_sent: stat_number(&stdout, "Total bytes sent:"),
+        files_listed: stat_number(&stdout, "Number of files:"),
         hung: hung.load(SeqCst),
     })
 }

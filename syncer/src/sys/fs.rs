@@ -60,3 +60,77 @@ pub fn copy_range(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: usize) -> io::R
         }
     }
 }
+
+/// Who an object is, as `statx(2)` says: its mount, inode and link count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectId {
+    pub mount_id: u64,
+    pub ino: u64,
+    pub nlink: u32,
+}
+
+/// `statx` of `path` (not following a last symlink), or of `fd` itself when `path` is None.
+pub fn object_id(fd: Option<BorrowedFd<'_>>, path: Option<&Path>) -> io::Result<ObjectId> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = match path {
+        Some(path) => std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?,
+        None => std::ffi::CString::default(),
+    };
+    let dirfd = fd.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+    let flags = if path.is_some() {
+        libc::AT_SYMLINK_NOFOLLOW
+    } else {
+        libc::AT_EMPTY_PATH
+    };
+    let mut buf = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: c_path is NUL-terminated and outlives the call; `buf` is a writable statx
+    // struct; a borrowed dirfd stays open for the call.
+    check(unsafe {
+        libc::statx(
+            dirfd,
+            c_path.as_ptr(),
+            flags,
+            libc::STATX_INO | libc::STATX_NLINK | libc::STATX_MNT_ID,
+            buf.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: statx succeeded, so it filled the struct (and it was zeroed before).
+    let stx = unsafe { buf.assume_init() };
+    Ok(ObjectId {
+        mount_id: stx.stx_mnt_id,
+        ino: stx.stx_ino,
+        nlink: stx.stx_nlink,
+    })
+}
+
+/// The filesystem id of the filesystem holding `fd` (`statfs(2)` `f_fsid`). For disk
+/// filesystems it comes from the volume UUID, so it stays the same across mounts and
+/// reboots; tmpfs gets a new one every mount.
+pub fn filesystem_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let fsid = nix::sys::statfs::fstatfs(fd)
+        .map_err(to_io)?
+        .filesystem_id();
+    // SAFETY: `fsid_t` is `#[repr(C)] struct { int __val[2]; }` on Linux, 8 bytes with no
+    // padding; libc keeps its fields private, so it is read as the two ints it is.
+    let [a, b]: [i32; 2] = unsafe { std::mem::transmute(fsid) };
+    Ok((u64::from(a as u32) << 32) | u64::from(b as u32))
+}
+
+/// Whether the directory `dir` holds any entry besides `.` and `..`.
+pub fn has_entries(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut listing = nix::dir::Dir::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(to_io)?;
+    for entry in listing.iter() {
+        let name = entry.map_err(to_io)?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -8,6 +8,7 @@ mod consistency;
 mod daemon;
 mod fanotify_sys;
 mod faults;
+mod guard;
 mod links;
 mod replaced;
 mod replicate;
