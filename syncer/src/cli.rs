@@ -76,6 +76,12 @@ pub struct Args {
     /// part by periodic reconciles.
     #[arg(long)]
     pub strict: bool,
+    /// Delete at most N replica entries per target within any 60 s (a directory with 500
+    /// entries below it is 501); past that the syncer stops, exit 3, and deletes nothing
+    /// more. Off by default. rsync targets then run one stream without warm clients, so the
+    /// cap is exact.
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
     /// Start even though SOURCE is not the tree the replicas were made from (another
     /// filesystem or directory than at the last sync), or is empty while a replica is not.
     /// Without it the syncer refuses, exit code 3, and deletes nothing. Give it once, after

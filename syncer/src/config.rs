@@ -48,6 +48,8 @@ pub struct Config {
     pub strict: bool,
     /// Skip the start-up delete guard once (`--allow-source-change`).
     pub allow_source_change: bool,
+    /// `--max-delete`: entries per target per minute.
+    pub max_delete: Option<u64>,
     pub state_dir: PathBuf,
     pub jobs: usize,
     pub timing: Timing,
@@ -148,6 +150,7 @@ impl Config {
             fsync: args.fsync,
             strict: args.strict,
             allow_source_change: args.allow_source_change,
+            max_delete: args.max_delete,
             state_dir,
             jobs,
             timing: Timing {

@@ -20,7 +20,7 @@ use crate::config::{Config, TargetSpec};
 use crate::control::Control;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::guard::identity::check_recorded;
-use crate::guard::{SourceGuard, SourceIdentity, SourceLost};
+use crate::guard::{DeleteBudget, SourceGuard, SourceIdentity, SourceLost};
 use crate::queue::shared::TargetQueue;
 use crate::reconcile::{Reconciler, Request};
 use crate::replica::Target;
@@ -47,20 +47,21 @@ struct Replica {
 fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replica>, Error> {
     let mut replicas = Vec::new();
     for spec in &config.targets {
+        let budget = Arc::new(DeleteBudget::new(config.max_delete));
         let target: Arc<dyn Target> = match spec {
             TargetSpec::Local(path) => Arc::new(
-                LocalTarget::open(source.clone(), path, config.fsync, config.jobs).map_err(
-                    |source| Error::Io {
+                LocalTarget::open(source.clone(), path, config.fsync, config.jobs, budget)
+                    .map_err(|source| Error::Io {
                         action: "open TARGET",
                         path: path.clone(),
                         source,
-                    },
-                )?,
+                    })?,
             ),
             TargetSpec::Rsync(url) => Arc::new(RsyncTarget::new(
                 url.clone(),
                 source.clone(),
                 config.rsync.clone(),
+                budget,
             )),
         };
         let state = StateFile::new(&config.state_dir, &config.source, &spec.name());

@@ -160,6 +160,10 @@ impl Applier {
                 Err(Trouble::Fatal(why)) => {
                     outcome.fatal.get_or_insert(why);
                 }
+                Err(Trouble::Refused(why)) => {
+                    outcome.refused.get_or_insert(why);
+                    outcome.failed_rescans.push(job.clone());
+                }
             }
         }
         found
@@ -223,6 +227,12 @@ impl Applier {
             if let Some(why) = outcome.fatal.take() {
                 crate::error!("{why}");
                 self.control.fail(EXIT_FAILURE);
+            }
+            // What was refused stays pending (a restart with a higher cap applies it).
+            if let Some(why) = outcome.refused.take()
+                && self.control.halt(EXIT_GUARD)
+            {
+                crate::error!("{why}");
             }
             let escalated = escalate_repeated_again(&batch.paths, &mut outcome, &mut again);
             let delay = self.backoff(&outcome, &mut failures, escalated);

@@ -20,6 +20,8 @@ use super::local_ops::{Copied, Ops};
 use super::{Outcome, Target, Trouble, is_transient};
 use crate::change::Rename;
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
+use crate::guard::DeleteBudget;
+use crate::guard::DeleteRefused;
 use crate::links::resolve::{self, Group};
 use crate::queue::pending::Batch;
 use crate::scan::Compare;
@@ -77,7 +79,13 @@ impl DirCache {
 }
 
 impl LocalTarget {
-    pub fn open(source: Arc<SourceTree>, abs: &Path, fsync: bool, jobs: usize) -> io::Result<Self> {
+    pub fn open(
+        source: Arc<SourceTree>,
+        abs: &Path,
+        fsync: bool,
+        jobs: usize,
+        budget: Arc<DeleteBudget>,
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(abs)?;
         let root = nix::fcntl::open(
             abs,
@@ -93,11 +101,12 @@ impl LocalTarget {
             .start_handler(|_| crate::sys::sched::become_worker())
             .build()
             .map_err(io::Error::other)?;
+        let name = abs.display().to_string();
         Ok(Self {
-            name: abs.display().to_string(),
+            ops: Ops::new(fsync, budget, name.clone()),
+            name,
             source,
             root,
-            ops: Ops::new(fsync),
             pool,
             reported: Mutex::new(HashSet::new()),
             rebuilt: Mutex::new(Vec::new()),
@@ -611,7 +620,14 @@ impl LocalTarget {
         stats: &TargetStats,
     ) {
         stats.errors.fetch_add(1, Relaxed);
-        if is_transient(err) {
+        if let Some(refused) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<DeleteRefused>())
+        {
+            // Kept pending: a restart with a higher cap applies it.
+            outcome.retry.push(rel.to_path_buf());
+            outcome.refused.get_or_insert_with(|| refused.to_string());
+        } else if is_transient(err) {
             outcome.retry.push(rel.to_path_buf());
             outcome.backoff = true;
             outcome

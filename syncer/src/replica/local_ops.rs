@@ -5,6 +5,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
@@ -14,6 +15,7 @@ use nix::unistd::linkat;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, symlinkat, unlinkat};
 
 use crate::entry::{Kind, Meta, list_dir, stat_at, stat_fd};
+use crate::guard::DeleteBudget;
 use crate::stats::TargetStats;
 use crate::sys::errno::to_io;
 use crate::sys::fs::{clone_file, copy_range};
@@ -35,6 +37,10 @@ pub enum Copied {
 
 pub struct Ops {
     pub fsync: bool,
+    /// `--max-delete`: every entry `remove_tree` unlinks is taken from it first.
+    budget: Arc<DeleteBudget>,
+    /// The target's name, for the refusal message.
+    target: String,
     /// Running as root: ownership is replicated too (as `rsync -a` does).
     pub as_root: bool,
     clone_works: AtomicBool,
@@ -50,9 +56,11 @@ fn timespec(t: (i64, i64)) -> TimeSpec {
 }
 
 impl Ops {
-    pub fn new(fsync: bool) -> Self {
+    pub fn new(fsync: bool, budget: Arc<DeleteBudget>, target: String) -> Self {
         Self {
             fsync,
+            budget,
+            target,
             as_root: nix::unistd::geteuid().is_root(),
             clone_works: AtomicBool::new(true),
             tmp_counter: AtomicU64::new(0),
@@ -64,7 +72,9 @@ impl Ops {
         OsString::from(format!("{TMP_PREFIX}{}.{n}", std::process::id()))
     }
 
-    /// Removes `name` in `dir`, a whole tree if it is a directory. Missing is fine.
+    /// Removes `name` in `dir`, a whole tree if it is a directory. Missing is fine. Each entry
+    /// is taken from the delete budget before it goes: past the cap the error carries a
+    /// `DeleteRefused` and nothing more is removed.
     pub fn remove_tree(
         &self,
         dir: BorrowedFd<'_>,
@@ -89,12 +99,18 @@ impl Ops {
                 Err(nix::errno::Errno::ENOENT) => return Ok(()),
                 Err(err) => return Err(io_err(err)),
             }
+            self.take_one()?;
             unlinkat(dir, name, UnlinkatFlags::RemoveDir).or_else(ignore_enoent)?;
         } else {
+            self.take_one()?;
             unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).or_else(ignore_enoent)?;
         }
         stats.ops.delete.fetch_add(1, Relaxed);
         Ok(())
+    }
+
+    fn take_one(&self) -> io::Result<()> {
+        self.budget.take(1, &self.target).map_err(io::Error::other)
     }
 
     /// Renames `tmp` over `name`, first removing a directory that stands in the way.

@@ -32,6 +32,8 @@ pub struct Outcome {
     pub failed_rescans: Vec<RescanJob>,
     /// An error retrying cannot fix (bad credentials, unknown module): the syncer exits 1.
     pub fatal: Option<String>,
+    /// `--max-delete` stopped a delete (the message says so): the syncer stops, exit 3.
+    pub refused: Option<String>,
     /// Paths left alone because a source ancestor was gone: it may have been renamed after
     /// the event was read, and the rename, read later, says where they went.
     pub vanished: Vec<PathBuf>,
@@ -44,6 +46,8 @@ pub enum Trouble {
     Transient(String),
     /// Retrying cannot fix it (bad credentials, unknown module).
     Fatal(String),
+    /// `--max-delete` stopped a delete: the syncer stops, exit 3.
+    Refused(String),
 }
 
 impl Outcome {
@@ -57,6 +61,9 @@ impl Outcome {
         self.failed_rescans.extend(other.failed_rescans);
         if self.fatal.is_none() {
             self.fatal = other.fatal;
+        }
+        if self.refused.is_none() {
+            self.refused = other.refused;
         }
         self.vanished.extend(other.vanished);
     }

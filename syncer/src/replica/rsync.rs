@@ -36,6 +36,7 @@ use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn
 use super::rsync_url::RsyncUrl;
 use super::{Outcome, Target, Trouble};
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at};
+use crate::guard::DeleteBudget;
 use crate::links::resolve;
 use crate::queue::pending::Batch;
 use crate::scan::Found;
@@ -83,6 +84,8 @@ pub struct RsyncTarget {
     warm: Mutex<Vec<WarmClient>>,
     /// Names the daemon may hold linked with another name: never written in place.
     daemon_links: Mutex<DaemonLinks>,
+    /// `--max-delete`: what the daemon deleted is spent from it.
+    budget: Arc<DeleteBudget>,
 }
 
 struct WarmClient {
@@ -102,8 +105,21 @@ enum Checked {
 }
 
 impl RsyncTarget {
-    pub fn new(url: RsyncUrl, source: Arc<SourceTree>, options: RsyncOptions) -> Self {
+    pub fn new(
+        url: RsyncUrl,
+        source: Arc<SourceTree>,
+        mut options: RsyncOptions,
+        budget: Arc<DeleteBudget>,
+    ) -> Self {
+        if budget.limit().is_some() {
+            // Each run's --max-delete is what the window has left when it starts: a client
+            // started ahead, or a second stream running at once, would be given the same
+            // allowance again.
+            options.warm_clients = 0;
+            options.streams = 1;
+        }
         Self {
+            budget,
             name: url.to_string(),
             url,
             no_password: options.password_file.is_none()
@@ -153,6 +169,13 @@ impl RsyncTarget {
         ];
         if self.options.compress {
             args.push("--compress".into());
+        }
+        // What the window has left: rsync stops deleting there. `--info=del1` makes the
+        // "Number of deleted files" count true for a daemon's receiver (without it the
+        // client reports 0), at one log line per delete, which the cap bounds.
+        if let Some(left) = self.budget.remaining() {
+            args.push(format!("--max-delete={left}").into());
+            args.push("--info=del1".into());
         }
         if let Some(file) = &self.options.password_file {
             let mut arg = OsString::from("--password-file=");
@@ -455,6 +478,7 @@ impl RsyncTarget {
                                     .files_sent
                                     .fetch_add(result.files_transferred, Relaxed);
                                 stats.bytes_sent.fetch_add(result.bytes_sent, Relaxed);
+                                self.budget.spent(result.files_deleted);
                                 classify(&result, &self.name)
                             }
                             Err(err) => Err(Failure::Transient(format!("{}: {err}", self.name))),
@@ -664,8 +688,10 @@ impl RsyncTarget {
         let result = self
             .run_list(&names, ListKind::Linked)
             .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
+        self.budget.spent(result.files_deleted);
         classify(&result, &self.name).map_err(|failure| match failure {
             Failure::Fatal(why) => Trouble::Fatal(why),
+            Failure::Refused(why) => Trouble::Refused(why),
             Failure::Transient(why) | Failure::Again(why) => Trouble::Transient(why),
         })
     }
@@ -734,9 +760,12 @@ impl Target for RsyncTarget {
         )?;
         match classify(&result, &self.name) {
             Ok(()) => Ok(result.files_listed > 1),
-            Err(Failure::Transient(why) | Failure::Again(why) | Failure::Fatal(why)) => {
-                Err(std::io::Error::other(why))
-            }
+            Err(
+                Failure::Transient(why)
+                | Failure::Again(why)
+                | Failure::Fatal(why)
+                | Failure::Refused(why),
+            ) => Err(std::io::Error::other(why)),
         }
     }
 
@@ -868,6 +897,10 @@ impl Target for RsyncTarget {
                     (why, true)
                 }
                 Failure::Transient(why) => (why, true),
+                Failure::Refused(why) => {
+                    outcome.refused.get_or_insert(why.clone());
+                    (why, false)
+                }
                 // Vanished or changed files: run the same work again at once.
                 Failure::Again(why) => (why, false),
             };
@@ -912,9 +945,11 @@ impl Target for RsyncTarget {
         let result = self
             .run_subtree(subtree, no_checkpoint, false)
             .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
+        self.budget.spent(result.files_deleted);
         match classify(&result, &self.name) {
             Ok(()) => {}
             Err(Failure::Fatal(why)) => return Err(Trouble::Fatal(why)),
+            Err(Failure::Refused(why)) => return Err(Trouble::Refused(why)),
             Err(Failure::Transient(why) | Failure::Again(why)) => {
                 return Err(Trouble::Transient(why));
             }

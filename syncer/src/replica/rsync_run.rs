@@ -19,6 +19,8 @@ pub struct RunResult {
     pub stderr: String,
     pub files_transferred: u64,
     pub bytes_sent: u64,
+    /// Entries the daemon deleted ("Number of deleted files").
+    pub files_deleted: u64,
     /// Entries the run's file list held ("Number of files", the top directory included).
     pub files_listed: u64,
     /// The watchdog killed it.
@@ -34,6 +36,8 @@ pub enum Failure {
     Again(String),
     /// Configuration error that retrying cannot fix (auth, unknown module, bad options).
     Fatal(String),
+    /// `--max-delete` stopped deletions (exit 25): the syncer stops, exit 3.
+    Refused(String),
 }
 
 /// What rsync's exit codes mean (rsync(1), EXIT VALUES).
@@ -80,6 +84,18 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
             format!(": {first}")
         }
     };
+    // A daemon receiver that hit the cap says so and still exits 0; a local one exits 25.
+    if result.code == Some(25)
+        || result
+            .stderr
+            .contains("Deletions stopped due to --max-delete")
+    {
+        return Err(Failure::Refused(format!(
+            "{target}: --max-delete reached: rsync stopped deleting; no more deletes were \
+             applied. If SOURCE lost the files by mistake, restore it and start again; if the \
+             deletes are intended, start with a higher --max-delete (or without it)"
+        )));
+    }
     match result.code {
         Some(0) => Ok(()),
         _ if result.hung => Err(Failure::Transient(format!(
@@ -305,6 +321,7 @@ pub fn finish(
         files_transferred: stat_number(&stdout, "Number of regular files transferred:"),
         bytes_sent: stat_number(&stdout, "Total bytes sent:"),
         files_listed: stat_number(&stdout, "Number of files:"),
+        files_deleted: stat_number(&stdout, "Number of deleted files:"),
         hung: hung.load(SeqCst),
     })
 }
@@ -388,6 +405,17 @@ mod tests {
         assert!(matches!(
             classify(&result(23, ""), "t"),
             Err(Failure::Again(_))
+        ));
+        assert!(
+            matches!(classify(&result(25, "Deletions stopped due to --max-delete limit (3 skipped)"), "t"), Err(Failure::Refused(m)) if m.contains("--max-delete"))
+        );
+        // What a daemon's receiver does: the same line, exit 0.
+        assert!(matches!(
+            classify(
+                &result(0, "Deletions stopped due to --max-delete limit (1 skipped)"),
+                "t"
+            ),
+            Err(Failure::Refused(_))
         ));
         assert!(
             matches!(classify(&result(1, "ERROR: password file must not be other-accessible"), "t"), Err(Failure::Fatal(m)) if m.contains("other-accessible"))

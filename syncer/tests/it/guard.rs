@@ -1,5 +1,6 @@
 //! The delete guard: a SOURCE that goes away (unmounted, mounted over, emptied) never wipes a
-//! replica. Real loop-mounted ext4 and tmpfs mounts; every mount is undone on drop.
+//! replica, and `--max-delete` caps a mass delete. Real loop-mounted ext4 and tmpfs mounts;
+//! every mount is undone on drop.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -222,14 +223,7 @@ fn an_emptied_source_is_refused_at_start_unless_allowed() {
     assert_eq!(syncer.stop(), Some(0));
     let held = count_files(&s.dst);
 
-    for entry in fs::read_dir(&s.src).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            fs::remove_dir_all(path).unwrap();
-        } else {
-            fs::remove_file(path).unwrap();
-        }
-    }
+    empty_dir(&s.src);
     let mut refused = Syncer::spawn(&s.src, &s.dst, &s.state, &s.status, &[]);
     assert_guard_stop(&mut refused, "start on an emptied SOURCE");
     assert!(refused.log().contains("is empty, but"), "{}", refused.log());
@@ -279,14 +273,7 @@ fn the_daemon_replica_survives_an_unmounted_and_an_emptied_source() {
 
     // Emptied while stopped: the daemon is asked whether it holds anything.
     disk.mount();
-    for entry in fs::read_dir(&s.src).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            fs::remove_dir_all(path).unwrap();
-        } else {
-            fs::remove_file(path).unwrap();
-        }
-    }
+    empty_dir(&s.src);
     let mut refused = start();
     assert_guard_stop(&mut refused, "start on an emptied SOURCE (daemon)");
     assert!(refused.log().contains("is empty, but"), "{}", refused.log());
@@ -295,4 +282,78 @@ fn the_daemon_replica_survives_an_unmounted_and_an_emptied_source() {
         held,
         "the daemon's replica is intact"
     );
+}
+
+fn empty_dir(root: &Path) {
+    for entry in fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            fs::remove_dir_all(path).unwrap();
+        } else {
+            fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+fn assert_capped(syncer: &mut Syncer, replica: &Path, held: usize, cap: usize) {
+    let code = exits_by_itself(syncer, Duration::from_secs(30));
+    let log = syncer.log();
+    assert_eq!(code, Some(EXIT_GUARD), "exit code; log:\n{log}");
+    assert!(
+        log.contains("--max-delete") && log.contains("no more deletes were applied"),
+        "the log says why:\n{log}"
+    );
+    let left = count_files(replica);
+    assert!(
+        held - left <= cap,
+        "at most {cap} entries deleted, {} were (log:\n{log})",
+        held - left
+    );
+    assert!(left > 0, "the replica was not wiped");
+}
+
+#[test]
+fn max_delete_lets_a_few_deletes_through_and_stops_a_mass_delete() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fill(&s.src, 150);
+    let mut syncer = s.syncer(&["--max-delete", "100"]);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    for i in 0..5 {
+        fs::remove_file(s.src.join(format!("f{i}"))).unwrap();
+    }
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    assert!(!syncer.exited(), "5 deletes are within the cap");
+    let held = count_files(&s.dst);
+    empty_dir(&s.src);
+    // 5 of the 100 are spent already.
+    assert_capped(&mut syncer, &s.dst, held, 95);
+}
+
+#[test]
+fn max_delete_caps_what_the_daemon_deletes() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = Daemon::start(&s.dir.path().join("daemon"));
+    let password = daemon.password_file.to_str().unwrap().to_string();
+    let options = [
+        "--password-file",
+        password.as_str(),
+        "--max-delete",
+        "100",
+        "-v",
+    ];
+    let targets = [std::ffi::OsString::from(daemon.url())];
+    fill(&s.src, 150);
+    let mut syncer = Syncer::spawn_to(&s.src, &targets, &s.state, &s.status, &options).wait_ready();
+    assert_converges_by(
+        compare_daemon_replica,
+        &s.src,
+        &daemon.module,
+        CONVERGE,
+        &syncer,
+    );
+    let held = count_files(&daemon.module);
+    empty_dir(&s.src);
+    assert_capped(&mut syncer, &daemon.module, held, 100);
 }
