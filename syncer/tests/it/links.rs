@@ -156,6 +156,34 @@ fn renaming_a_directory_that_holds_one_name() {
     converged(&s, &syncer, "a write through the renamed name");
 }
 
+/// Soak 4, seed 511, shrunk to these steps (both backends): a second name made, written
+/// through and removed before the syncer looked at it. The kernel reports the write under
+/// the second name only, and once that name is gone nothing tells which inode it was, so the
+/// first name is never marked. Open: see the issue note (the fix needs the inode of a
+/// created name at event time, or a ctime-guarded compare when a written name vanished).
+#[test]
+#[ignore = "open bug found by the random storm (soak 4 seed 511): a link made, written through and removed at once leaves the other name stale"]
+fn a_link_written_through_and_removed_at_once_updates_the_other_name() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fs::create_dir_all(s.src.join("d")).unwrap();
+    write(&s.src.join("d/a"), &[b'x'; 4096]);
+    let syncer = s.syncer(&[]);
+    converged(&s, &syncer, "the initial sync");
+    let a = s.src.join("d/a");
+    let second = s.src.join("second");
+    link(&a, &second);
+    let before = fs::metadata(&second).unwrap();
+    // The storm's "rewrite": same size, in place, mtime set back a second.
+    let mut file = fs::OpenOptions::new().write(true).open(&second).unwrap();
+    file.write_all(&[b'y'; 4096]).unwrap();
+    let back = nix::sys::time::TimeSpec::new(before.mtime() - 1, before.mtime_nsec());
+    nix::sys::stat::futimens(&file, &back, &back).unwrap();
+    drop(file);
+    fs::remove_file(&second).unwrap();
+    converged(&s, &syncer, "ln d/a second; rewrite second; rm second");
+}
+
 /// A name in an excluded subtree, or outside SOURCE, is no name of the replica: such a file
 /// is a plain copy, and its names inside SOURCE are still linked together.
 #[test]
