@@ -3,7 +3,7 @@
 //! or a regression, 2 on a usage or setup error.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
@@ -130,7 +130,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         stall_ms: u64,
         /// Queued events per file operation.
-        #[arg(long, default_value_t = harness::limits::DEFAULT_EVENTS_PER_OP)]
+        #[arg(long, default_value_t = harness::cmd::limits::DEFAULT_EVENTS_PER_OP)]
         events_per_op: f64,
         /// watchcost.json (default: the newest results/*/watchcost.json).
         #[arg(long)]
@@ -190,33 +190,12 @@ enum Cmd {
     /// Random-operation storms: seeded mixes of ordinary file operations run live under our
     /// syncer (each backend x target), every replica required to equal SOURCE exactly.
     /// Exit 1 when a case fails (its seed and replay command are printed).
-    Chaos(harness::chaos::config::ChaosArgs),
+    Chaos(harness::cmd::chaos::config::ChaosArgs),
     /// List scenarios with their descriptions.
     List {
         #[arg(default_value = "scenarios")]
         dir: PathBuf,
     },
-}
-
-/// `harness compare`: the report on stdout, JSON on request; 1 on a regression.
-fn compare(a: &Path, b: &Path, sut: &str, json: Option<&Path>) -> i32 {
-    let loaded = harness::compare::load(a).and_then(|ra| Ok((ra, harness::compare::load(b)?)));
-    let (ra, rb) = match loaded {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("harness compare: {e}");
-            return 2;
-        }
-    };
-    let report = harness::compare::compare(&ra, &rb, sut);
-    print!("{}", harness::compare::render::markdown(&report));
-    if let Some(path) = json
-        && let Err(e) = std::fs::write(path, harness::compare::render::json(&report))
-    {
-        eprintln!("harness compare: cannot write {} ({e})", path.display());
-        return 2;
-    }
-    i32::from(!report.passed)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -236,7 +215,9 @@ fn main() {
         eprintln!("harness: cannot install the Ctrl-C handler ({e}); Ctrl-C will not clean up");
     }
     let code = match cli.command {
-        Cmd::Compare { a, b, sut, json } => compare(&a, &b, &sut, json.as_deref()),
+        Cmd::Compare { a, b, sut, json } => {
+            harness::cmd::compare::compare(&a, &b, &sut, json.as_deref())
+        }
         Cmd::Ci {
             baseline,
             scenarios,
@@ -248,8 +229,8 @@ fn main() {
             candidate_bin,
             candidate_args,
         } => {
-            harness::proctree::become_subreaper();
-            let args = harness::ci::CiArgs {
+            harness::host::proctree::become_subreaper();
+            let args = harness::cmd::ci::CiArgs {
                 baseline,
                 scenarios,
                 pairs,
@@ -262,10 +243,10 @@ fn main() {
                     .map(|s| s.split_whitespace().map(String::from).collect())
                     .unwrap_or_default(),
             };
-            match harness::ci::ci(&args, &STOP) {
-                Ok(harness::ci::CiOutcome::Passed) => 0,
-                Ok(harness::ci::CiOutcome::Regressed) => 1,
-                Ok(harness::ci::CiOutcome::Skipped(why)) => {
+            match harness::cmd::ci::ci(&args, &STOP) {
+                Ok(harness::cmd::ci::CiOutcome::Passed) => 0,
+                Ok(harness::cmd::ci::CiOutcome::Regressed) => 1,
+                Ok(harness::cmd::ci::CiOutcome::Skipped(why)) => {
                     println!("harness ci: SKIP (gate not run): {why}");
                     0
                 }
@@ -281,14 +262,14 @@ fn main() {
             slo_ms,
             stall_budget_ms,
         } => {
-            let args = harness::report::ReportArgs {
+            let args = harness::cmd::report::ReportArgs {
                 inputs,
                 out,
                 slo_ms,
                 stall_budget_ms,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            match harness::report::report(&args) {
+            match harness::cmd::report::report(&args) {
                 Ok(path) => {
                     println!("harness report: {}", path.display());
                     0
@@ -311,7 +292,7 @@ fn main() {
             stall_rate,
         } => {
             prepare_for_runs();
-            let args = harness::tune::TuneArgs {
+            let args = harness::cmd::tune::TuneArgs {
                 scenario,
                 queues,
                 rates,
@@ -323,7 +304,7 @@ fn main() {
                 stall_rate,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            match harness::tune::tune(&args, &STOP) {
+            match harness::cmd::tune::tune(&args, &STOP) {
                 Ok(true) => 0,
                 Ok(false) => 1,
                 Err(e) => {
@@ -341,20 +322,20 @@ fn main() {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from(format!(
                     "results/{}-{}-watchcost",
-                    harness::env::today(),
-                    harness::env::hostname()
+                    harness::util::fmt::today(),
+                    harness::host::env::hostname()
                 ))
             });
-            let args = harness::watchcost::WatchcostArgs {
+            let args = harness::cmd::watchcost::WatchcostArgs {
                 dirs,
                 rounds,
                 out: out.clone(),
                 parent: dir.unwrap_or_else(std::env::temp_dir),
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            match harness::watchcost::watchcost(&args, &STOP) {
+            match harness::cmd::watchcost::watchcost(&args, &STOP) {
                 Ok(w) => {
-                    print!("{}", harness::watchcost::summary(&w));
+                    print!("{}", harness::cmd::watchcost::summary(&w));
                     eprintln!("harness: wrote {}", out.join("watchcost.json").display());
                     0
                 }
@@ -371,14 +352,14 @@ fn main() {
             events_per_op,
             cost,
         } => {
-            let args = harness::limits::LimitsArgs {
+            let args = harness::cmd::limits::LimitsArgs {
                 tree,
                 rate,
                 stall_ms,
                 events_per_op,
                 cost,
             };
-            match harness::limits::limits(&args, &harness::run::repo_root()) {
+            match harness::cmd::limits::limits(&args, &harness::host::env::repo_root()) {
                 Ok(text) => {
                     print!("{text}");
                     0
@@ -398,7 +379,7 @@ fn main() {
             workdir,
         } => {
             prepare_for_runs();
-            let args = harness::tune::sweep::SweepArgs {
+            let args = harness::cmd::tune::sweep::SweepArgs {
                 scenario,
                 rates,
                 suts,
@@ -407,7 +388,7 @@ fn main() {
                 workdir,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            match harness::tune::sweep::sweep(&args, &STOP) {
+            match harness::cmd::tune::sweep::sweep(&args, &STOP) {
                 Ok(_) => 0,
                 Err(e) => {
                     eprintln!("harness sweep: {e}");
@@ -415,7 +396,7 @@ fn main() {
                 }
             }
         }
-        Cmd::Chaos(args) => match harness::chaos::main(&args, &STOP) {
+        Cmd::Chaos(args) => match harness::cmd::chaos::main(&args, &STOP) {
             Ok(true) => 0,
             Ok(false) => {
                 eprintln!("harness chaos: some cases FAILED (seeds and replay commands above)");
@@ -426,7 +407,7 @@ fn main() {
                 2
             }
         },
-        Cmd::List { dir } => match harness::run::list(&dir) {
+        Cmd::List { dir } => match harness::cmd::list::list(&dir) {
             Ok(text) => {
                 print!("{text}");
                 0
@@ -445,7 +426,7 @@ fn main() {
             keep,
         } => {
             prepare_for_runs();
-            let args = harness::run::RunArgs {
+            let args = harness::cmd::run::RunArgs {
                 scenario,
                 suts,
                 repeat,
@@ -454,7 +435,7 @@ fn main() {
                 keep,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            match harness::run::run(&args, &STOP) {
+            match harness::cmd::run::run(&args, &STOP) {
                 Ok(true) => 0,
                 Ok(false) => 1,
                 Err(e) => {
@@ -470,6 +451,6 @@ fn main() {
 /// Before storms run: adopt the syncers' orphaned children (so they are reaped and stopped),
 /// and exact modes for generated files (the verifier compares modes).
 fn prepare_for_runs() {
-    harness::proctree::become_subreaper();
+    harness::host::proctree::become_subreaper();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 }

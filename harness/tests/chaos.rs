@@ -8,8 +8,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use harness::chaos::case::{self, Backend, CaseSpec, Target};
-use harness::chaos::op::OpLog;
+use harness::cmd::chaos::case::{self, Backend, CaseSpec, Target};
+use harness::cmd::chaos::op::OpLog;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,7 +25,7 @@ fn syncer() -> &'static Path {
         if let Ok(bin) = std::env::var("HARNESS_SYNCER_BIN") {
             return PathBuf::from(bin);
         }
-        if let Some(bin) = harness::cargo_target::built(&repo(), "debug", "syncer") {
+        if let Some(bin) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
             return bin;
         }
         let status = Command::new(env!("CARGO"))
@@ -34,7 +34,7 @@ fn syncer() -> &'static Path {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "cargo build -p syncer failed");
-        harness::cargo_target::built(&repo(), "debug", "syncer").expect("a debug syncer")
+        harness::host::cargo_target::built(&repo(), "debug", "syncer").expect("a debug syncer")
     })
 }
 

@@ -18,7 +18,7 @@ fn syncer_bin() -> PathBuf {
     if let Some(b) = std::env::var_os("HARNESS_SYNCER_BIN") {
         return PathBuf::from(b);
     }
-    let bin = harness::cargo_target::target_dir(&repo()).join("debug/syncer");
+    let bin = harness::host::cargo_target::target_dir(&repo()).join("debug/syncer");
     if !bin.is_file() {
         let ok = Command::new("cargo")
             .args(["build", "-p", "syncer"])

@@ -38,7 +38,7 @@ fn harness_with(args: &[&str], out: &Path, envs: &[(&str, &str)]) -> Output {
         .current_dir(repo());
     // Reuse the syncer binary cargo already built for the workspace's tests, if any.
     if std::env::var_os("HARNESS_SYNCER_BIN").is_none() {
-        if let Some(debug) = harness::cargo_target::built(&repo(), "debug", "syncer") {
+        if let Some(debug) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
             cmd.env("HARNESS_SYNCER_BIN", debug);
         }
     }

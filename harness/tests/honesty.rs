@@ -16,7 +16,7 @@ fn repo() -> PathBuf {
 
 /// The debug syncer of this workspace, built when missing.
 fn debug_syncer() -> PathBuf {
-    if let Some(bin) = harness::cargo_target::built(&repo(), "debug", "syncer") {
+    if let Some(bin) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
         return bin;
     }
     let ok = Command::new("cargo")
@@ -25,7 +25,7 @@ fn debug_syncer() -> PathBuf {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "cannot build the syncer: run `cargo build -p syncer`");
-    harness::cargo_target::built(&repo(), "debug", "syncer").expect("cargo built the syncer")
+    harness::host::cargo_target::built(&repo(), "debug", "syncer").expect("cargo built the syncer")
 }
 
 /// What one `harness run` did: its exit code and stdout and stderr as one stream, in the

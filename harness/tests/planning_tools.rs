@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use harness::planning::WatchCost;
+use harness::capacity::records::WatchCost;
 use syncer::sys::inotify::{Inotify, WATCH_MASK};
 
 fn harness() -> Command {
@@ -35,7 +35,7 @@ fn limits_counts_the_tree_and_the_watches_this_user_already_holds() {
     let dirs = tree(tmp.path(), 6);
     // A symlink to a big directory must not be followed.
     std::os::unix::fs::symlink("/usr", tmp.path().join("usr-link")).unwrap();
-    let counted = harness::limits::walk(tmp.path()).unwrap();
+    let counted = harness::cmd::limits::walk(tmp.path()).unwrap();
     assert_eq!(counted.dirs, dirs);
     assert_eq!(counted.files, 6 * 6 * 2 + 1);
 
@@ -47,14 +47,14 @@ fn limits_counts_the_tree_and_the_watches_this_user_already_holds() {
             .unwrap();
     }
     let euid = nix::unistd::geteuid().as_raw();
-    let in_use = harness::limits::watches_in_use(euid);
+    let in_use = harness::host::watches::watches_in_use(euid);
     let me = std::process::id();
     let mine = in_use.holders.iter().find(|h| h.0 == me).map(|h| h.2);
     assert_eq!(mine, Some(held), "{in_use:?}");
 
     let cost = tmp.path().join("cost.json");
     let record = WatchCost {
-        inotify: Some(harness::planning::MemoryCost {
+        inotify: Some(harness::capacity::records::MemoryCost {
             bytes_per_directory: 1000.0,
             directories: 10,
             objects: 10,

@@ -57,7 +57,7 @@ fn harness(args: &[&str], dir: &Path, save_dir: &Path) -> Command {
         .current_dir(repo());
     // Reuse the syncer binary cargo already built for the workspace's tests, if any.
     if std::env::var_os("HARNESS_SYNCER_BIN").is_none() {
-        if let Some(debug) = harness::cargo_target::built(&repo(), "debug", "syncer") {
+        if let Some(debug) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
             cmd.env("HARNESS_SYNCER_BIN", debug);
         }
     }
@@ -70,7 +70,7 @@ fn settled_value() -> String {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(harness::kernel::SYSCTL_LOCK)
+        .open(harness::host::kernel::SYSCTL_LOCK)
         .expect("sysctl lock file");
     let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
@@ -132,7 +132,8 @@ fn a_tiny_queue_overflows_a_large_one_does_not_and_the_stall_checks_hold() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let root = only_subdir(&dir.path().join("out"));
     let json = std::fs::read_to_string(root.join("syncer/tune.json")).expect("tune.json");
-    let t: harness::planning::TuneReport = serde_json::from_str(&json).expect("a TuneReport");
+    let t: harness::capacity::records::TuneReport =
+        serde_json::from_str(&json).expect("a TuneReport");
     let cell = |q: u64| t.cells.iter().find(|c| c.queue == q).expect("cell");
     assert!(cell(8).overflows > 0, "queue 8 never overflowed: {json}");
     assert_eq!(cell(65536).overflows, 0, "{json}");
@@ -189,7 +190,8 @@ fn a_tiny_queue_overflows_a_large_one_does_not_and_the_stall_checks_hold() {
         .find(|p| p.to_string_lossy().contains("-sweep-"))
         .expect("a sweep folder");
     let json = std::fs::read_to_string(sweep_root.join("sweep.json")).expect("sweep.json");
-    let s: harness::planning::SweepReport = serde_json::from_str(&json).expect("a SweepReport");
+    let s: harness::capacity::records::SweepReport =
+        serde_json::from_str(&json).expect("a SweepReport");
     assert_eq!(s.slo_p99_ns, 1_000_000_000);
     let curve = &s.curves[0];
     assert_eq!(curve.points.len(), 2, "{json}");
@@ -328,7 +330,8 @@ fn an_interrupted_tune_restores_the_sysctl() {
     let run = std::fs::read_to_string(&cell).expect("the interrupted cell's run.json");
     assert!(run.contains("interrupted (Ctrl-C)"), "{run}");
     if let Ok(json) = std::fs::read_to_string(root.join("syncer/tune.json")) {
-        let t: harness::planning::TuneReport = serde_json::from_str(&json).expect("TuneReport");
+        let t: harness::capacity::records::TuneReport =
+            serde_json::from_str(&json).expect("TuneReport");
         assert!(t.cells.is_empty(), "{json}");
     }
     let left: Vec<_> = std::fs::read_dir(dir.path())

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::result::RunResult;
+use crate::session::result::RunResult;
 
 const HEADERS: [&str; 35] = [
     "sut",

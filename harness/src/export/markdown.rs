@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use super::RunInfo;
-use crate::result::{Outcome, RunResult};
 use crate::scenario::Scenario;
+use crate::session::result::{Outcome, RunResult};
 
 fn ms(ns: u64) -> String {
     format!("{:.2}", ns as f64 / 1e6)

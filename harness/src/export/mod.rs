@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 
-use crate::result::RunResult;
 use crate::scenario::Scenario;
+use crate::session::result::RunResult;
 
 /// Facts about the run that every file repeats.
 pub struct RunInfo {
@@ -45,7 +45,7 @@ impl ResultsDir {
     pub fn write_hgrm(&self, r: &RunResult, hist: &Histogram<u64>) -> std::io::Result<()> {
         std::fs::write(
             self.path.join(format!("{}-r{}.hgrm", r.sut, r.repeat)),
-            crate::measure::hgrm(hist),
+            crate::measure::latency::hgrm(hist),
         )
     }
 

@@ -1,0 +1,283 @@
+//! One random-storm case: an op log, a backend and a target kind in, a `CaseOutcome` out.
+//! Builds the setup tree, starts the real syncer (against a local directory or a real rsync
+//! daemon), waits until it is ready, runs the live operations, then requires the replica to
+//! equal SOURCE exactly (names, types, content, mode, mtime, owner as root, link targets)
+//! within the convergence limit. The syncer must also exit 0 on SIGTERM.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::op::{OpLog, Roots};
+use crate::measure::verify::{self, CompareOptions, TreeDiff};
+use crate::sut::daemon::{MODULE, PASSWORD, RsyncDaemon};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Inotify,
+    Fanotify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Local,
+    Rsync,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Inotify => "inotify",
+            Backend::Fanotify => "fanotify",
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Target::Local => "local",
+            Target::Rsync => "rsync",
+        })
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "inotify" => Ok(Backend::Inotify),
+            "fanotify" => Ok(Backend::Fanotify),
+            _ => Err(format!("unknown backend {s:?}: use inotify or fanotify")),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Target::Local),
+            "rsync" => Ok(Target::Rsync),
+            _ => Err(format!(
+                "unknown target {s:?}: use local (a directory) or rsync (a real rsync daemon)"
+            )),
+        }
+    }
+}
+
+/// How one case runs.
+#[derive(Debug, Clone)]
+pub struct CaseSpec {
+    pub syncer: PathBuf,
+    pub backend: Backend,
+    pub target: Target,
+    /// A fresh folder for this case (created; removed afterwards unless kept).
+    pub dir: PathBuf,
+    /// How long after the last operation the replica may take to equal SOURCE.
+    pub converge: Duration,
+    /// Extra syncer arguments.
+    pub syncer_args: Vec<String>,
+}
+
+/// What one case found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseOutcome {
+    pub passed: bool,
+    /// ms from the last operation to the first equal compare.
+    pub converge_ms: Option<u64>,
+    /// Operations the tree refused (expected only in shrunk or hand-written logs).
+    pub op_errors: u64,
+    /// The last compare's differences (empty when it converged).
+    pub diff: TreeDiff,
+    /// Why the case failed other than a differing replica (start-up, exit status).
+    pub problem: Option<String>,
+    /// The syncer was started, so a `problem` is about its exit, not its start-up.
+    pub syncer_started: bool,
+    pub storm_ms: u64,
+}
+
+const READY_LIMIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(25);
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+struct Running {
+    child: Child,
+}
+
+impl Running {
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// SIGTERM, then the exit status; SIGKILL after the grace period.
+    fn stop(mut self) -> Result<(), String> {
+        // ESRCH: it already exited; try_wait below reports how.
+        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("the syncer exited with {status} after SIGTERM"))
+                };
+            }
+            std::thread::sleep(POLL);
+        }
+        // Already gone is fine; wait reaps it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err(format!(
+            "the syncer did not exit within {STOP_GRACE:?} of SIGTERM"
+        ))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // Only on an early return: kill our own child by PID, then reap it.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn ready(status: &Path) -> bool {
+    fs::read_to_string(status)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["ready"] == true)
+}
+
+fn start_syncer(
+    spec: &CaseSpec,
+    src: &Path,
+    replica: &Path,
+    daemon: Option<&RsyncDaemon>,
+) -> Result<Running, String> {
+    let status = spec.dir.join("status.json");
+    let state = spec.dir.join("state");
+    fs::create_dir_all(&state).map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    let log = fs::File::create(spec.dir.join("syncer.log"))
+        .map_err(|e| format!("cannot create the syncer log: {e}"))?;
+    let mut cmd = Command::new(&spec.syncer);
+    cmd.arg("--backend")
+        .arg(spec.backend.to_string())
+        .arg("--status")
+        .arg(&status)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(&spec.syncer_args)
+        .arg(src);
+    match daemon {
+        Some(d) => cmd.arg(d.url(MODULE)).env("RSYNC_PASSWORD", PASSWORD),
+        None => cmd.arg(replica),
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", spec.syncer.display()))?;
+    let mut running = Running { child };
+    let deadline = Instant::now() + READY_LIMIT;
+    while !ready(&status) {
+        if let Ok(Some(exit)) = running.child.try_wait() {
+            return Err(format!("the syncer exited with {exit} before it was ready"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("the syncer was not ready within {READY_LIMIT:?}"));
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(running)
+}
+
+/// Runs one case. Never panics on I/O: every failure is in the outcome.
+pub fn run(log: &OpLog, spec: &CaseSpec) -> CaseOutcome {
+    let mut outcome = CaseOutcome {
+        passed: false,
+        converge_ms: None,
+        op_errors: 0,
+        diff: TreeDiff::default(),
+        problem: None,
+        syncer_started: false,
+        storm_ms: 0,
+    };
+    if let Err(problem) = run_into(log, spec, &mut outcome) {
+        outcome.problem = Some(problem);
+    }
+    outcome.passed = outcome.problem.is_none() && outcome.converge_ms.is_some();
+    outcome
+}
+
+fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(), String> {
+    let (src, outside, replica) = (
+        spec.dir.join("src"),
+        spec.dir.join("outside"),
+        spec.dir.join("replica"),
+    );
+    for dir in [&src, &outside, &replica] {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let roots = Roots {
+        src: &src,
+        outside: &outside,
+    };
+    for op in &log.ops[..log.setup] {
+        outcome.op_errors += u64::from(op.apply(roots).is_err());
+    }
+    let daemon = match spec.target {
+        Target::Local => None,
+        Target::Rsync => Some(
+            RsyncDaemon::start(&spec.dir.join("daemon"), &replica, &spec.dir.join("floor"))
+                .map_err(|e| format!("cannot start the rsync daemon: {e}"))?,
+        ),
+    };
+    let syncer = start_syncer(spec, &src, &replica, daemon.as_ref())?;
+    outcome.syncer_started = true;
+    let started = Instant::now();
+    for op in log.live() {
+        outcome.op_errors += u64::from(op.apply(roots).is_err());
+    }
+    let storm_end = Instant::now();
+    outcome.storm_ms = (storm_end - started).as_millis() as u64;
+    // Hard links are compared on both target kinds: local replicas must keep them, and the
+    // syncer sends every name of a linked file to the daemon in one `-H` run.
+    let opts = CompareOptions {
+        munged_links_ok: daemon.is_some(),
+        owners: nix::unistd::geteuid().is_root(),
+        ignore_links: false,
+    };
+    let deadline = storm_end + spec.converge;
+    loop {
+        let diff = verify::compare(&src, &replica, opts);
+        if diff.is_equal() {
+            outcome.converge_ms = Some(storm_end.elapsed().as_millis() as u64);
+            outcome.diff = diff;
+            break;
+        }
+        outcome.diff = diff;
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let stopped = syncer.stop();
+    drop(daemon);
+    stopped?;
+    if let Ok(text) = fs::read_to_string(spec.dir.join("syncer.log"))
+        && let Some(line) = text.lines().find(|l| l.contains("panicked"))
+    {
+        return Err(format!("the syncer panicked: {line}"));
+    }
+    Ok(())
+}

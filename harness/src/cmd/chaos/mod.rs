@@ -1,0 +1,80 @@
+//! The random-operation storm (`harness chaos`): seeded op logs of ordinary file operations
+//! run live under the real syncer, each case required to end with the replica exactly equal
+//! to SOURCE; failures are reported with their seed, the replay command and, on request, an
+//! op log shrunk by delta debugging. Flow: config -> generate (op log) -> case (syncer +
+//! storm + verify) -> campaign (many cases at once) -> report.
+
+pub mod campaign;
+pub mod case;
+pub mod config;
+pub mod generate;
+pub mod mix;
+pub mod op;
+pub mod report;
+pub mod shrink;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use config::{ChaosArgs, ChaosConfig};
+
+fn default_workdir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// `harness chaos`: Ok(true) when every case converged.
+pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
+    let repo_root = crate::host::env::repo_root();
+    if !args.merge.is_empty() {
+        let folders: Vec<&Path> = args.merge.iter().map(PathBuf::as_path).collect();
+        let rows = report::merged(&folders)?;
+        let config = ChaosConfig::load(args, &repo_root)?;
+        let scenario = args
+            .scenario
+            .as_deref()
+            .map_or("scenarios/chaos.toml".into(), |p| p.display().to_string());
+        std::fs::create_dir_all(&args.out)
+            .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+        let path = args.out.join("summary.md");
+        std::fs::write(&path, report::summary(&config, &rows, &scenario, &args.out))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        print!("{}", report::short(&rows));
+        return Ok(rows.iter().all(|r| r.passed));
+    }
+    let config = ChaosConfig::load(args, &repo_root)?;
+    let parent = args.workdir.clone().unwrap_or_else(default_workdir);
+    let workdir = tempfile::Builder::new()
+        .prefix("harness-chaos-")
+        .tempdir_in(&parent)
+        .map_err(|e| format!("cannot make a work dir in {}: {e}", parent.display()))?;
+    if args.print_ops {
+        let log = campaign::op_log(&config, config.seeds.0, workdir.path())?;
+        print!("{}", log.render(&format!("seed {}", config.seeds.0)));
+        return Ok(true);
+    }
+    let syncer = crate::host::cargo_target::syncer_binary(&repo_root).map_err(|e| e.to_string())?;
+    let env = campaign::CampaignEnv {
+        syncer: &syncer,
+        out: &args.out,
+        workdir: workdir.path(),
+        repo_root: &repo_root,
+        shrink: args.shrink.then_some(args.shrink_trials),
+        shrink_tries: args.shrink_tries,
+        resume: args.resume,
+    };
+    if let Some(path) = &args.replay {
+        std::fs::create_dir_all(&args.out)
+            .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+        return campaign::replay(&config, &env, path, stop);
+    }
+    let scenario = args
+        .scenario
+        .as_deref()
+        .map_or("scenarios/chaos.toml".into(), |p| p.display().to_string());
+    campaign::run(&config, &env, &scenario, stop)
+}

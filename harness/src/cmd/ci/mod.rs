@@ -1,0 +1,294 @@
+//! `harness ci`: a baseline revision and the CI scenario set in, the baseline's and the
+//! candidate's syncer measured interleaved (A B B A A B ..., each run a `harness run` child of
+//! this binary, so both sides get the same harness), a comparison report (markdown + JSON)
+//! and a pass / regression / skipped outcome out.
+
+pub mod baseline;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::gate::{self, render};
+
+pub struct CiArgs {
+    pub baseline: Option<String>,
+    /// Scenario files; empty = scenarios/ci-*.toml.
+    pub scenarios: Vec<PathBuf>,
+    pub pairs: u32,
+    pub out: PathBuf,
+    pub record: bool,
+    pub sut: String,
+    /// Testing: use these binaries instead of building.
+    pub baseline_bin: Option<PathBuf>,
+    pub candidate_bin: Option<PathBuf>,
+    /// Testing: extra syncer arguments for the candidate only (e.g. an injected regression).
+    pub candidate_args: Vec<String>,
+}
+
+pub enum CiOutcome {
+    Passed,
+    Regressed,
+    /// The baseline could not be built or found: why.
+    Skipped(String),
+}
+
+fn default_scenarios(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let dir = root.join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot read {} ({e}): pass --scenarios", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ci-") && n.ends_with(".toml"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "no ci-*.toml in {}: pass --scenarios",
+            dir.display()
+        ));
+    }
+    Ok(files)
+}
+
+/// The scenario with `extra` appended to every `syncer` entry's args, written under `dir`.
+fn with_candidate_args(scenario: &Path, extra: &[String], dir: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(scenario)
+        .map_err(|e| format!("cannot read {} ({e})", scenario.display()))?;
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{} is not valid TOML ({e})", scenario.display()))?;
+    for sut in doc
+        .get_mut("sut")
+        .and_then(toml::Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(t) = sut.as_table_mut() else {
+            continue;
+        };
+        if t.get("kind").and_then(toml::Value::as_str) != Some("syncer") {
+            continue;
+        }
+        let args = t
+            .entry("args")
+            .or_insert_with(|| toml::Value::Array(Vec::new()));
+        if let Some(a) = args.as_array_mut() {
+            a.extend(extra.iter().map(|x| toml::Value::String(x.clone())));
+        }
+    }
+    let stem = scenario.file_stem().unwrap_or_default().to_string_lossy();
+    let out = dir.join(format!("{stem}-candidate.toml"));
+    std::fs::write(&out, doc.to_string())
+        .map_err(|e| format!("cannot write {} ({e})", out.display()))?;
+    Ok(out)
+}
+
+struct Side<'a> {
+    name: &'static str,
+    bin: &'a Path,
+    scenario: PathBuf,
+}
+
+/// One `harness run` of one side: results under OUT/runs/SCENARIO/SIDE/pN, its log beside.
+fn run_once(
+    root: &Path,
+    a: &CiArgs,
+    side: &Side,
+    scenario: &str,
+    pair: u32,
+    work: &Path,
+) -> Result<(), String> {
+    let dir = a.out.join("runs").join(scenario).join(side.name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {} ({e})", dir.display()))?;
+    let log = dir.join(format!("p{pair}.log"));
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the harness binary ({e})"))?;
+    let o = Command::new(exe)
+        .arg("run")
+        .arg(&side.scenario)
+        .args(["--sut", &a.sut, "--repeat", "1", "--out"])
+        .arg(dir.join(format!("p{pair}")))
+        .arg("--workdir")
+        .arg(work)
+        .env("HARNESS_SYNCER_BIN", side.bin)
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot start `harness run` ({e})"))?;
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Best effort: the log only helps a reader; the results folder holds the numbers.
+    let _ = std::fs::write(&log, &text);
+    match o.status.code() {
+        // 1: the run failed verification or an SLO; the report shows it and fails the gate.
+        Some(0 | 1) => Ok(()),
+        _ => Err(format!(
+            "`harness run {}` for {} failed ({}); see {}",
+            side.scenario.display(),
+            side.name,
+            o.status,
+            log.display()
+        )),
+    }
+}
+
+pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
+    let root = crate::host::env::repo_root();
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| format!("cannot create {} ({e}): pass --out", a.out.display()))?;
+    let out = a.out.canonicalize().map_err(|e| e.to_string())?;
+    let runs_dir = out.join("runs");
+    if runs_dir.exists() {
+        std::fs::remove_dir_all(&runs_dir)
+            .map_err(|e| format!("cannot clear {} ({e})", runs_dir.display()))?;
+    }
+    let scenarios = if a.scenarios.is_empty() {
+        default_scenarios(&root)?
+    } else {
+        a.scenarios.clone()
+    };
+    let (rev, id) = match baseline::resolve(&root, a.baseline.as_deref()) {
+        Ok(x) => x,
+        Err(why) => return Ok(CiOutcome::Skipped(format!("baseline: {why}"))),
+    };
+    // Absolute: each run's syncer starts in its own directory.
+    let given = |b: &PathBuf| {
+        b.canonicalize()
+            .map_err(|e| format!("no syncer binary at {} ({e})", b.display()))
+    };
+    let candidate_bin = match &a.candidate_bin {
+        Some(b) => given(b)?,
+        None => {
+            eprintln!("harness ci: building the candidate's syncer");
+            baseline::build_candidate(&root, &out)?
+        }
+    };
+    let baseline_bin = match &a.baseline_bin {
+        Some(b) => given(b)?,
+        None => {
+            eprintln!("harness ci: building the baseline's syncer ({rev} = {id:.12})");
+            let t = std::time::Instant::now();
+            match baseline::build(&root, &id, &out) {
+                Ok(b) => {
+                    eprintln!("harness ci: baseline built in {:.0?}", t.elapsed());
+                    b
+                }
+                Err(why) => {
+                    return Ok(CiOutcome::Skipped(format!(
+                        "baseline {rev} ({id:.12}) cannot be built: {why}"
+                    )));
+                }
+            }
+        }
+    };
+    let work = out.join("work");
+    std::fs::create_dir_all(&work)
+        .map_err(|e| format!("cannot create {} ({e})", work.display()))?;
+    let mut plan = Vec::new();
+    for s in &scenarios {
+        let name = crate::scenario::load(s).map_err(|e| e.to_string())?.name;
+        let b_scenario = if a.candidate_args.is_empty() {
+            s.clone()
+        } else {
+            with_candidate_args(s, &a.candidate_args, &out)?
+        };
+        let sides = [
+            Side {
+                name: "A",
+                bin: &baseline_bin,
+                scenario: s.clone(),
+            },
+            Side {
+                name: "B",
+                bin: &candidate_bin,
+                scenario: b_scenario,
+            },
+        ];
+        plan.push((name, sides));
+    }
+    let pairs = a.pairs.max(3);
+    for pair in 1..=pairs {
+        for (name, sides) in &plan {
+            // A B, then B A, ...: whatever the run before leaves behind (a mass delete slows
+            // the next creates on ext4, caches warm up) falls on both sides alike.
+            let order: [&Side; 2] = if pair % 2 == 1 {
+                [&sides[0], &sides[1]]
+            } else {
+                [&sides[1], &sides[0]]
+            };
+            for side in order {
+                if stop.load(Ordering::Relaxed) {
+                    return Err("interrupted".into());
+                }
+                eprintln!("harness ci: pair {pair}/{pairs} {name} {}", side.name);
+                run_once(&root, a, side, name, pair, &work)?;
+            }
+        }
+    }
+    // Best effort: the work dir holds only the children's emptied harness-<pid> folders.
+    let _ = std::fs::remove_dir_all(&work);
+    let mut all_a = Vec::new();
+    let mut all_b = Vec::new();
+    for (name, _) in &plan {
+        all_a.extend(gate::load(&runs_dir.join(name).join("A"))?);
+        all_b.extend(gate::load(&runs_dir.join(name).join("B"))?);
+    }
+    let mut report = gate::compare(&all_a, &all_b, &a.sut);
+    report.a = if id.starts_with(&rev) {
+        format!("baseline {id:.12}")
+    } else {
+        format!("baseline {rev} ({id:.12})")
+    };
+    report.b = format!(
+        "candidate {}{}",
+        crate::host::env::git_revision(&root),
+        if a.candidate_args.is_empty() {
+            String::new()
+        } else {
+            format!(" with `{}`", a.candidate_args.join(" "))
+        }
+    );
+    let md = render::markdown(&report);
+    std::fs::write(out.join("report.md"), &md).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("report.json"), render::json(&report)).map_err(|e| e.to_string())?;
+    print!("{md}");
+    eprintln!(
+        "harness ci: report in {} and report.json; runs under {}",
+        out.join("report.md").display(),
+        runs_dir.display()
+    );
+    if a.record {
+        let (date, host, cpu) = (
+            crate::util::fmt::today(),
+            crate::host::env::hostname(),
+            crate::host::env::cpu(),
+        );
+        // The runs' own folders name the harness's checkout (the candidate's); the baseline's
+        // syncer was built from `id`.
+        for run in &mut all_a {
+            run.revision = format!("{id:.12}");
+        }
+        let text = crate::gate::history::rows(&all_a, "baseline", &date, &host, &cpu)
+            + &crate::gate::history::rows(&all_b, "candidate", &date, &host, &cpu);
+        let path = root.join("results/history.csv");
+        crate::gate::history::append(&path, &text)
+            .map_err(|e| format!("cannot append to {} ({e})", path.display()))?;
+        eprintln!(
+            "harness ci: recorded {} runs in {}",
+            all_a.len() + all_b.len(),
+            path.display()
+        );
+    }
+    Ok(if report.passed {
+        CiOutcome::Passed
+    } else {
+        CiOutcome::Regressed
+    })
+}

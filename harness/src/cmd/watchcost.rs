@@ -1,0 +1,311 @@
+//! `harness watchcost`: a directory count and rounds in, watchcost.json (planning::WatchCost)
+//! and a summary out: the slab memory that stays pinned after drop_caches while one inotify
+//! instance holds a watch on each of N fresh directories, versus released, and the same for
+//! one fanotify filesystem mark covering them. Each round's delta is held minus the mean of
+//! the released readings before and after it, which cancels slow drift from other processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use syncer::sys::errno::ReadOutcome;
+use syncer::sys::fanotify::{Fanotify, InitOptions};
+use syncer::sys::inotify::{Inotify, WATCH_MASK};
+
+use crate::capacity::facts::machine_facts;
+use crate::capacity::records::{MemoryCost, WatchCost};
+use crate::host::kernel::KnobGuard;
+use crate::host::kernel::Knobs;
+use crate::host::kmem::{self, KmemReading};
+use crate::util::fmt::human;
+use crate::util::stats::median_spread;
+
+pub struct WatchcostArgs {
+    pub dirs: u64,
+    pub rounds: u32,
+    /// Folder for watchcost.json and README.md.
+    pub out: PathBuf,
+    /// Where the directories are made (their filesystem decides what a watch pins).
+    pub parent: PathBuf,
+    pub command_line: String,
+}
+
+fn bar(len: u64, prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
+}
+
+/// Creates `n` empty directories `d0..` directly under `root` (in parallel).
+fn make_dirs(root: &Path, n: u64) -> std::io::Result<Vec<PathBuf>> {
+    let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("d{i}"))).collect();
+    let progress = bar(n, "mkdir");
+    dirs.par_iter().try_for_each(|d| {
+        progress.inc(1);
+        std::fs::create_dir(d)
+    })?;
+    progress.finish_and_clear();
+    Ok(dirs)
+}
+
+/// Raises max_user_watches (through the guard) when `extra` more watches would not fit.
+fn room_for_watches(extra: u64) -> Result<KnobGuard, String> {
+    let key = "fs.inotify.max_user_watches";
+    let limit = crate::host::kernel::read(key).map_err(|e| format!("cannot read {key}: {e}"))?;
+    let held = crate::host::watches::watches_in_use(nix::unistd::geteuid().as_raw()).watches;
+    if held + extra < limit {
+        return Ok(KnobGuard::default());
+    }
+    let want = held + extra + 8192;
+    eprintln!("harness: raising {key} from {limit} to {want} for the measurement");
+    KnobGuard::apply(&Knobs {
+        max_user_watches: Some(want),
+        ..Knobs::default()
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// One round of `hold`: released reading before is given; returns (held, released after).
+fn round<H>(
+    before: &KmemReading,
+    hold: impl FnOnce() -> Result<H, String>,
+) -> Result<(i64, i64, KmemReading), String> {
+    let held_thing = hold()?;
+    let held = kmem::settled().map_err(|e| e.to_string())?;
+    drop(held_thing);
+    let after = kmem::settled().map_err(|e| e.to_string())?;
+    let (slab, slabinfo) = held.delta(&KmemReading::mean(before, &after));
+    Ok((slab, slabinfo, after))
+}
+
+fn inotify_hold(dirs: &[PathBuf]) -> Result<Inotify, String> {
+    let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
+    let progress = bar(dirs.len() as u64, "watch");
+    for (i, d) in dirs.iter().enumerate() {
+        ino.add_watch(d, WATCH_MASK).map_err(|e| {
+            format!(
+                "inotify_add_watch {} (watch {i}): {e}; ENOSPC means max_user_watches",
+                d.display()
+            )
+        })?;
+        if i % 1024 == 0 {
+            progress.set_position(i as u64);
+        }
+    }
+    progress.finish_and_clear();
+    Ok(ino)
+}
+
+/// A fanotify group with one filesystem mark on `root`'s filesystem, its queue drained (the
+/// events other processes cause meanwhile are queue memory, not the mark's).
+struct FanHold(Fanotify);
+
+impl FanHold {
+    fn new(root: &Path) -> Result<Self, String> {
+        let fan = Fanotify::init_preferred(InitOptions::default())
+            .map_err(|e| format!("fanotify_init: {e} (needs CAP_SYS_ADMIN)"))?;
+        fan.mark_filesystem_probing_rename(root)
+            .map_err(|e| format!("fanotify_mark on {}: {e}", root.display()))?;
+        Ok(Self(fan))
+    }
+
+    fn drain(&self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        // Filled(0) is EINTR: read again; Drained or an error ends it.
+        while let Ok(ReadOutcome::Filled(_)) = self.0.read(&mut buf) {}
+    }
+}
+
+fn cost(
+    objects: u64,
+    directories: u64,
+    slab: Vec<i64>,
+    slabinfo: Vec<i64>,
+    method: String,
+) -> MemoryCost {
+    let (median, _, _) = median_spread(&slab);
+    MemoryCost {
+        objects,
+        directories,
+        pinned_bytes: median.max(0) as u64,
+        bytes_per_directory: median.max(0) as f64 / directories.max(1) as f64,
+        samples_bytes: slab,
+        slabinfo_samples_bytes: slabinfo,
+        method,
+    }
+}
+
+/// Measures, writes watchcost.json and README.md into `args.out`, returns the record.
+pub fn watchcost(args: &WatchcostArgs, stop: &AtomicBool) -> Result<WatchCost, String> {
+    if args.dirs == 0 || args.rounds == 0 {
+        return Err("--dirs and --rounds must be at least 1".into());
+    }
+    let tree = tempfile::Builder::new()
+        .prefix("harness-watchcost-")
+        .tempdir_in(&args.parent)
+        .map_err(|e| {
+            format!(
+                "cannot create a directory in {} ({e}); pass --dir",
+                args.parent.display()
+            )
+        })?;
+    let facts = machine_facts(
+        tree.path(),
+        &crate::host::env::repo_root(),
+        &args.command_line,
+    );
+    eprintln!(
+        "harness: {} directories in {} ({})",
+        args.dirs,
+        tree.path().display(),
+        facts.filesystem
+    );
+    let dirs = make_dirs(tree.path(), args.dirs).map_err(|e| format!("mkdir: {e}"))?;
+    let _room = room_for_watches(args.dirs)?;
+    let mut before = kmem::settled().map_err(|e| e.to_string())?;
+    let (mut ino_slab, mut ino_info) = (Vec::new(), Vec::new());
+    for r in 1..=args.rounds {
+        if stop.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
+        let (slab, info, after) = round(&before, || inotify_hold(&dirs))?;
+        eprintln!(
+            "harness: inotify round {r}/{}: {} pinned by {} watches ({:.0} B each; slabinfo {})",
+            args.rounds,
+            human(slab),
+            args.dirs,
+            slab as f64 / args.dirs as f64,
+            human(info)
+        );
+        ino_slab.push(slab);
+        ino_info.push(info);
+        before = after;
+    }
+    let (mut fan_slab, mut fan_info) = (Vec::new(), Vec::new());
+    for r in 1..=args.rounds {
+        if stop.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
+        let (slab, info, after) = round(&before, || {
+            let hold = FanHold::new(tree.path())?;
+            hold.drain();
+            Ok(hold)
+        })?;
+        eprintln!(
+            "harness: fanotify round {r}/{}: {} pinned by one filesystem mark (slabinfo {})",
+            args.rounds,
+            human(slab),
+            human(info)
+        );
+        fan_slab.push(slab);
+        fan_info.push(info);
+        before = after;
+    }
+    let method = |what: &str| {
+        format!(
+            "{what}; per round: sync + drop_caches (twice, 300 ms apart) + SLUB shrink, then /proc/meminfo Slab \
+             (reclaimable + unreclaimable pages) held minus the mean of the released readings before and after; \
+             {} rounds, median; slabinfo_samples_bytes: the same from the sum of num_objs x objsize in /proc/slabinfo",
+            args.rounds
+        )
+    };
+    let record = WatchCost {
+        machine: facts,
+        inotify: Some(cost(
+            args.dirs,
+            args.dirs,
+            ino_slab,
+            ino_info,
+            method(&format!(
+                "one inotify instance, one watch on each of {} empty directories",
+                args.dirs
+            )),
+        )),
+        fanotify: Some(cost(
+            1,
+            args.dirs,
+            fan_slab,
+            fan_info,
+            method(&format!(
+                "one fanotify group (FAN_REPORT_DFID_NAME), one FAN_MARK_FILESYSTEM mark on the filesystem holding the {} directories, queue drained before each reading",
+                args.dirs
+            )),
+        )),
+    };
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {} ({e})", args.out.display()))?;
+    let json = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("watchcost.json"), json + "\n").map_err(|e| {
+        format!(
+            "cannot write watchcost.json in {} ({e})",
+            args.out.display()
+        )
+    })?;
+    std::fs::write(args.out.join("README.md"), readme(&record))
+        .map_err(|e| format!("cannot write README.md in {} ({e})", args.out.display()))?;
+    let removing = bar(0, "cleanup");
+    removing.set_message(format!("removing {} directories", args.dirs));
+    drop(tree);
+    removing.finish_and_clear();
+    Ok(record)
+}
+
+/// The summary: one line per mechanism, with the folklore beside it.
+pub fn summary(w: &WatchCost) -> String {
+    let mut out = format!(
+        "kernel memory pinned after drop_caches ({}, kernel {}):\n",
+        w.machine.filesystem, w.machine.kernel
+    );
+    let row = |name: &str, c: &MemoryCost| {
+        let (median, lo, hi) = median_spread(&c.samples_bytes);
+        let (info, _, _) = median_spread(&c.slabinfo_samples_bytes);
+        format!(
+            "  {name:<9} {} object(s) over {} dirs: {} pinned (rounds {}..{}), {:.0} B per directory (slabinfo: {:.0} B)\n",
+            c.objects,
+            c.directories,
+            human(median),
+            human(lo),
+            human(hi),
+            c.bytes_per_directory,
+            info as f64 / c.directories.max(1) as f64
+        )
+    };
+    if let Some(c) = &w.inotify {
+        out.push_str(&row("inotify", c));
+    }
+    if let Some(c) = &w.fanotify {
+        out.push_str(&row("fanotify", c));
+    }
+    // The folklore figure and the kernel's own budget (fs/notify/inotify/inotify_user.c,
+    // INOTIFY_WATCH_COST since Linux 5.11) are printed beside the measurement.
+    out.push_str(
+        "  folklore: \"540 bytes (32-bit) or 1 KiB (64-bit) per watch\"; since Linux 5.11 the kernel budgets \
+         sizeof(inotify_inode_mark) + 2 x sizeof(struct inode) per watch when it sizes the default \
+         max_user_watches (1% of RAM). A watch holds its mark and keeps the directory's inode: on a disk \
+         filesystem the inode dominates; on tmpfs only the mark shows\n",
+    );
+    out
+}
+
+fn readme(w: &WatchCost) -> String {
+    format!(
+        "# Watch cost on {}\n\n- command: `{}`\n- git revision: {}\n- measured (UTC): {}\n- kernel: {}\n\
+         - CPU: {}; memory: {}\n- directories on: {}\n\n```\n{}```\n\nSee watchcost.json for every \
+         round (`samples_bytes`) and the method. Other processes allocate and free slab meanwhile: \
+         the spread of the rounds is that noise.\n",
+        w.machine.host,
+        w.machine.command,
+        w.machine.git_revision,
+        w.machine.measured_at,
+        w.machine.kernel,
+        w.machine.cpu,
+        w.machine.memory,
+        w.machine.filesystem,
+        summary(w)
+    )
+}

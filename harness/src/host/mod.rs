@@ -1,0 +1,12 @@
+//! The machine: facts for the results README (env.rs), the inotify sysctls and their guard
+//! (kernel.rs), loop-mounted filesystems, the process tree and its /proc readers (CPU, RSS,
+//! I/O, watches), kernel memory, and where cargo put our binaries.
+
+pub mod cargo_target;
+pub mod env;
+pub mod kernel;
+pub mod kmem;
+pub mod loopfs;
+pub mod procio;
+pub mod proctree;
+pub mod watches;

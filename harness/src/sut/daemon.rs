@@ -1,0 +1,168 @@
+//! The rsync daemon target: a replica dir in, a running `rsync --daemon --no-detach` on
+//! 127.0.0.1 out, with the seed blog's classic config (module [backup], read only = false,
+//! auth users, a mode-600 secrets file, hosts allow, uid/gid). Stopped by PID on drop; its
+//! log stays in the run's workdir.
+
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const MODULE: &str = "backup";
+pub const FLOOR_MODULE: &str = "floor";
+pub const USER: &str = "rsync_backup";
+/// The seed blog's password; this daemon only listens on loopback.
+pub const PASSWORD: &str = "leesir";
+
+pub struct RsyncDaemon {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The client's password file (password only, mode 600).
+    pub password_file: PathBuf,
+    pub log_file: PathBuf,
+    pub config_file: PathBuf,
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(text.as_bytes())?;
+    // rsync refuses secrets and password files other users can read (rsyncd.conf(5)).
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn user_and_group() -> (String, String) {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or(uid.to_string(), |u| u.name);
+    let group = nix::unistd::Group::from_gid(gid)
+        .ok()
+        .flatten()
+        .map_or(gid.to_string(), |g| g.name);
+    (user, group)
+}
+
+/// The classic config (seed blog section 4.1.3), with paths in `dir` and loopback only.
+fn config(dir: &Path, replica: &Path, floor: &Path, secrets: &Path) -> String {
+    let (user, group) = user_and_group();
+    format!(
+        "# rsyncd.conf written by the harness: the seed blog's classic config\n\
+         uid = {user}\ngid = {group}\nuse chroot = no\nmax connections = 200\ntimeout = 300\n\
+         pid file = {pid}\nlock file = {lock}\nlog file = {log}\n\n\
+         [{MODULE}]\npath = {replica}/\nignore errors\nread only = false\nlist = false\n\
+         hosts allow = 127.0.0.1\nhosts deny = 0.0.0.0/32\nauth users = {USER}\nsecrets file = {secrets}\n\n\
+         # The floor copy (one `rsync -a` of the final tree) goes here, same settings.\n\
+         [{FLOOR_MODULE}]\npath = {floor}/\nignore errors\nread only = false\nlist = false\n\
+         hosts allow = 127.0.0.1\nhosts deny = 0.0.0.0/32\nauth users = {USER}\nsecrets file = {secrets}\n",
+        pid = dir.join("rsyncd.pid").display(),
+        lock = dir.join("rsync.lock").display(),
+        log = dir.join("rsyncd.log").display(),
+        replica = replica.display(),
+        floor = floor.display(),
+        secrets = secrets.display(),
+    )
+}
+
+impl RsyncDaemon {
+    /// Starts the daemon serving `replica` (and `floor`), files kept in `dir`.
+    pub fn start(dir: &Path, replica: &Path, floor: &Path) -> std::io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let secrets = dir.join("rsync.secrets");
+        write_private(&secrets, &format!("{USER}:{PASSWORD}\n"))?;
+        let password_file = dir.join("rsync.password");
+        write_private(&password_file, &format!("{PASSWORD}\n"))?;
+        let config_file = dir.join("rsyncd.conf");
+        fs::write(&config_file, config(dir, replica, floor, &secrets))?;
+        let log_file = dir.join("rsyncd.log");
+        let mut last_err = None;
+        // The free port may be taken between probing and binding: try a few.
+        for _ in 0..5 {
+            let port = free_port()?;
+            let child = Command::new("rsync")
+                .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
+                .arg(format!("--port={port}"))
+                .arg(format!("--config={}", config_file.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(fs::File::create(dir.join("rsyncd.stderr"))?))
+                .spawn()
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start rsync --daemon ({e}): install it with scripts/install-deps.sh (apt-get install rsync)")))?;
+            let mut daemon = Self {
+                child: Some(child),
+                port,
+                dir: replica.to_path_buf(),
+                password_file: password_file.clone(),
+                log_file: log_file.clone(),
+                config_file: config_file.clone(),
+            };
+            match daemon.wait_listening(Duration::from_secs(10)) {
+                Ok(()) => return Ok(daemon),
+                Err(e) => last_err = Some(e),
+            }
+            daemon.stop();
+        }
+        Err(last_err.unwrap_or_else(|| std::io::Error::other("rsync daemon did not start")))
+    }
+
+    fn wait_listening(&mut self, timeout: Duration) -> std::io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(std::io::Error::other(format!(
+                    "rsync daemon exited with {status}; see {}",
+                    self.log_file.display()
+                )));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(std::io::Error::other(format!(
+            "rsync daemon not listening on port {} after {timeout:?}",
+            self.port
+        )))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `rsync://USER@127.0.0.1:PORT/MODULE/`
+    pub fn url(&self, module: &str) -> String {
+        format!("rsync://{USER}@127.0.0.1:{}/{module}/", self.port)
+    }
+
+    /// Connections the daemon logged (one per client rsync run).
+    pub fn connections(&self) -> u64 {
+        fs::read_to_string(&self.log_file).map_or(0, |log| {
+            log.lines().filter(|l| l.contains("connect from")).count() as u64
+        })
+    }
+
+    /// SIGTERM by PID, then SIGKILL after 3 s; always reaps.
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            crate::host::proctree::stop_child(child, Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for RsyncDaemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
