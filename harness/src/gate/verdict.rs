@@ -17,10 +17,11 @@ pub enum Rule {
     Fixed { tolerance: f64 },
     /// Timing-dependent metrics: worse only when the change exceeds `min_change` (relative),
     /// stands out of the noise across the repeats, and exceeds `abs_floor` (the metric's
-    /// unit), so a shared, loaded machine does not cry wolf. With 5 or more repeats a side,
-    /// "out of the noise" is a one-sided Mann-Whitney rank test at 1% (one outlier cannot
-    /// hide a shift, as it could behind max - min; 1%, not 5%, because some 20 metrics are
-    /// judged per gate run); with fewer, the change must exceed the relative range.
+    /// unit), so a shared, loaded machine does not cry wolf. With 6 or more repeats a side
+    /// (`RANK_TEST_MIN`), "out of the noise" is a one-sided Mann-Whitney rank test at
+    /// p <= 0.002 (`RANK_TEST_ALPHA`; one outlier cannot hide a shift, as it could behind
+    /// max - min; so strict because some 20 metrics are judged per gate run); with fewer,
+    /// the change must exceed the relative range.
     Noisy { min_change: f64, abs_floor: f64 },
     /// Recorded and shown (the syncer's self-reports), never gating.
     Info,
@@ -53,7 +54,7 @@ pub struct Judged {
     /// The larger relative range (max - min) / median of the two sides' repeats.
     pub noise: f64,
     /// One-sided Mann-Whitney p-value of the observed direction (B above A when B's median
-    /// is higher); None with fewer than 5 repeats a side.
+    /// is higher); None with fewer than `RANK_TEST_MIN` (6) repeats a side.
     pub p_value: Option<f64>,
     pub verdict: Verdict,
 }
