@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the cargo target directory of this repository, as the harness resolves it
-# (harness/src/cargo_target.rs): `cargo metadata`'s target_directory, which honours
+# (harness/src/host/cargo_target.rs): `cargo metadata`'s target_directory, which honours
 # CARGO_TARGET_DIR and build.target-dir; without a working cargo, $CARGO_TARGET_DIR
 # (relative: to the repository root), else ./target. Scripts use it instead of ./target.
 set -euo pipefail
