@@ -27,7 +27,8 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
     eprintln!("harness: planning {} (seed {})", s.name, s.seed);
     let plan = crate::storm::plan::plan(&s);
     let root = crate::host::env::repo_root();
-    let (_tmp, workdir) = match &args.workdir {
+    // `temp_dir` deletes the work dir when dropped, unless --keep keeps it.
+    let (temp_dir, workdir) = match &args.workdir {
         Some(dir) => {
             let w = dir.join(format!("harness-{}", std::process::id()));
             std::fs::create_dir_all(&w)
@@ -150,8 +151,9 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         .map_err(|e| format!("cannot write results: {e}"))?;
     if args.keep {
         eprintln!("harness: kept the work dir {}", workdir.display());
-        if let Some(t) = _tmp {
-            let _kept = t.keep();
+        if let Some(t) = temp_dir {
+            // Its path is `workdir`, printed above.
+            let _ = t.keep();
         }
     } else if args.workdir.is_some() {
         // Only the harness-<pid> folder we made; run folders inside were removed already.

@@ -98,7 +98,7 @@ impl KnobGuard {
         Ok(guard)
     }
 
-    /// The (key, original, value) triples applied, for the results.
+    /// The (key, original value) pairs of the sysctls changed, for the results.
     pub fn changed(&self) -> Vec<(String, u64)> {
         self.saved.iter().map(|(k, v, _)| (k.clone(), *v)).collect()
     }

@@ -51,14 +51,7 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let scenario: Scenario = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let (line, column) = line_col(text, span.start);
-        let key = text
-            .get(span.clone())
-            .unwrap_or("")
-            .split(['=', '\n'])
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let key = key_at(text, span);
         ScenarioError {
             file: file.to_string(),
             line,
@@ -78,6 +71,23 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
         }
     })?;
     Ok(scenario)
+}
+
+/// The key a TOML error's span points at. A type error spans the value (`files = "many"`),
+/// so the key is what stands before `=` on that line; an unknown key spans the key itself.
+fn key_at(text: &str, span: std::ops::Range<usize>) -> String {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    if let Some((key, _)) = text[line_start..start].split_once('=') {
+        return key.trim().to_string();
+    }
+    text.get(span)
+        .unwrap_or("")
+        .split(['=', '\n'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 /// 1-based line and column of a byte offset.
@@ -102,4 +112,19 @@ fn locate_key(text: &str, key: &str) -> (usize, usize) {
         }
     }
     (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_type_error_names_the_key_not_the_value() {
+        let text = "name = \"x\"\ndescription = \"d\"\n[[phase]]\nname = \"p\"\nsequence = [\"create\"]\nfiles = \"many\"\n";
+        let err = parse(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.toml:6:9: key `files`: invalid type"),
+            "{err}"
+        );
+    }
 }
