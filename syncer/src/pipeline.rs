@@ -27,7 +27,7 @@ use crate::replica::Target;
 use crate::replica::local::LocalTarget;
 use crate::replica::rsync::RsyncTarget;
 use crate::source::SourceTree;
-use crate::state::{CHECKPOINT_MARGIN_NS, StateFile};
+use crate::state::{CHECKPOINT_MARGIN_NS, Recorded, StateFile};
 use crate::stats::Stats;
 
 /// How long a stopping syncer keeps applying what is pending.
@@ -38,10 +38,15 @@ struct Replica {
     target: Arc<dyn Target>,
     queue: Arc<TargetQueue>,
     state: StateFile,
+    /// What the state file held at start: the checkpoint and which tree SOURCE was then.
+    recorded: Option<Recorded>,
+}
+
+impl Replica {
     /// The checkpoint loaded at start (ns since the epoch).
-    checkpoint: Option<u64>,
-    /// Which tree SOURCE was at that checkpoint (None before the guard existed).
-    recorded_identity: Option<SourceIdentity>,
+    fn checkpoint(&self) -> Option<u64> {
+        self.recorded.map(|r| r.checkpoint)
+    }
 }
 
 fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replica>, Error> {
@@ -66,17 +71,15 @@ fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replic
         };
         let state = StateFile::new(&config.state_dir, &config.source, &spec.name());
         let recorded = state.load();
-        let checkpoint = recorded.map(|r| r.checkpoint);
         let queue = Arc::new(TargetQueue::new(config.timing));
         queue
             .caught_up_unix_ns
-            .store(checkpoint.unwrap_or(0), Relaxed);
+            .store(recorded.map_or(0, |r| r.checkpoint), Relaxed);
         replicas.push(Replica {
             target,
             queue,
             state,
-            checkpoint,
-            recorded_identity: recorded.and_then(|r| r.identity),
+            recorded,
         });
     }
     Ok(replicas)
@@ -370,7 +373,10 @@ pub fn run(config: Config) -> Result<i32, Error> {
             .iter()
             .map(|r| (r.state.clone(), r.queue.clone()))
             .collect();
-        let mut saved: Vec<u64> = replicas.iter().map(|r| r.checkpoint.unwrap_or(0)).collect();
+        let mut saved: Vec<u64> = replicas
+            .iter()
+            .map(|r| r.checkpoint().unwrap_or(0))
+            .collect();
         save_checkpoints(&states, &mut saved);
     }
     if let Some(path) = &config.status {
@@ -410,8 +416,8 @@ fn guard_start(
         if config.allow_source_change {
             continue;
         }
-        check_recorded(&source.abs, replica.recorded_identity, now)?;
-        if empty && replica.checkpoint.is_some() {
+        check_recorded(&source.abs, replica.recorded.and_then(|r| r.identity), now)?;
+        if empty && replica.checkpoint().is_some() {
             let holds = replica.target.holds_entries();
             if let Err(err) = &holds {
                 crate::warn!(
@@ -496,7 +502,7 @@ fn capture(
 fn initial_sync(replicas: &[Replica], control: &Control, stats: &Stats) {
     let started = Instant::now();
     for replica in replicas {
-        if replica.checkpoint.is_none() {
+        if replica.checkpoint().is_none() {
             crate::info!(
                 "{}: no checkpoint in {}: every file is compared and re-copied",
                 replica.target.name(),
@@ -505,7 +511,7 @@ fn initial_sync(replicas: &[Replica], control: &Control, stats: &Stats) {
         }
         let changed_since_ns = Some(
             replica
-                .checkpoint
+                .checkpoint()
                 .map_or(i128::MIN, |c| i128::from(c) - CHECKPOINT_MARGIN_NS),
         );
         let mark = Mark::Rescan { changed_since_ns };

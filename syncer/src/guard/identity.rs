@@ -122,21 +122,23 @@ impl SourceGuard {
 
     /// Two `statx` calls: cheap enough for every batch.
     pub fn check(&self) -> Result<(), SourceLost> {
-        let path = self.path().to_path_buf();
+        let path = || self.path().to_path_buf();
         let held = match object_id(Some(self.source.root.as_fd()), None) {
             Ok(held) => held,
             // Cannot tell (should not happen on an open fd): let the work go on.
             Err(_) => return Ok(()),
         };
         if held.nlink == 0 {
-            return Err(SourceLost::Deleted { path });
+            return Err(SourceLost::Deleted { path: path() });
         }
         match object_id(None, Some(self.path())) {
-            Ok(now) if now.mount_id != self.started.mount_id => Err(SourceLost::Unmounted { path }),
-            Ok(now) if now.ino != self.started.ino => Err(SourceLost::Replaced { path }),
+            Ok(now) if now.mount_id != self.started.mount_id => {
+                Err(SourceLost::Unmounted { path: path() })
+            }
+            Ok(now) if now.ino != self.started.ino => Err(SourceLost::Replaced { path: path() }),
             Ok(_) => Ok(()),
             Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                Err(SourceLost::Deleted { path })
+                Err(SourceLost::Deleted { path: path() })
             }
             // EACCES on a parent, say: not evidence that SOURCE went away.
             Err(_) => Ok(()),

@@ -36,7 +36,7 @@ use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn
 use super::rsync_url::RsyncUrl;
 use super::{Outcome, Target, Trouble};
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at};
-use crate::guard::DeleteBudget;
+use crate::guard::{DeleteBudget, DeleteRefused};
 use crate::links::resolve;
 use crate::queue::pending::Batch;
 use crate::scan::Found;
@@ -130,6 +130,16 @@ impl RsyncTarget {
             daemon_links: Mutex::new(DaemonLinks::new(source.links.cap())),
             source,
         }
+    }
+
+    /// The refusal message local targets give too, with what rsync said logged beside it.
+    fn refusal(&self, rsync_said: &str) -> String {
+        crate::debug!("{rsync_said}");
+        DeleteRefused {
+            limit: self.budget.limit().unwrap_or_default(),
+            target: self.name.clone(),
+        }
+        .to_string()
     }
 
     fn daemon_links(&self) -> std::sync::MutexGuard<'_, DaemonLinks> {
@@ -691,7 +701,7 @@ impl RsyncTarget {
         self.budget.spent(result.files_deleted);
         classify(&result, &self.name).map_err(|failure| match failure {
             Failure::Fatal(why) => Trouble::Fatal(why),
-            Failure::Refused(why) => Trouble::Refused(why),
+            Failure::Refused(why) => Trouble::Refused(self.refusal(&why)),
             Failure::Transient(why) | Failure::Again(why) => Trouble::Transient(why),
         })
     }
@@ -898,7 +908,7 @@ impl Target for RsyncTarget {
                 }
                 Failure::Transient(why) => (why, true),
                 Failure::Refused(why) => {
-                    outcome.refused.get_or_insert(why.clone());
+                    outcome.refused.get_or_insert_with(|| self.refusal(&why));
                     (why, false)
                 }
                 // Vanished or changed files: run the same work again at once.
@@ -949,7 +959,7 @@ impl Target for RsyncTarget {
         match classify(&result, &self.name) {
             Ok(()) => {}
             Err(Failure::Fatal(why)) => return Err(Trouble::Fatal(why)),
-            Err(Failure::Refused(why)) => return Err(Trouble::Refused(why)),
+            Err(Failure::Refused(why)) => return Err(Trouble::Refused(self.refusal(&why))),
             Err(Failure::Transient(why) | Failure::Again(why)) => {
                 return Err(Trouble::Transient(why));
             }

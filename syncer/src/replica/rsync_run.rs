@@ -36,7 +36,8 @@ pub enum Failure {
     Again(String),
     /// Configuration error that retrying cannot fix (auth, unknown module, bad options).
     Fatal(String),
-    /// `--max-delete` stopped deletions (exit 25): the syncer stops, exit 3.
+    /// `--max-delete` stopped deletions (exit 25, or a daemon's notice): the syncer stops,
+    /// exit 3, with the target's `DeleteRefused` message.
     Refused(String),
 }
 
@@ -91,9 +92,7 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
             .contains("Deletions stopped due to --max-delete")
     {
         return Err(Failure::Refused(format!(
-            "{target}: --max-delete reached: rsync stopped deleting; no more deletes were \
-             applied. If SOURCE lost the files by mistake, restore it and start again; if the \
-             deletes are intended, start with a higher --max-delete (or without it)"
+            "{target}: --max-delete reached: rsync stopped deleting"
         )));
     }
     match result.code {
