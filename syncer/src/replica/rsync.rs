@@ -721,6 +721,20 @@ impl RsyncTarget {
         }
     }
 
+    /// The old names of renamed directories that are directories in the source after the
+    /// runs. Each was planned as a delete or a send of what the source held there when it
+    /// was checked (nothing, or a file), which replaces the daemon's copy of the renamed
+    /// directory; a directory made there before rsync read the name is sent as a directory
+    /// entry instead, and the daemon keeps the old entries under it (`mv d e; echo > d`, then
+    /// `rm d; mkdir d`, whose events say only "d changed"). Compared whole, those go. Checked
+    /// after the runs, so a directory made later still has its own events to come.
+    fn left_behind(&self, old_dir_names: Vec<PathBuf>) -> Vec<PathBuf> {
+        old_dir_names
+            .into_iter()
+            .filter(|name| matches!(self.check(name), Checked::Present(Kind::Dir, _)))
+            .collect()
+    }
+
     /// Tracks outages; after a long one, asks for a full reconcile.
     fn note_health(&self, failed: bool, outcome: &mut Outcome) {
         let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
@@ -822,6 +836,14 @@ impl Target for RsyncTarget {
                 missing.push(rename.from.clone());
             }
         }
+        // The daemon holds the renamed directory under each old name until a run replaces or
+        // deletes it there; checked again after the runs (`left_behind`).
+        let old_dir_names: Vec<PathBuf> = batch
+            .renames
+            .iter()
+            .filter(|r| r.is_dir && !subtrees.contains(&r.from))
+            .map(|r| r.from.clone())
+            .collect();
         settle.retain(|p| !batch.paths.contains(p));
         settle.sort();
         settle.dedup();
@@ -899,6 +921,7 @@ impl Target for RsyncTarget {
         // After the renamed directories' runs, which sent their linked files apart.
         failed.extend(self.execute(last, stats));
         self.note_replaced(gone, replaced, &failed);
+        outcome.rescan.extend(self.left_behind(old_dir_names));
         self.note_health(!failed.is_empty(), &mut outcome);
         for (plan, failure) in failed {
             let (why, backoff) = match failure {

@@ -31,6 +31,11 @@ fn free_port() -> u16 {
 
 impl Daemon {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    /// With `module_lines` (rsyncd.conf lines) added to the `[backup]` module.
+    pub fn start_with(dir: &Path, module_lines: &str) -> Self {
         fs::create_dir_all(dir).unwrap();
         let module = dir.join("backup");
         fs::create_dir_all(&module).unwrap();
@@ -47,7 +52,7 @@ impl Daemon {
              pid file = {d}/rsyncd.pid\nlock file = {d}/rsync.lock\nlog file = {d}/rsyncd.log\n\
              [backup]\npath = {m}/\nignore errors\nread only = false\nlist = false\n\
              hosts allow = 127.0.0.1\nhosts deny = 0.0.0.0/32\nauth users = {USER}\n\
-             secrets file = {s}\n",
+             secrets file = {s}\n{module_lines}",
             d = dir.display(),
             m = module.display(),
             s = secrets.display()
