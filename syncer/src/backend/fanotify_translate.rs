@@ -1,7 +1,7 @@
 //! fanotify events (parsed `Event`s with directory handles and names) in, `Change`s out, with
 //! the directory-handle table kept current: handle → path through the `HandleMap`, misses
 //! resolved by `open_by_handle_at` + `/proc/self/fd`, handles outside SOURCE (or in excluded
-//! subtrees) remembered in the bounded `OutsideCache` so foreign traffic on the same filesystem
+//! subtrees) remembered in the bounded `HandleSet` so foreign traffic on the same filesystem
 //! costs two hash lookups.
 //!
 //! Consistency rule: entries are only *added* from a resolution of the present (the capture
@@ -9,6 +9,15 @@
 //! map's subtree only when the event's own FID (FAN_REPORT_TARGET_FID) confirms the map still
 //! had that directory at the old name; otherwise the ambiguous entries are dropped, which is
 //! always safe (they are resolved again on their next event).
+//!
+//! Names a write was not reported under: the kernel reports a write under the name it was made
+//! through, and the link index marks a file's other names only once it has seen them. A name
+//! made, written through and removed before the syncer looks (`ln a b; echo x >> b; rm b`)
+//! leaves `a` changed and unmarked. The handles of files written lately are kept in a bounded
+//! set; when one of them loses a name, its own handle (FAN_REPORT_TARGET_FID) still opens while
+//! the file lives on, and says which names are left. The same handle serves a write or chmod
+//! through a name outside SOURCE or excluded (or moved out before its event was read, so the
+//! event resolves outside): the file's names the link index holds are marked.
 //!
 //! Merged renames: the kernel folds an event into an identical one still queued, so an object
 //! renamed back and forth before the reader catches up loses renames from the stream (the
@@ -18,13 +27,15 @@
 //! returned the first rename, which is after any rename merged into it, so they see its effect.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Sink;
-use crate::backend::handles::{HandleMap, OutsideCache, RenameWindow};
+use crate::backend::handles::{HandleMap, HandleSet, RenameWindow};
 use crate::change::{COMPARE_WHOLE, Change, Mark, Rename};
 use crate::entry::{Kind, list_dir, stat_at};
 use crate::event::fanotify::{Event, InfoKind, InfoRecord};
@@ -38,6 +49,9 @@ use crate::sys::fanotify::{
 /// Outside handles remembered. A handle key is at most 132 bytes, so this bounds the cache
 /// near 10 MiB in the worst case; a busy build tree elsewhere on the filesystem fits easily.
 const OUTSIDE_CAPACITY: usize = 65_536;
+/// Files written lately, by handle (see the module comment): past it the oldest are dropped,
+/// and a name of one of those removed at once is the only case left unmarked.
+const WRITTEN_CAPACITY: usize = 65_536;
 /// Objects tracked per rename window; past it every rename counts as a possible repeat (one
 /// more mark per rename), so a storm of renames costs bounded memory.
 const WINDOW_CAPACITY: usize = 65_536;
@@ -55,7 +69,9 @@ enum Place {
 /// The directory-handle table plus the negative cache.
 pub struct Resolver {
     pub map: HandleMap,
-    outside: OutsideCache,
+    outside: HandleSet,
+    /// Non-directories written (or chmodded) lately through some name.
+    written: HandleSet,
     window: RenameWindow,
     /// Unexpected resolution errors are logged once, not per event.
     warned: bool,
@@ -65,7 +81,8 @@ impl Default for Resolver {
     fn default() -> Self {
         Self {
             map: HandleMap::new(),
-            outside: OutsideCache::new(OUTSIDE_CAPACITY),
+            outside: HandleSet::new(OUTSIDE_CAPACITY),
+            written: HandleSet::new(WRITTEN_CAPACITY),
             window: RenameWindow::new(WINDOW_CAPACITY),
             warned: false,
         }
@@ -77,6 +94,7 @@ impl Resolver {
     pub fn clear(&mut self) {
         self.map = HandleMap::new();
         self.outside.clear();
+        self.written.clear();
         self.window.reset();
     }
 
@@ -206,6 +224,9 @@ impl<'a> Translator<'a> {
             return;
         };
         let Place::Inside(dir) = self.resolver.place(self.source, &rec) else {
+            if !is_dir {
+                self.changed_elsewhere(ev.mask, ev.record(InfoKind::Fid));
+            }
             return;
         };
         if rec.name.is_empty() || rec.name == b"." {
@@ -214,7 +235,13 @@ impl<'a> Translator<'a> {
         }
         let path = dir.join(OsStr::from_bytes(rec.name));
         if self.source.excludes.is_excluded(&path) {
+            if !is_dir {
+                self.changed_elsewhere(ev.mask, ev.record(InfoKind::Fid));
+            }
             return;
+        }
+        if !is_dir && let Some(fid) = ev.record(InfoKind::Fid) {
+            self.note_written_or_removed(ev.mask, &path, &fid);
         }
         if is_dir && ev.mask & FAN_DELETE != 0 {
             // The events of its entries name it by handle: unless the map had it here, they
@@ -240,6 +267,95 @@ impl<'a> Translator<'a> {
             self.changes.push(Change::Mark(path, Mark::Changed));
         } else if ev.mask & FAN_MODIFY != 0 {
             self.changes.push(Change::Mark(path, Mark::Modified));
+        }
+    }
+
+    /// Keeps the handles of written files; when one of them loses the name `path`, marks the
+    /// names it is left with. One event can carry both (the kernel merges identical events).
+    fn note_written_or_removed(&mut self, mask: u64, path: &Path, fid: &InfoRecord<'_>) {
+        let wrote = mask & (FAN_CLOSE_WRITE | FAN_MODIFY | FAN_ATTRIB) != 0;
+        let written = &mut self.resolver.written;
+        if mask & FAN_DELETE == 0 {
+            if wrote {
+                written.insert(fid.handle_type, fid.handle);
+            }
+            return;
+        }
+        if written.remove(fid.handle_type, fid.handle) || wrote {
+            self.mark_names_left(path, fid);
+        }
+    }
+
+    /// A written file lost the name `path`: if it lives on, its other names changed too. With
+    /// no name known for it, the whole tree is compared.
+    fn mark_names_left(&mut self, path: &Path, fid: &InfoRecord<'_>) {
+        let Some(names) = self.live_names(fid, 1, Some(path)) else {
+            return;
+        };
+        if names.is_empty() {
+            crate::debug!(
+                "{path:?} was removed from a file written through it that lives on under names not known: comparing the whole tree"
+            );
+            self.sink.rescan(PathBuf::new(), false);
+        }
+        self.mark_changed(names);
+    }
+
+    /// A file was written or chmodded through a name outside SOURCE or excluded (or one
+    /// moved out since: its event resolves outside): its names under SOURCE changed too.
+    /// Only while the link index holds names, so foreign traffic costs nothing more.
+    fn changed_elsewhere(&mut self, mask: u64, fid: Option<InfoRecord<'_>>) {
+        if mask & (FAN_CLOSE_WRITE | FAN_ATTRIB) == 0 || self.source.links.lock().is_empty() {
+            return;
+        }
+        if let Some(names) = fid.and_then(|fid| self.live_names(&fid, 2, None)) {
+            self.mark_changed(names);
+        }
+    }
+
+    /// The names under SOURCE (but `except`) of the regular file behind `fid` when it lives
+    /// on with at least `min_links` links: those the link index holds, plus the name the
+    /// kernel has cached for it when that lies inside. Its handle opens while it has a name
+    /// (ESTALE once the last one is gone: None). `Some(empty)`: no name is known at all.
+    fn live_names(
+        &self,
+        fid: &InfoRecord<'_>,
+        min_links: u64,
+        except: Option<&Path>,
+    ) -> Option<Vec<PathBuf>> {
+        let root = self.source.root.as_fd();
+        let fd = open_by_handle_at(root, fid.handle_type, fid.handle, libc::O_PATH).ok()?;
+        let file = File::from(fd);
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.nlink() < min_links {
+            return None;
+        }
+        let mut names = self.source.links.lock().names((meta.dev(), meta.ino()));
+        // A disconnected handle reads back as a path that is not the file's.
+        let alias = fd_path(file.as_fd()).ok().filter(|abs| {
+            std::fs::symlink_metadata(abs)
+                .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+        });
+        if let Some(rel) = alias
+            .as_deref()
+            .and_then(|a| a.strip_prefix(&self.source.abs).ok())
+            && !self.source.excludes.covers(rel)
+        {
+            names.push(rel.to_path_buf());
+        }
+        names.retain(|name| Some(name.as_path()) != except);
+        names.sort();
+        names.dedup();
+        // Known but outside: no name inside to mark, and none unknown to look for.
+        if names.is_empty() && alias.is_some() {
+            return None;
+        }
+        Some(names)
+    }
+
+    fn mark_changed(&mut self, names: Vec<PathBuf>) {
+        for name in names {
+            self.changes.push(Change::Mark(name, Mark::Changed));
         }
     }
 

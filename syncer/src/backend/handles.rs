@@ -159,8 +159,9 @@ impl HandleMap {
     }
 }
 
-/// A bounded set of directory handles known to lie outside SOURCE (or in an excluded subtree),
-/// so unrelated traffic on the same filesystem is dropped without `open_by_handle_at`.
+/// A bounded set of file handles: the directories known to lie outside SOURCE (or in an
+/// excluded subtree), so unrelated traffic on the same filesystem is dropped without
+/// `open_by_handle_at`, and the files written lately (see `Resolver::written`).
 ///
 /// Two generations: inserts go to `current`; when it holds half the capacity, it becomes
 /// `previous` and the old `previous` is dropped. A hit in `previous` is promoted, so handles in
@@ -168,16 +169,17 @@ impl HandleMap {
 ///
 /// A handle outside can come inside: a directory moved into SOURCE from elsewhere on the same
 /// filesystem keeps its handle and its descendants' handles. The backend must call
-/// [`clear`](Self::clear) when a rename's old parent is not in the [`HandleMap`].
+/// [`clear`](Self::clear) on its outside set when a rename's old parent is not in the
+/// [`HandleMap`].
 #[derive(Debug)]
-pub struct OutsideCache {
+pub struct HandleSet {
     half: usize,
     current: HashSet<Box<[u8]>>,
     previous: HashSet<Box<[u8]>>,
 }
 
-impl OutsideCache {
-    /// A cache holding at most `capacity` handles (at least 2).
+impl HandleSet {
+    /// A set holding at most `capacity` handles (at least 2).
     pub fn new(capacity: usize) -> Self {
         Self {
             half: (capacity / 2).max(1),
@@ -194,7 +196,7 @@ impl OutsideCache {
         self.len() == 0
     }
 
-    /// True when the handle is known to lie outside. Allocates only to promote an older hit.
+    /// True when the set holds the handle. Allocates only to promote an older hit.
     pub fn contains(&mut self, handle_type: i32, handle: &[u8]) -> bool {
         let Some(key) = StackKey::new(handle_type, handle) else {
             return false;
@@ -211,9 +213,10 @@ impl OutsideCache {
         }
     }
 
-    /// Remembers that this handle lies outside SOURCE.
+    /// Adds the handle (an oversized one is ignored: no kernel handle is).
+    /// Allocates only for a handle the set does not hold yet.
     pub fn insert(&mut self, handle_type: i32, handle: &[u8]) {
-        if StackKey::new(handle_type, handle).is_none() {
+        if StackKey::new(handle_type, handle).is_none() || self.contains(handle_type, handle) {
             return;
         }
         self.insert_key(owned_key(handle_type, handle));
@@ -226,15 +229,16 @@ impl OutsideCache {
         self.current.insert(key);
     }
 
-    /// Forgets one handle (e.g. its directory was moved into SOURCE).
-    pub fn remove(&mut self, handle_type: i32, handle: &[u8]) {
-        if let Some(key) = StackKey::new(handle_type, handle) {
-            self.current.remove(key.as_bytes());
-            self.previous.remove(key.as_bytes());
-        }
+    /// Forgets one handle; true when the set held it.
+    pub fn remove(&mut self, handle_type: i32, handle: &[u8]) -> bool {
+        let Some(key) = StackKey::new(handle_type, handle) else {
+            return false;
+        };
+        let current = self.current.remove(key.as_bytes());
+        self.previous.remove(key.as_bytes()) || current
     }
 
-    /// Forgets everything (a directory moved in from outside may have cached descendants).
+    /// Forgets everything (outside: a directory moved in may have cached descendants).
     pub fn clear(&mut self) {
         self.current.clear();
         self.previous.clear();
@@ -418,8 +422,8 @@ mod tests {
     }
 
     #[test]
-    fn outside_cache_is_bounded_and_keeps_hot_entries() {
-        let mut cache = OutsideCache::new(4);
+    fn handle_set_is_bounded_and_keeps_hot_entries() {
+        let mut cache = HandleSet::new(4);
         cache.insert(1, &h(1));
         cache.insert(1, &h(2));
         assert!(cache.contains(1, &h(1)));
@@ -431,8 +435,9 @@ mod tests {
             assert!(cache.len() <= 4);
         }
         assert!(!cache.contains(1, &h(3)));
-        cache.remove(1, &h(1));
+        assert!(cache.remove(1, &h(1)));
         assert!(!cache.contains(1, &h(1)));
+        assert!(!cache.remove(1, &h(1)), "removed already");
         cache.clear();
         assert!(cache.is_empty());
     }

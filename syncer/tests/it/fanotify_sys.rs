@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, poll};
-use syncer::backend::handles::{HandleMap, OutsideCache};
+use syncer::backend::handles::{HandleMap, HandleSet};
 use syncer::event::fanotify::{EncodeRecord, Events, INFO_DFID_NAME, InfoKind, InfoRecord};
 use syncer::sys::errno::ReadOutcome;
 use syncer::sys::fanotify::{
@@ -30,7 +30,7 @@ struct Collector {
     root: PathBuf,
     root_fd: OwnedFd,
     map: HandleMap,
-    outside: OutsideCache,
+    outside: HandleSet,
     masks: HashMap<Entry, u64>,
     renames: Vec<(Entry, Entry, u64)>,
     /// Target FIDs seen per (dir, name) (DFID_NAME_TARGET group only).
@@ -58,7 +58,7 @@ impl Collector {
             root: fs::canonicalize(root).unwrap(),
             root_fd,
             map,
-            outside: OutsideCache::new(4096),
+            outside: HandleSet::new(4096),
             masks: HashMap::new(),
             renames: Vec::new(),
             targets: HashMap::new(),

@@ -156,14 +156,17 @@ fn renaming_a_directory_that_holds_one_name() {
     converged(&s, &syncer, "a write through the renamed name");
 }
 
-/// Soak 4, seed 511, shrunk to these steps (both backends): a second name made, written
-/// through and removed before the syncer looked at it. The kernel reports the write under
-/// the second name only, and once that name is gone nothing tells which inode it was, so the
-/// first name is never marked. Open: see the issue note (the fix needs the inode of a
-/// created name at event time, or a ctime-guarded compare when a written name vanished).
+/// Soak 4, seed 511, shrunk to these steps: a second name made, written through and removed
+/// before the syncer looked at it. The kernel reports the write under the second name only.
+/// fanotify's delete event still carries the file's own handle, which opens while the file
+/// lives on, and says its other names. inotify events carry no identity, so once the name is
+/// gone nothing tells which file it was: a documented limit of that backend (README).
 #[test]
-#[ignore = "open bug found by the random storm (soak 4 seed 511): a link made, written through and removed at once leaves the other name stale"]
 fn a_link_written_through_and_removed_at_once_updates_the_other_name() {
+    if !testing_fanotify() {
+        eprintln!("inotify cannot tell which file a removed name was (README, known limits)");
+        return;
+    }
     let _k = shared_kernel();
     let s = Scratch::new();
     fs::create_dir_all(s.src.join("d")).unwrap();
@@ -182,6 +185,64 @@ fn a_link_written_through_and_removed_at_once_updates_the_other_name() {
     drop(file);
     fs::remove_file(&second).unwrap();
     converged(&s, &syncer, "ln d/a second; rewrite second; rm second");
+    // Soak 4, seed 431: the same with a mode change through the second name.
+    link(&a, &second);
+    fs::set_permissions(&second, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(&second).unwrap();
+    converged(&s, &syncer, "ln d/a second; chmod 600 second; rm second");
+}
+
+/// Soak 4, seed 431, shrunk: a chmod through a linked name whose directory had just come back
+/// into SOURCE and is moved out again at once. Its event resolves outside by the time it is
+/// read (the directory is known by handle only once resolved), so it names no path inside;
+/// the file's own handle still says which file changed. A write or chmod through a name
+/// outside SOURCE or in an excluded subtree is the same case. fanotify only: an inotify event
+/// carries no identity, and such changes wait for a reconcile (README, known limits).
+#[test]
+fn changes_through_names_outside_reach_the_names_inside() {
+    if !testing_fanotify() {
+        eprintln!(
+            "inotify sees no change made through a name outside SOURCE (README, known limits)"
+        );
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let outside = s.dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::create_dir_all(s.src.join("d")).unwrap();
+    write(&s.src.join("d/x"), b"linked into d\n");
+    link(&s.src.join("d/x"), &s.src.join("f"));
+    fs::create_dir_all(s.src.join("cache")).unwrap();
+    write(&s.src.join("cache/y"), b"linked into cache\n");
+    link(&s.src.join("cache/y"), &s.src.join("g"));
+    write(&outside.join("z"), b"linked from outside\n");
+    link(&outside.join("z"), &s.src.join("h"));
+    let syncer = s.syncer(&["--exclude", "cache"]);
+    let same = |name: &str| {
+        let (src, dst) = (s.src.join(name), s.dst.join(name));
+        fs::read(&src).ok() == fs::read(&dst).ok()
+            && fs::symlink_metadata(&src).map(|m| m.mode()).ok()
+                == fs::symlink_metadata(&dst).map(|m| m.mode()).ok()
+    };
+    let replica_is = |what: &str, names: &[&str]| {
+        let ok = wait_until(CONVERGE, || names.iter().all(|n| same(n)));
+        assert!(
+            ok,
+            "after {what}: {names:?} differ\nsyncer stderr:\n{}",
+            syncer.log()
+        );
+    };
+    replica_is("the initial sync", &["d/x", "f", "g", "h"]);
+    fs::rename(s.src.join("d"), outside.join("d1")).unwrap();
+    fs::rename(outside.join("d1"), s.src.join("d")).unwrap();
+    fs::set_permissions(s.src.join("d/x"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::rename(s.src.join("d"), outside.join("d2")).unwrap();
+    replica_is("mv d out; mv it back; chmod 755 d/x; mv d out", &["f"]);
+    append(&outside.join("z"), b"written outside\n");
+    replica_is("a write through a name outside SOURCE", &["h"]);
+    fs::set_permissions(s.src.join("cache/y"), fs::Permissions::from_mode(0o600)).unwrap();
+    replica_is("a chmod through an excluded name", &["g"]);
 }
 
 /// A name in an excluded subtree, or outside SOURCE, is no name of the replica: such a file
