@@ -2,16 +2,81 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 
 use crate::backend::BackendChoice;
 
 /// Keeps TARGET identical to SOURCE in real time, from kernel file events.
+///
+/// `syncer SOURCE TARGET...` replicates; `syncer verify SOURCE TARGET` compares once. (A
+/// SOURCE directory named `verify` is given as `./verify`.)
 #[derive(Debug, Parser)]
-#[command(name = "syncer", version, about, long_about = None)]
-pub struct Args {
-    /// Directory to replicate.
+#[command(
+    name = "syncer",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compare TARGET with SOURCE once, read-only, and say what differs.
+    ///
+    /// Compared: names, types, sizes, modes, mtimes (not of directories), owners (as root),
+    /// symlink targets and which names share an inode. Exit 0: equal; 1: different; 2: not compared (bad arguments, a
+    /// missing target, an unreachable daemon, an unreadable entry). Compare a quiet tree, or
+    /// one the running syncer has caught up with: changes in flight are differences.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The replicated directory.
     pub source: PathBuf,
+    /// Its replica: a local directory or an rsync daemon module (as for a sync).
+    #[arg(value_name = "TARGET")]
+    pub target: PathBuf,
+    /// Compare file contents too (local: both files read; rsync: rsync --checksum).
+    #[arg(long)]
+    pub checksum: bool,
+    /// Make TARGET equal where it differs (one sync, as `syncer --once`), then compare
+    /// again: exit 0 when it is equal then.
+    #[arg(long)]
+    pub repair: bool,
+    /// List every difference, not only the first 20.
+    #[arg(long)]
+    pub all: bool,
+    /// Paths not compared (as for a sync; give the same patterns).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// rsync targets: file holding the daemon password. Default: $RSYNC_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// --repair: the checkpoint directory (as for a sync).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// --repair: start even though SOURCE is not the tree the replica was made from (as for
+    /// a sync).
+    #[arg(long)]
+    pub allow_source_change: bool,
+}
+
+/// The replication's arguments: `syncer SOURCE TARGET... [OPTIONS]`.
+#[derive(Debug, Parser)]
+#[command(name = "syncer")]
+pub struct Args {
+    /// Directory to replicate. (An Option only so that `syncer verify ...` parses: clap
+    /// requires it whenever no subcommand is given.)
+    #[arg(required = true)]
+    pub source: Option<PathBuf>,
     /// Replicas: local directories (created if missing; not inside SOURCE, nor SOURCE inside
     /// them) or rsync daemon modules, `rsync://[USER@]HOST[:PORT]/MODULE[/PATH]` or
     /// `[USER@]HOST::MODULE[/PATH]`. Several targets are kept in sync at once, each with its

@@ -84,16 +84,19 @@ fn canonical_maybe_missing(path: &Path) -> Result<PathBuf, Error> {
 impl Config {
     /// Checks everything that can be checked before starting.
     pub fn from_args(args: Args) -> Result<Config, Error> {
-        let source = args.source.canonicalize().map_err(|err| {
+        let given = args
+            .source
+            .ok_or_else(|| usage("give SOURCE and at least one TARGET"))?;
+        let source = given.canonicalize().map_err(|err| {
             usage(format!(
                 "SOURCE {}: {err}; give an existing directory",
-                args.source.display()
+                given.display()
             ))
         })?;
         if !source.is_dir() {
             return Err(usage(format!(
                 "SOURCE {} is not a directory",
-                args.source.display()
+                given.display()
             )));
         }
         let mut targets = Vec::new();

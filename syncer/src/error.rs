@@ -24,6 +24,9 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// `syncer verify` could not compare (a tree unreadable, a daemon unreachable).
+    #[error("{0}")]
+    NotCompared(String),
     /// SOURCE is not the tree the replicas were made from: starting would delete from them.
     #[error("{0}")]
     SourceLost(#[from] SourceLost),
@@ -43,7 +46,7 @@ pub const EXIT_GUARD: i32 = 3;
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => EXIT_USAGE,
+            Error::Usage(_) | Error::NotCompared(_) => EXIT_USAGE,
             Error::Setup { .. } | Error::Io { .. } => EXIT_FAILURE,
             Error::SourceLost(_) => EXIT_GUARD,
         }

@@ -26,3 +26,4 @@ pub mod source;
 pub mod state;
 pub mod stats;
 pub mod sys;
+pub mod verify;

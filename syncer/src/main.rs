@@ -1,7 +1,7 @@
 //! The `syncer` binary: parse and validate the command line, run the pipeline, exit.
 
 use clap::Parser;
-use syncer::cli::Args;
+use syncer::cli::{Cli, Command};
 use syncer::config::Config;
 use syncer::error::Error;
 
@@ -17,8 +17,11 @@ fn main() {
 }
 
 fn run() -> Result<i32, Error> {
-    let config = Config::from_args(Args::parse())?;
-    syncer::pipeline::run(config)
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Verify(args)) => syncer::verify::run(args),
+        None => syncer::pipeline::run(Config::from_args(cli.run)?),
+    }
 }
 
 /// Usage errors go to stderr as a plain line, like clap's own; the rest go through the log

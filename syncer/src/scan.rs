@@ -106,8 +106,10 @@ fn same_content_meta(src: &Meta, dst: &Meta, compare_owner: bool) -> bool {
         && owner_ok
         && match src.kind {
             Kind::File => src.size == dst.size && src.mtime == dst.mtime && src.mode == dst.mode,
-            Kind::Dir | Kind::Fifo => src.mode == dst.mode,
-            Kind::Symlink => src.size == dst.size,
+            Kind::Dir => src.mode == dst.mode,
+            Kind::Fifo => src.mode == dst.mode && src.mtime == dst.mtime,
+            // The target's length; the text itself is compared by `symlinks_differ`.
+            Kind::Symlink => src.size == dst.size && src.mtime == dst.mtime,
             Kind::Other => true,
         }
 }

@@ -396,7 +396,7 @@ impl Ops {
         Ok(())
     }
 
-    /// Replicates a FIFO (named pipe) as a FIFO.
+    /// Replicates a FIFO (named pipe) as a FIFO: mode, owner (as root) and mtime.
     pub fn copy_fifo(
         &self,
         dst_dir: BorrowedFd<'_>,
@@ -404,7 +404,13 @@ impl Ops {
         meta: &Meta,
         stats: &TargetStats,
     ) -> io::Result<()> {
-        if stat_at(dst_dir, name)?.is_some_and(|m| m.kind == Kind::Fifo && m.mode == meta.mode) {
+        let same = |m: &Meta| {
+            m.kind == Kind::Fifo
+                && m.mode == meta.mode
+                && m.mtime == meta.mtime
+                && (!self.as_root || (m.uid, m.gid) == (meta.uid, meta.gid))
+        };
+        if stat_at(dst_dir, name)?.as_ref().is_some_and(same) {
             return Ok(());
         }
         let tmp = self.tmp_name();
@@ -423,7 +429,24 @@ impl Ops {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(io_err)?;
-        self.commit(dst_dir, &tmp, name, stats)?;
+        let finish = || -> io::Result<()> {
+            if self.as_root {
+                fchownat(
+                    dst_dir,
+                    tmp.as_os_str(),
+                    Some(Uid::from_raw(meta.uid)),
+                    Some(Gid::from_raw(meta.gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(io_err)?;
+            }
+            self.set_mtime(dst_dir, &tmp, meta)?;
+            self.commit(dst_dir, &tmp, name, stats)
+        };
+        finish().inspect_err(|_| {
+            // Best effort, as for a symlink: the next start-up reconcile removes a leftover.
+            let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        })?;
         stats.ops.copy.fetch_add(1, Relaxed);
         Ok(())
     }

@@ -14,7 +14,7 @@ mod local_ops;
 pub mod rsync;
 mod rsync_links;
 mod rsync_plan;
-mod rsync_run;
+pub mod rsync_run;
 pub mod rsync_url;
 
 /// What a batch left to do.

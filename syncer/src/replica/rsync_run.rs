@@ -17,6 +17,8 @@ pub struct RunResult {
     /// rsync's exit code (None: killed by a signal).
     pub code: Option<i32>,
     pub stderr: String,
+    /// What rsync printed (the stats; itemized changes when asked for).
+    pub stdout: String,
     pub files_transferred: u64,
     pub bytes_sent: u64,
     /// Entries the daemon deleted ("Number of deleted files").
@@ -322,6 +324,7 @@ pub fn finish(
         files_listed: stat_number(&stdout, "Number of files:"),
         files_deleted: stat_number(&stdout, "Number of deleted files:"),
         hung: hung.load(SeqCst),
+        stdout: stdout.into_owned(),
     })
 }
 

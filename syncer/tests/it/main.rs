@@ -13,3 +13,4 @@ mod links;
 mod replaced;
 mod replicate;
 mod rsync;
+mod verify;
