@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capacity;
+pub mod cli;
 pub mod cmd;
 pub mod export;
 pub mod gate;

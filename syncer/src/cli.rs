@@ -16,6 +16,7 @@ use crate::backend::BackendChoice;
     version,
     about,
     long_about = None,
+    propagate_version = true,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
