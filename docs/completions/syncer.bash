@@ -22,11 +22,17 @@ _syncer() {
             syncer,verify)
                 cmd="syncer__subcmd__verify"
                 ;;
+            syncer,wait)
+                cmd="syncer__subcmd__wait"
+                ;;
             syncer__subcmd__help,help)
                 cmd="syncer__subcmd__help__subcmd__help"
                 ;;
             syncer__subcmd__help,verify)
                 cmd="syncer__subcmd__help__subcmd__verify"
+                ;;
+            syncer__subcmd__help,wait)
+                cmd="syncer__subcmd__help__subcmd__wait"
                 ;;
             *)
                 ;;
@@ -35,7 +41,7 @@ _syncer() {
 
     case "${cmd}" in
         syncer)
-            opts="-v -q -h -V --backend --fanotify-unlimited-queue --exclude --once --status --fsync --password-file --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify help"
+            opts="-v -q -h -V --backend --fanotify-unlimited-queue --exclude --once --status --fsync --password-file --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify wait help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -117,7 +123,7 @@ _syncer() {
             return 0
             ;;
         syncer__subcmd__help)
-            opts="verify help"
+            opts="verify wait help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +164,20 @@ _syncer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        syncer__subcmd__help__subcmd__wait)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         syncer__subcmd__verify)
             opts="-h -V --checksum --repair --all --exclude --password-file --state-dir --allow-source-change --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -170,6 +190,28 @@ _syncer() {
                     return 0
                     ;;
                 --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        syncer__subcmd__wait)
+            opts="-h -V --timeout --state-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

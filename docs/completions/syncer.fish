@@ -55,6 +55,7 @@ complete -c syncer -n "__fish_syncer_needs_command" -s q -l quiet -d 'Only error
 complete -c syncer -n "__fish_syncer_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c syncer -n "__fish_syncer_needs_command" -s V -l version -d 'Print version'
 complete -c syncer -n "__fish_syncer_needs_command" -a "verify" -d 'Compare TARGET with SOURCE once, read-only, and say what differs'
+complete -c syncer -n "__fish_syncer_needs_command" -a "wait" -d 'Wait until every change made in SOURCE before this call has reached every replica'
 complete -c syncer -n "__fish_syncer_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l exclude -d 'Paths not compared (as for a sync; give the same patterns)' -r
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l password-file -d 'rsync targets: file holding the daemon password. Default: $RSYNC_PASSWORD' -r -F
@@ -65,5 +66,10 @@ complete -c syncer -n "__fish_syncer_using_subcommand verify" -l all -d 'List ev
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l allow-source-change -d '--repair: start even though SOURCE is not the tree the replica was made from (as for a sync)'
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -s V -l version -d 'Print version'
-complete -c syncer -n "__fish_syncer_using_subcommand help; and not __fish_seen_subcommand_from verify help" -f -a "verify" -d 'Compare TARGET with SOURCE once, read-only, and say what differs'
-complete -c syncer -n "__fish_syncer_using_subcommand help; and not __fish_seen_subcommand_from verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c syncer -n "__fish_syncer_using_subcommand wait" -l timeout -d 'Give up after this many seconds (exit 1)' -r
+complete -c syncer -n "__fish_syncer_using_subcommand wait" -l state-dir -d 'The running syncer\'s checkpoint directory, where it acknowledges the barrier [default: as for the syncer]' -r -F
+complete -c syncer -n "__fish_syncer_using_subcommand wait" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c syncer -n "__fish_syncer_using_subcommand wait" -s V -l version -d 'Print version'
+complete -c syncer -n "__fish_syncer_using_subcommand help; and not __fish_seen_subcommand_from verify wait help" -f -a "verify" -d 'Compare TARGET with SOURCE once, read-only, and say what differs'
+complete -c syncer -n "__fish_syncer_using_subcommand help; and not __fish_seen_subcommand_from verify wait help" -f -a "wait" -d 'Wait until every change made in SOURCE before this call has reached every replica'
+complete -c syncer -n "__fish_syncer_using_subcommand help; and not __fish_seen_subcommand_from verify wait help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

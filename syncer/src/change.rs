@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub enum Change {
     Mark(PathBuf, Mark),
     Rename(Rename),
+    /// A barrier's cookie was created at SOURCE's root (`crate::barrier`): everything
+    /// changed before now is to reach every target before it is acknowledged.
+    Barrier(std::ffi::OsString),
 }
 
 /// How a path became dirty.

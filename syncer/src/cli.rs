@@ -36,6 +36,28 @@ pub enum Command {
     /// missing target, an unreachable daemon, an unreadable entry). Compare a quiet tree, or
     /// one the running syncer has caught up with: changes in flight are differences.
     Verify(VerifyArgs),
+    /// Wait until every change made in SOURCE before this call has reached every replica.
+    ///
+    /// A sync barrier for scripts (deploy, then wait, then switch traffic): makes a cookie
+    /// file at SOURCE's root, which the running syncer sees after every change made before
+    /// it, and returns once every target has applied all of those (files still in their
+    /// quiet period and batches being retried included). Cookies are never replicated.
+    /// Exit 0: passed; 1: timed out (the targets still behind are named); 2: the cookie
+    /// could not be made (this user cannot write SOURCE).
+    Wait(WaitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// The directory the running syncer replicates.
+    pub source: PathBuf,
+    /// Give up after this many seconds (exit 1).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub timeout: f64,
+    /// The running syncer's checkpoint directory, where it acknowledges the barrier [default:
+    /// as for the syncer].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

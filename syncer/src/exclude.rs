@@ -48,7 +48,11 @@ impl Excludes {
     }
 
     /// True when `rel` itself matches (its ancestors were checked when they were entered).
+    /// The barrier's cookies (`syncer wait`) are always excluded.
     pub fn is_excluded(&self, rel: &Path) -> bool {
+        if crate::barrier::is_cookie(rel) {
+            return true;
+        }
         if self.empty || rel.as_os_str().is_empty() {
             return false;
         }
@@ -62,22 +66,24 @@ impl Excludes {
     /// The same patterns in rsync's `--exclude` dialect, where a pattern with an inner `/` is
     /// matched against the end of the path unless anchored: ours are anchored, so add the `/`.
     pub fn rsync_patterns(&self) -> Vec<String> {
-        self.patterns
-            .iter()
-            .map(|p| {
+        let cookies = format!("/{}*", crate::barrier::COOKIE_PREFIX);
+        std::iter::once(cookies)
+            .chain(self.patterns.iter().map(|p| {
                 let inner = p.trim_start_matches('/').trim_end_matches('/');
                 if p.starts_with('/') || inner.contains('/') {
                     format!("/{inner}")
                 } else {
                     inner.to_string()
                 }
-            })
+            }))
             .collect()
     }
 
     /// True when `rel` or any ancestor matches (for paths that did not come from a walk).
     pub fn covers(&self, rel: &Path) -> bool {
-        !self.empty && rel.ancestors().any(|ancestor| self.is_excluded(ancestor))
+        let top = rel.components().next().map(|c| Path::new(c.as_os_str()));
+        top.is_some_and(crate::barrier::is_cookie)
+            || (!self.empty && rel.ancestors().any(|ancestor| self.is_excluded(ancestor)))
     }
 }
 
@@ -102,7 +108,11 @@ mod tests {
     #[test]
     fn rsync_patterns_keep_the_anchoring() {
         let ex = Excludes::new(&["*.tmp".into(), "cache/**".into(), "/build/".into()]).unwrap();
-        assert_eq!(ex.rsync_patterns(), vec!["*.tmp", "/cache/**", "/build"]);
+        let cookies = format!("/{}*", crate::barrier::COOKIE_PREFIX);
+        assert_eq!(
+            ex.rsync_patterns(),
+            vec![&cookies, "*.tmp", "/cache/**", "/build"]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod barrier;
 pub mod change;
 pub mod cli;
 pub mod config;

@@ -20,6 +20,7 @@ fn run() -> Result<i32, Error> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Verify(args)) => syncer::verify::run(args),
+        Some(Command::Wait(args)) => syncer::barrier::client::run(args),
         None => syncer::pipeline::run(Config::from_args(cli.run)?),
     }
 }

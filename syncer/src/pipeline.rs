@@ -15,6 +15,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::apply::{Applier, halt_for_lost_source};
 use crate::backend::{Backend, Sink};
+use crate::barrier::registry::Barriers;
 use crate::change::{Change, Mark};
 use crate::config::{Config, TargetSpec};
 use crate::control::Control;
@@ -92,16 +93,18 @@ struct Fanout {
     queues: Vec<Arc<TargetQueue>>,
     control: Arc<Control>,
     rescans: Mutex<Sender<Request>>,
+    barriers: Arc<Barriers>,
 }
 
 impl Sink for Fanout {
     fn push(&self, changes: &mut Vec<Change>) {
-        let renames = changes.iter().filter_map(|change| match change {
-            Change::Rename(rename) => Some(rename),
-            Change::Mark(..) => None,
-        });
-        for rename in renames {
-            self.source.links.rename(&rename.from, &rename.to);
+        for change in changes.iter() {
+            match change {
+                Change::Rename(rename) => self.source.links.rename(&rename.from, &rename.to),
+                // Acknowledged as waiting before any queue can pass it.
+                Change::Barrier(cookie) => self.barriers.register(cookie),
+                Change::Mark(..) => {}
+            }
         }
         let now = self.control.now_ns();
         if let Some((last, others)) = self.queues.split_last() {
@@ -286,6 +289,11 @@ pub fn run(config: Config) -> Result<i32, Error> {
     spawn_signal_waiter(signals, control.clone(), backend.clone(), queues.clone())
         .map_err(|e| Error::thread("signal", e))?;
 
+    let barriers = Arc::new(Barriers::new(
+        config.state_dir.clone(),
+        config.source.clone(),
+        config.targets.iter().map(TargetSpec::name).collect(),
+    ));
     let mut appliers = Vec::new();
     for (index, replica) in replicas.iter().enumerate() {
         for lane in 0..replica.target.appliers().max(1) {
@@ -296,6 +304,7 @@ pub fn run(config: Config) -> Result<i32, Error> {
                 stats_index: index,
                 stats: stats.clone(),
                 guard: guard.clone(),
+                barriers: barriers.clone(),
             };
             let name = format!("applier-{index}.{lane}");
             appliers
@@ -324,6 +333,7 @@ pub fn run(config: Config) -> Result<i32, Error> {
             queues: queues.clone(),
             control: control.clone(),
             rescans: Mutex::new(rescan_tx.clone()),
+            barriers: barriers.clone(),
         };
         reader = Some(spawn_reader(backend.clone(), fanout, control.clone())?);
         capture(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::barrier::registry::Barriers;
 use crate::change::Mark;
 use crate::control::Control;
 use crate::error::{EXIT_FAILURE, EXIT_GUARD};
@@ -35,6 +36,8 @@ pub struct Applier {
     pub stats: Arc<crate::stats::Stats>,
     /// Checked before every batch: no batch runs once SOURCE went away.
     pub guard: Arc<SourceGuard>,
+    /// Where passed sync barriers are acknowledged (this target is number `stats_index`).
+    pub barriers: Arc<Barriers>,
 }
 
 /// Stops the syncer without applying anything more, once, however many threads saw it.
@@ -113,6 +116,7 @@ impl Applier {
                 self.publish(&pending);
                 return Some(batch);
             }
+            self.acknowledge_barriers(&mut pending);
             self.publish(&pending);
             if pending.is_idle() {
                 if stopping {
@@ -129,6 +133,18 @@ impl Applier {
                 Duration::from_nanos(due - now).min(IDLE_TICK)
             });
             pending = queue.wait_for_work(pending, wait);
+        }
+    }
+
+    /// Acknowledges the sync barriers this target has passed; none while a reconcile is
+    /// requested or running (it may still find changes made before them).
+    fn acknowledge_barriers(&self, pending: &mut Pending) {
+        if !pending.has_barriers() || self.control.reconciling() {
+            return;
+        }
+        let passed = pending.passed_barriers();
+        if !passed.is_empty() {
+            self.barriers.passed(self.stats_index, passed);
         }
     }
 
@@ -237,32 +253,35 @@ impl Applier {
             let escalated = escalate_repeated_again(&batch.paths, &mut outcome, &mut again);
             let delay = self.backoff(&outcome, &mut failures, escalated);
             let now = self.control.now_ns();
-            let seq = batch.rename_seq;
             for (changed_since_ns, result) in found {
                 // In chunks, so the reader never waits long for the lock when a reconcile
-                // found a whole tree (the batch stays in flight, so `seq` stays valid).
+                // found a whole tree (the batch stays in flight, so its rename-log position stays
+                // valid).
                 for chunk in result.dirty.chunks(MARK_CHUNK) {
                     self.queue
                         .lock()
-                        .mark_since(chunk.to_vec(), Mark::Changed, seq, now);
+                        .mark_since(chunk.to_vec(), Mark::Changed, &batch, now);
                 }
                 let mark = Mark::Rescan { changed_since_ns };
-                self.queue.lock().mark_since(result.rescan, mark, seq, now);
+                self.queue
+                    .lock()
+                    .mark_since(result.rescan, mark, &batch, now);
             }
             let mut pending = self.queue.lock();
             let rescan = Mark::Rescan {
                 changed_since_ns: None,
             };
-            pending.mark_since(outcome.rescan, rescan, seq, now);
+            pending.mark_since(outcome.rescan, rescan, &batch, now);
             for job in outcome.failed_rescans {
                 let mark = Mark::Rescan {
                     changed_since_ns: job.changed_since_ns,
                 };
-                let path = pending.mark_since(vec![job.subtree], mark, seq, now);
+                let path = pending.mark_since(vec![job.subtree], mark, &batch, now);
                 pending.defer(&path[0], now + delay);
             }
             pending.vanished(&batch, outcome.vanished, now);
             pending.finish(&batch, outcome.retry, now, now + delay);
+            self.acknowledge_barriers(&mut pending);
             self.publish(&pending);
             drop(pending);
             // Another applier of this target may wait for this batch (a barrier, or paths it

@@ -234,6 +234,13 @@ impl<'a> Translator<'a> {
             return;
         }
         let path = dir.join(OsStr::from_bytes(rec.name));
+        if crate::barrier::is_cookie(&path) {
+            if ev.mask & FAN_CREATE != 0 {
+                let cookie = OsStr::from_bytes(rec.name).to_os_string();
+                self.changes.push(Change::Barrier(cookie));
+            }
+            return;
+        }
         if self.source.excludes.is_excluded(&path) {
             if !is_dir {
                 self.changed_elsewhere(ev.mask, ev.record(InfoKind::Fid));

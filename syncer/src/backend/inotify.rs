@@ -57,6 +57,8 @@ pub struct InotifyBackend {
     /// after their IN_CREATE was queued (the path of the event is already stale): (parent
     /// wd, name), tried again under the parent's current path once the queue is drained.
     missed: Mutex<Vec<(i32, std::ffi::OsString)>>,
+    /// Barrier cookies read while a move was still unpaired (see `release_barriers`).
+    held_barriers: Mutex<Vec<std::ffi::OsString>>,
 }
 
 impl InotifyBackend {
@@ -83,6 +85,7 @@ impl InotifyBackend {
             limit_hit: AtomicBool::new(false),
             unwatched: AtomicU64::new(0),
             missed: Mutex::new(Vec::new()),
+            held_barriers: Mutex::new(Vec::new()),
         })
     }
 
@@ -334,6 +337,13 @@ impl InotifyBackend {
         let path = dir.join(name);
         let excluded = self.source.excludes.is_excluded(&path);
         let is_dir = ev.mask & IN_ISDIR != 0;
+        if excluded && crate::barrier::is_cookie(&path) {
+            if ev.mask & IN_CREATE != 0 {
+                self.held_barriers().push(name.to_os_string());
+                self.release_barriers(unpaired, changes);
+            }
+            return;
+        }
         if ev.mask & IN_MOVED_FROM != 0 {
             if !excluded {
                 unpaired.push(Unpaired {
@@ -409,6 +419,19 @@ impl InotifyBackend {
         }
     }
 
+    fn held_barriers(&self) -> std::sync::MutexGuard<'_, Vec<std::ffi::OsString>> {
+        self.held_barriers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Passes on the barriers seen (`syncer wait`'s cookies) once no move read before them
+    /// is still waiting for its other half: an unpaired IN_MOVED_FROM becomes a delete only
+    /// when its window ends, and that change was made before the cookie.
+    fn release_barriers(&self, unpaired: &[Unpaired], changes: &mut Vec<Change>) {
+        if unpaired.is_empty() {
+            changes.extend(self.held_barriers().drain(..).map(Change::Barrier));
+        }
+    }
+
     /// A move whose other half never came (moved out of the tree): a delete. A directory
     /// takes its own watches along (by wd: its old name may hold a new directory by now), and
     /// its name is compared whole, as another directory may already stand there.
@@ -454,6 +477,7 @@ impl InotifyBackend {
             let n = match self.inotify.read(buf)? {
                 ReadOutcome::Drained => {
                     self.retry_missed(&mut self.table(), changes);
+                    self.release_barriers(unpaired, changes);
                     if !changes.is_empty() {
                         sink.push(changes);
                     }
@@ -581,6 +605,7 @@ impl Backend for InotifyBackend {
                     self.moved_away(from, &mut table, &mut changes);
                 }
                 drop(table);
+                self.release_barriers(&unpaired, &mut changes);
                 sink.push(&mut changes);
             }
             if wakeup.woken && self.stopping.load(Relaxed) {

@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::ffi::OsString;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,9 @@ pub struct Batch {
     /// Per path of `paths`: created since it was last taken, so the replica's copy under that
     /// name, if any, is obsolete.
     pub is_new: Vec<bool>,
+    /// When the oldest change among `paths` was marked: work the batch reports back (a
+    /// retry, what its compares found) is as old as that, for the sync barrier's sake.
+    pub oldest_ns: u64,
 }
 
 impl Batch {
@@ -59,6 +63,8 @@ struct Flight {
     /// change that follows a create) leaves it new, since the replica's copy is the one being
     /// written now.
     new: bool,
+    /// When the change being applied was first marked (see `oldest_unapplied_ns`).
+    first_ns: u64,
 }
 
 /// Batching and deferral knobs.
@@ -137,6 +143,8 @@ pub struct Pending {
     /// Paths an applier left alone because a source ancestor was gone, until when they are
     /// kept (see `vanished`).
     vanished: Vec<(PathBuf, u64)>,
+    /// Sync barriers (`syncer wait`) not passed yet: their cookie and when they were queued.
+    barriers: Vec<(OsString, u64)>,
     timing: Timing,
 }
 
@@ -308,22 +316,69 @@ impl Pending {
         self.mark(path, mark, now_ns);
     }
 
-    /// Marks paths named as they were at rename-log position `since_seq` (work reported for
-    /// a batch), re-keyed through every rename logged after it; returns the names used.
+    /// Marks work reported for `batch`: paths named as they were when it was taken, re-keyed
+    /// through every rename logged since, each as old as the batch's oldest change; returns
+    /// the names used.
     pub fn mark_since(
         &mut self,
         paths: Vec<PathBuf>,
         mark: Mark,
-        since_seq: u64,
+        batch: &Batch,
         now_ns: u64,
     ) -> Vec<PathBuf> {
         let mut marked = Vec::with_capacity(paths.len());
         for path in paths {
-            let path = self.renamed_since(path, since_seq);
+            let path = self.renamed_since(path, batch.rename_seq);
             self.mark(path.clone(), mark, now_ns);
+            self.date_back(&path, batch.oldest_ns, now_ns);
             marked.push(path);
         }
         marked
+    }
+
+    /// Makes the mark at `path` at least as old as `first_ns`: work that comes back from a
+    /// batch still stands for the changes that batch applied.
+    fn date_back(&mut self, path: &Path, first_ns: u64, now_ns: u64) {
+        let key = PathKey::from(path);
+        if let Some(entry) = self.dirty.get_mut(&key)
+            && entry.first_ns > first_ns
+        {
+            entry.first_ns = first_ns;
+            self.schedule(&key, now_ns);
+        }
+    }
+
+    /// Queues a sync barrier: it passes once nothing marked before `now_ns` is pending or in
+    /// flight.
+    pub fn add_barrier(&mut self, cookie: OsString, now_ns: u64) {
+        self.barriers.push((cookie, now_ns));
+    }
+
+    pub fn has_barriers(&self) -> bool {
+        !self.barriers.is_empty()
+    }
+
+    /// When the oldest change not applied yet was marked (dirty or in flight); None when
+    /// there is none. A walk of every path: only called while a barrier waits.
+    fn oldest_unapplied_ns(&self) -> Option<u64> {
+        let dirty = self.dirty.values().map(|e| e.first_ns);
+        let flying = self.in_flight.values().map(|f| f.first_ns);
+        dirty.chain(flying).min()
+    }
+
+    /// Takes the barriers passed: queued before the oldest change not applied yet. (A batch
+    /// of renames alone holds no path, but the marks a rename makes at both its ends do, and
+    /// they cannot be taken before that batch is finished.)
+    pub fn passed_barriers(&mut self) -> Vec<OsString> {
+        if self.barriers.is_empty() {
+            return Vec::new();
+        }
+        let oldest = self.oldest_unapplied_ns().unwrap_or(u64::MAX);
+        let (passed, waiting) = std::mem::take(&mut self.barriers)
+            .into_iter()
+            .partition(|(_, at)| *at < oldest);
+        self.barriers = waiting;
+        passed.into_iter().map(|(cookie, _)| cookie).collect()
     }
 
     /// Holds a dirty path back until `until_ns` (a retry after a failure).
@@ -463,15 +518,17 @@ impl Pending {
             renames: std::mem::take(&mut self.renames),
             rename_seq: self.rename_seq,
             exclusive,
+            oldest_ns: now_ns,
             ..Batch::default()
         };
         self.batches_in_flight += 1;
         self.exclusive_in_flight = exclusive;
         for key in taken {
             self.unready(&key);
-            let (rescan, created) = self
+            let (rescan, created, first_ns) = self
                 .remove_dirty(&key)
-                .map_or((None, false), |entry| (entry.rescan, entry.created));
+                .map_or((None, false, now_ns), |e| (e.rescan, e.created, e.first_ns));
+            batch.oldest_ns = batch.oldest_ns.min(first_ns);
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
                     subtree: key.path().to_path_buf(),
@@ -486,6 +543,7 @@ impl Pending {
                 Flight {
                     rescan,
                     new: created,
+                    first_ns,
                 },
             );
         }
@@ -523,6 +581,8 @@ impl Pending {
     /// was taken) come back dirty, not before `retry_at_ns`. Paths marked again while in
     /// flight are already dirty again.
     pub fn finish(&mut self, batch: &Batch, retry: Vec<PathBuf>, now_ns: u64, retry_at_ns: u64) {
+        // Nothing is re-marked before the in-flight set is updated below, so the barrier's
+        // age of each retried path is restored from the batch.
         for path in &batch.paths {
             self.in_flight.remove(&PathKey::from(path.as_path()));
         }
@@ -536,6 +596,7 @@ impl Pending {
         }
         for path in renamed {
             self.mark(path.clone(), Mark::Changed, now_ns);
+            self.date_back(&path, batch.oldest_ns, now_ns);
             self.defer(&path, retry_at_ns);
         }
         if self.batches_in_flight == 0 {
@@ -934,7 +995,7 @@ mod tests {
         let compare = Mark::Rescan {
             changed_since_ns: None,
         };
-        let marked = pending.mark_since(vec![p("d2")], compare, batch.rename_seq, 3);
+        let marked = pending.mark_since(vec![p("d2")], compare, &batch, 3);
         assert_eq!(marked, vec![p("d3")]);
         pending.finish(&batch, vec![p("d2/f")], 3, 0);
         let next = pending.take_batch(100 * MS).unwrap();
@@ -1029,6 +1090,35 @@ mod tests {
     }
 
     #[test]
+    fn a_barrier_passes_once_everything_marked_before_it_is_applied() {
+        const FAR: u64 = 3_600_000_000_000;
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("a"), Mark::Changed, 1);
+        let first = pending.take_batch(1).unwrap();
+        // Still in its quiet period when the barrier comes.
+        pending.mark(p("b"), Mark::Modified, 2);
+        pending.add_barrier("c".into(), 3);
+        pending.mark(p("later"), Mark::Changed, 4);
+        assert!(pending.passed_barriers().is_empty(), "a in flight, b dirty");
+        // `a` failed: its retry still stands for the change made before the barrier.
+        pending.finish(&first, vec![p("a")], 5, 6);
+        assert!(pending.passed_barriers().is_empty());
+        let second = pending.take_batch(FAR).unwrap();
+        assert_eq!(second.paths, [p("a"), p("b"), p("later")]);
+        // What the batch's compares found is as old as its oldest change.
+        pending.mark_since(vec![p("found")], Mark::Changed, &second, 7);
+        pending.finish(&second, vec![], 8, 8);
+        assert!(
+            pending.passed_barriers().is_empty(),
+            "found by a batch that held a"
+        );
+        let third = pending.take_batch(FAR).unwrap();
+        pending.finish(&third, vec![], 9, 9);
+        assert_eq!(pending.passed_barriers(), [OsString::from("c")]);
+        assert!(!pending.has_barriers());
+    }
+
+    #[test]
     fn work_reported_for_a_batch_is_rekeyed_through_later_renames() {
         let mut pending = Pending::new(Timing::default());
         pending.mark(p("d1/x"), Mark::Changed, 0);
@@ -1050,13 +1140,13 @@ mod tests {
             1,
         );
         // The applier found d1/y and d1/sub to rescan, named as when it took the batch.
-        pending.mark_since(vec![p("d1/y")], Mark::Changed, batch.rename_seq, 2);
+        pending.mark_since(vec![p("d1/y")], Mark::Changed, &batch, 2);
         pending.mark_since(
             vec![p("d1/sub")],
             Mark::Rescan {
                 changed_since_ns: None,
             },
-            batch.rename_seq,
+            &batch,
             2,
         );
         pending.finish(&batch, vec![p("d1/z")], 2, 0);

@@ -65,6 +65,7 @@ impl TargetQueue {
             match change {
                 Change::Mark(path, mark) => pending.mark(path, mark, now_ns),
                 Change::Rename(rename) => pending.rename(rename, now_ns),
+                Change::Barrier(cookie) => pending.add_barrier(cookie, now_ns),
             }
         }
         drop(pending);
