@@ -41,7 +41,7 @@ _syncer() {
 
     case "${cmd}" in
         syncer)
-            opts="-v -q -h -V --backend --fanotify-unlimited-queue --exclude --once --status --fsync --password-file --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify wait help"
+            opts="-v -q -h -V --backend --fanotify-unlimited-queue --exclude --once --status --metrics --fsync --password-file --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify wait help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -56,6 +56,10 @@ _syncer() {
                     return 0
                     ;;
                 --status)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

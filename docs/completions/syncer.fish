@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_syncer_global_optspecs
-    string join \n backend= fanotify-unlimited-queue exclude= once status= fsync password-file= compress inplace streams= warm-clients= run-interval= rsync-timeout= strict max-delete= allow-source-change state-dir= jobs= batch-delay= max-batch= modify-quiet= modify-max-age= rescan-interval= max-links= v/verbose q/quiet h/help V/version
+    string join \n backend= fanotify-unlimited-queue exclude= once status= metrics= fsync password-file= compress inplace streams= warm-clients= run-interval= rsync-timeout= strict max-delete= allow-source-change state-dir= jobs= batch-delay= max-batch= modify-quiet= modify-max-age= rescan-interval= max-links= v/verbose q/quiet h/help V/version
 end
 
 function __fish_syncer_needs_command
@@ -29,6 +29,7 @@ inotify\t'One inotify watch per directory'
 fanotify\t'One fanotify mark for SOURCE\'s whole filesystem (Linux 5.9+, root); exit 1 if unusable'"
 complete -c syncer -n "__fish_syncer_needs_command" -l exclude -d 'Glob of paths (relative to SOURCE) not to replicate; repeatable. `*` stays within one component, `**` crosses them, a leading `/` anchors at SOURCE, a pattern without `/` matches names at any depth. Excluded directories are not watched' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l status -d 'Write JSON stats to FILE every second and at exit (atomically replaced)' -r -F
+complete -c syncer -n "__fish_syncer_needs_command" -l metrics -d 'Serve the counters at http://ADDR/metrics in the Prometheus text format (per target: backlog, lag, last success, errors, retries, files and bytes sent; events, overflows, reconciles, watches, peak RSS). ADDR is HOST:PORT, e.g. 127.0.0.1:9185' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l password-file -d 'rsync targets: file holding the daemon password (mode 600, as rsync demands). Default: the RSYNC_PASSWORD environment variable' -r -F
 complete -c syncer -n "__fish_syncer_needs_command" -l streams -d 'rsync targets: parallel rsync runs per batch (the daemon forks per connection, so streams use more of its cores)' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l warm-clients -d 'rsync targets: clients kept connected and authenticated ahead of need, so a batch skips the connection handshake (each is one daemon connection, used or not)' -r

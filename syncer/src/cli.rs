@@ -126,6 +126,11 @@ pub struct Args {
     /// Write JSON stats to FILE every second and at exit (atomically replaced).
     #[arg(long, value_name = "FILE")]
     pub status: Option<PathBuf>,
+    /// Serve the counters at http://ADDR/metrics in the Prometheus text format (per target:
+    /// backlog, lag, last success, errors, retries, files and bytes sent; events, overflows,
+    /// reconciles, watches, peak RSS). ADDR is HOST:PORT, e.g. 127.0.0.1:9185.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// fsync each file before it is renamed into place and its directory after: survives a
     /// power loss, at a large cost in throughput. Off by default.
     #[arg(long)]

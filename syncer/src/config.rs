@@ -44,6 +44,8 @@ pub struct Config {
     pub excludes: Excludes,
     pub once: bool,
     pub status: Option<PathBuf>,
+    /// `--metrics`: where the Prometheus endpoint listens.
+    pub metrics: Option<String>,
     pub fsync: bool,
     pub strict: bool,
     /// Skip the start-up delete guard once (`--allow-source-change`).
@@ -150,6 +152,7 @@ impl Config {
             excludes,
             once: args.once,
             status: args.status,
+            metrics: args.metrics,
             fsync: args.fsync,
             strict: args.strict,
             allow_source_change: args.allow_source_change,

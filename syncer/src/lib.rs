@@ -18,6 +18,7 @@ pub mod exclude;
 pub mod guard;
 pub mod links;
 pub mod log;
+pub mod metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod reconcile;

@@ -264,6 +264,12 @@ pub fn run(config: Config) -> Result<i32, Error> {
             source,
         })?,
     );
+    // Before anything touches a replica: an address in use stops the start here.
+    let metrics = config
+        .metrics
+        .as_deref()
+        .map(crate::metrics::bind)
+        .transpose()?;
     let stats = Arc::new(Stats::new(
         config.targets.iter().map(TargetSpec::name).collect(),
     ));
@@ -279,6 +285,11 @@ pub fn run(config: Config) -> Result<i32, Error> {
         })?,
     );
     let queues: Vec<Arc<TargetQueue>> = replicas.iter().map(|r| r.queue.clone()).collect();
+    if let Some(endpoint) = metrics {
+        endpoint
+            .serve(stats.clone(), queues.clone())
+            .map_err(|e| Error::thread("metrics", e))?;
+    }
     let (rescan_tx, rescan_rx) = channel::<Request>();
 
     let backend: Option<Arc<dyn Backend>> = if config.once {

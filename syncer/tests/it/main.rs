@@ -11,6 +11,7 @@ mod fanotify_sys;
 mod faults;
 mod guard;
 mod links;
+mod metrics;
 mod replaced;
 mod replicate;
 mod rsync;
