@@ -19,6 +19,7 @@ pub mod guard;
 pub mod links;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod reconcile;

@@ -22,6 +22,7 @@ use crate::control::Control;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::guard::identity::check_recorded;
 use crate::guard::{DeleteBudget, SourceGuard, SourceIdentity, SourceLost};
+use crate::notify::{Notifier, Reporter};
 use crate::queue::shared::TargetQueue;
 use crate::reconcile::{Reconciler, Request};
 use crate::replica::Target;
@@ -165,9 +166,11 @@ fn spawn_signal_waiter(
     control: Arc<Control>,
     backend: Option<Arc<dyn Backend>>,
     queues: Vec<Arc<TargetQueue>>,
+    notifier: Arc<Notifier>,
 ) -> std::io::Result<()> {
     spawn("signals", move || {
         if let Ok(signal) = set.wait() {
+            notifier.stopping();
             crate::info!(
                 "{signal:?}: applying what is pending (at most {} s), then exiting",
                 DRAIN_LIMIT.as_secs()
@@ -190,12 +193,16 @@ fn spawn_housekeeper(
     stats: Arc<Stats>,
     control: Arc<Control>,
     states: Vec<(StateFile, Arc<TargetQueue>)>,
+    notifier: Arc<Notifier>,
 ) -> std::io::Result<JoinHandle<()>> {
     let status = config.status.clone();
     let strict = config.strict;
     spawn("housekeeping", move || {
         let mut saved = vec![0u64; states.len()];
+        let tick = notifier.tick();
+        let mut systemd = Reporter::new(notifier, &stats);
         loop {
+            systemd.tick(&stats);
             if let Some(path) = &status {
                 if let Err(err) = stats.write_status(path) {
                     crate::warn!("cannot write status file {}: {err}", path.display());
@@ -211,7 +218,7 @@ fn spawn_housekeeper(
                 return;
             }
             // Returns early on a stop, which the loop checks anyway.
-            let _ = control_sleep(&control, Duration::from_secs(1));
+            let _ = control_sleep(&control, tick);
         }
     })
 }
@@ -273,6 +280,7 @@ pub fn run(config: Config) -> Result<i32, Error> {
     let stats = Arc::new(Stats::new(
         config.targets.iter().map(TargetSpec::name).collect(),
     ));
+    let notifier = Arc::new(Notifier::from_env());
     stats.attach_source(source.clone());
     let control = Arc::new(Control::new(DRAIN_LIMIT));
     let mut replicas = open_replicas(&config, &source)?;
@@ -297,8 +305,14 @@ pub fn run(config: Config) -> Result<i32, Error> {
     } else {
         Some(crate::backend::open(config.backend, &source, &stats)?)
     };
-    spawn_signal_waiter(signals, control.clone(), backend.clone(), queues.clone())
-        .map_err(|e| Error::thread("signal", e))?;
+    spawn_signal_waiter(
+        signals,
+        control.clone(),
+        backend.clone(),
+        queues.clone(),
+        notifier.clone(),
+    )
+    .map_err(|e| Error::thread("signal", e))?;
 
     let barriers = Arc::new(Barriers::new(
         config.state_dir.clone(),
@@ -326,8 +340,14 @@ pub fn run(config: Config) -> Result<i32, Error> {
         .iter()
         .map(|r| (r.state.clone(), r.queue.clone()))
         .collect();
-    let housekeeper = spawn_housekeeper(&config, stats.clone(), control.clone(), states)
-        .map_err(|e| Error::thread("housekeeper", e))?;
+    let housekeeper = spawn_housekeeper(
+        &config,
+        stats.clone(),
+        control.clone(),
+        states,
+        notifier.clone(),
+    )
+    .map_err(|e| Error::thread("housekeeper", e))?;
 
     if !config.once {
         let halt_control = control.clone();
@@ -367,6 +387,9 @@ pub fn run(config: Config) -> Result<i32, Error> {
         .map_err(|e| Error::thread("reconciler", e))?;
 
     initial_sync(&replicas, &control, &stats);
+    if stats.ready_ns.load(Relaxed) > 0 {
+        notifier.ready("idle: the initial sync is applied");
+    }
     if config.once {
         control.request_stop();
     }

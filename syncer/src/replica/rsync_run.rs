@@ -225,6 +225,19 @@ impl Drop for Started {
     }
 }
 
+/// The rsync command: never with systemd's notification variables, which would let the
+/// child speak for the syncer; with an empty RSYNC_PASSWORD when `no_password`.
+fn command(no_password: bool) -> Command {
+    let mut command = Command::new("rsync");
+    for var in crate::notify::ENV_VARS {
+        command.env_remove(var);
+    }
+    if no_password {
+        command.env("RSYNC_PASSWORD", "");
+    }
+    command
+}
+
 /// Starts `rsync args...` in `cwd`; `with_list`: stdin is a pipe for the file list, else
 /// /dev/null. `no_password`: set RSYNC_PASSWORD empty, so a module that wants a password fails
 /// with "auth failed" instead of rsync asking on the terminal.
@@ -234,11 +247,7 @@ pub fn spawn(
     cwd: &Path,
     no_password: bool,
 ) -> io::Result<Started> {
-    let mut command = Command::new("rsync");
-    if no_password {
-        command.env("RSYNC_PASSWORD", "");
-    }
-    let child = command
+    let child = command(no_password)
         .args(args)
         .current_dir(cwd)
         .stdin(if with_list {
@@ -376,6 +385,22 @@ mod tests {
             stderr: stderr.into(),
             ..RunResult::default()
         }
+    }
+
+    #[test]
+    fn rsync_children_never_get_the_notification_socket() {
+        let cmd = command(true);
+        let envs: Vec<_> = cmd.get_envs().collect();
+        for var in crate::notify::ENV_VARS {
+            assert!(
+                envs.contains(&(std::ffi::OsStr::new(var), None)),
+                "{var} not removed"
+            );
+        }
+        assert!(envs.contains(&(
+            std::ffi::OsStr::new("RSYNC_PASSWORD"),
+            Some(std::ffi::OsStr::new(""))
+        )));
     }
 
     #[test]

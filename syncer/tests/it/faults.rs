@@ -2,6 +2,7 @@
 //! for a symlink to secrets, the inotify watch limit.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,25 +76,57 @@ fn full_target_disk_is_reported_retried_and_converges() {
     drop(mount);
 }
 
-/// The first entry below `root` that is the secret (by name or content), if any.
+/// The first entry below `root` that is the secret (by name or content), if any. Walked by
+/// directory fds, never through a symlink: the syncer swaps a replica directory for a symlink
+/// to the secrets while this runs, and a walk by path would list the secrets through it (that
+/// race once made this check report a leak the replica did not have).
 fn secret_in(root: &Path) -> Option<PathBuf> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
+    use nix::dir::{Dir, Type};
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut stack = vec![(
+        root.to_path_buf(),
+        Dir::open(root, flags | OFlag::O_DIRECTORY, Mode::empty()).ok()?,
+    )];
+    while let Some((path, mut dir)) = stack.pop() {
+        let mut children = Vec::new();
+        for entry in dir.iter().flatten() {
+            let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
+            if name == "." || name == ".." {
                 continue;
-            };
-            if entry.file_name() == "secret" {
-                return Some(path);
             }
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() && fs::read(&path).is_ok_and(|c| c.starts_with(b"TOPSECRET")) {
-                return Some(path);
+            if name == "secret" {
+                return Some(path.join(&name));
+            }
+            children.push((name, entry.file_type()));
+        }
+        for (name, kind) in children {
+            let child = path.join(&name);
+            match kind {
+                Some(Type::Directory) => {
+                    if let Ok(fd) = openat(
+                        &dir,
+                        name.as_os_str(),
+                        flags | OFlag::O_DIRECTORY,
+                        Mode::empty(),
+                    ) {
+                        if let Ok(sub) = Dir::from_fd(fd) {
+                            stack.push((child, sub));
+                        }
+                    }
+                }
+                Some(Type::File) => {
+                    let Ok(fd) = openat(&dir, name.as_os_str(), flags, Mode::empty()) else {
+                        continue;
+                    };
+                    let mut head = [0u8; 9];
+                    let n = std::io::Read::read(&mut fs::File::from(fd), &mut head).unwrap_or(0);
+                    if head[..n].starts_with(b"TOPSECRET") {
+                        return Some(child);
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -15,4 +15,5 @@ mod metrics;
 mod replaced;
 mod replicate;
 mod rsync;
+mod systemd;
 mod verify;
