@@ -41,7 +41,7 @@ _syncer() {
 
     case "${cmd}" in
         syncer)
-            opts="-v -q -h -V --backend --fanotify-unlimited-queue --exclude --once --status --metrics --fsync --password-file --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify wait help"
+            opts="-v -q -h -V --backend --fanotify-unlimited-queue --exclude --once --status --metrics --fsync --password-file --bwlimit --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify wait help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -64,6 +64,10 @@ _syncer() {
                     return 0
                     ;;
                 --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_syncer_global_optspecs
-    string join \n backend= fanotify-unlimited-queue exclude= once status= metrics= fsync password-file= compress inplace streams= warm-clients= run-interval= rsync-timeout= strict max-delete= allow-source-change state-dir= jobs= batch-delay= max-batch= modify-quiet= modify-max-age= rescan-interval= max-links= v/verbose q/quiet h/help V/version
+    string join \n backend= fanotify-unlimited-queue exclude= once status= metrics= fsync password-file= bwlimit= compress inplace streams= warm-clients= run-interval= rsync-timeout= strict max-delete= allow-source-change state-dir= jobs= batch-delay= max-batch= modify-quiet= modify-max-age= rescan-interval= max-links= v/verbose q/quiet h/help V/version
 end
 
 function __fish_syncer_needs_command
@@ -31,6 +31,7 @@ complete -c syncer -n "__fish_syncer_needs_command" -l exclude -d 'Glob of paths
 complete -c syncer -n "__fish_syncer_needs_command" -l status -d 'Write JSON stats to FILE every second and at exit (atomically replaced)' -r -F
 complete -c syncer -n "__fish_syncer_needs_command" -l metrics -d 'Serve the counters at http://ADDR/metrics in the Prometheus text format (per target: backlog, lag, last success, errors, retries, files and bytes sent; events, overflows, reconciles, watches, peak RSS). ADDR is HOST:PORT, e.g. 127.0.0.1:9185' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l password-file -d 'rsync targets: file holding the daemon password (mode 600, as rsync demands). Default: the RSYNC_PASSWORD environment variable' -r -F
+complete -c syncer -n "__fish_syncer_needs_command" -l bwlimit -d 'Most bytes per second written to each target: KiB as rsync takes it, or with K, M or G (e.g. 500K, 10M). rsync targets split it over their --streams parallel runs (rsync --bwlimit); local targets share one token bucket across their copies (a clone, which moves no data, is not counted). Off by default' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l streams -d 'rsync targets: parallel rsync runs per batch (the daemon forks per connection, so streams use more of its cores)' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l warm-clients -d 'rsync targets: clients kept connected and authenticated ahead of need, so a batch skips the connection handshake (each is one daemon connection, used or not)' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l run-interval -d 'rsync targets: least time between the starts of two runs while changes keep coming (an idle syncer starts at once). Bounds the runs of a storm to 20 per second' -r

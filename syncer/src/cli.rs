@@ -139,6 +139,12 @@ pub struct Args {
     /// Default: the RSYNC_PASSWORD environment variable.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Most bytes per second written to each target: KiB as rsync takes it, or with K, M or
+    /// G (e.g. 500K, 10M). rsync targets split it over their --streams parallel runs (rsync
+    /// --bwlimit); local targets share one token bucket across their copies (a clone, which
+    /// moves no data, is not counted). Off by default.
+    #[arg(long, value_name = "RATE")]
+    pub bwlimit: Option<String>,
     /// rsync targets: compress data in transit (worth it on slow links, not on loopback).
     #[arg(long)]
     pub compress: bool,

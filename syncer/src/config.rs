@@ -46,6 +46,8 @@ pub struct Config {
     pub status: Option<PathBuf>,
     /// `--metrics`: where the Prometheus endpoint listens.
     pub metrics: Option<String>,
+    /// `--bwlimit`: bytes per second per target.
+    pub bwlimit: Option<u64>,
     pub fsync: bool,
     pub strict: bool,
     /// Skip the start-up delete guard once (`--allow-source-change`).
@@ -141,6 +143,12 @@ impl Config {
         if jobs == 0 || args.max_batch == 0 {
             return Err(usage("--jobs and --max-batch must be at least 1"));
         }
+        let bwlimit = args
+            .bwlimit
+            .as_deref()
+            .map(crate::replica::bandwidth::parse_rate)
+            .transpose()
+            .map_err(Error::Usage)?;
         let ms = |v: u64| v.saturating_mul(1_000_000);
         Ok(Config {
             source,
@@ -153,6 +161,7 @@ impl Config {
             once: args.once,
             status: args.status,
             metrics: args.metrics,
+            bwlimit,
             fsync: args.fsync,
             strict: args.strict,
             allow_source_change: args.allow_source_change,
@@ -175,6 +184,7 @@ impl Config {
                 streams: args.streams,
                 warm_clients: args.warm_clients,
                 run_interval: Duration::from_millis(args.run_interval),
+                bwlimit,
             },
             log_level: if args.quiet {
                 crate::log::ERROR

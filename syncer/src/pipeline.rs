@@ -57,12 +57,19 @@ fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replic
         let budget = Arc::new(DeleteBudget::new(config.max_delete));
         let target: Arc<dyn Target> = match spec {
             TargetSpec::Local(path) => Arc::new(
-                LocalTarget::open(source.clone(), path, config.fsync, config.jobs, budget)
-                    .map_err(|source| Error::Io {
-                        action: "open TARGET",
-                        path: path.clone(),
-                        source,
-                    })?,
+                LocalTarget::open(
+                    source.clone(),
+                    path,
+                    config.fsync,
+                    config.jobs,
+                    budget,
+                    config.bwlimit,
+                )
+                .map_err(|source| Error::Io {
+                    action: "open TARGET",
+                    path: path.clone(),
+                    source,
+                })?,
             ),
             TargetSpec::Rsync(url) => Arc::new(RsyncTarget::new(
                 url.clone(),

@@ -84,6 +84,7 @@ impl LocalTarget {
         fsync: bool,
         jobs: usize,
         budget: Arc<DeleteBudget>,
+        bwlimit: Option<u64>,
     ) -> io::Result<Self> {
         std::fs::create_dir_all(abs)?;
         let root = nix::fcntl::open(
@@ -101,8 +102,10 @@ impl LocalTarget {
             .build()
             .map_err(io::Error::other)?;
         let name = abs.display().to_string();
+        let mut ops = Ops::new(fsync, budget, name.clone());
+        ops.bandwidth = bwlimit.map(super::bandwidth::Bandwidth::new);
         Ok(Self {
-            ops: Ops::new(fsync, budget, name.clone()),
+            ops,
             name,
             source,
             root,

@@ -14,6 +14,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::linkat;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, symlinkat, unlinkat};
 
+use super::bandwidth::Bandwidth;
 use crate::entry::{Kind, Meta, list_dir, stat_at, stat_fd};
 use crate::guard::DeleteBudget;
 use crate::stats::TargetStats;
@@ -45,6 +46,8 @@ pub struct Ops {
     pub as_root: bool,
     clone_works: AtomicBool,
     tmp_counter: AtomicU64,
+    /// `--bwlimit`: bytes copied are spent from it (a clone moves none).
+    pub bandwidth: Option<Bandwidth>,
 }
 
 fn io_err(err: nix::errno::Errno) -> io::Error {
@@ -64,6 +67,7 @@ impl Ops {
             as_root: nix::unistd::geteuid().is_root(),
             clone_works: AtomicBool::new(true),
             tmp_counter: AtomicU64::new(0),
+            bandwidth: None,
         }
     }
 
@@ -261,10 +265,16 @@ impl Ops {
             }
         }
         let mut total = 0u64;
+        let chunk = self.bandwidth.as_ref().map_or(1 << 30, Bandwidth::chunk);
         loop {
-            match copy_range(src.as_fd(), dst.as_fd(), 1 << 30) {
+            match copy_range(src.as_fd(), dst.as_fd(), chunk) {
                 Ok(0) => return Ok(total),
-                Ok(n) => total += n as u64,
+                Ok(n) => {
+                    total += n as u64;
+                    if let Some(limit) = &self.bandwidth {
+                        limit.spend(n as u64);
+                    }
+                }
                 Err(err)
                     if total == 0
                         && matches!(
@@ -272,7 +282,7 @@ impl Ops {
                             Some(libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS)
                         ) =>
                 {
-                    return read_write(src, dst);
+                    return read_write(src, dst, self.bandwidth.as_ref());
                 }
                 Err(err) => return Err(err),
             }
@@ -461,8 +471,23 @@ fn ignore_enoent(err: nix::errno::Errno) -> Result<(), io::Error> {
 }
 
 /// Plain read/write copy for file systems without copy_file_range between them.
-fn read_write(src: &OwnedFd, dst: &OwnedFd) -> io::Result<u64> {
+fn read_write(src: &OwnedFd, dst: &OwnedFd, limit: Option<&Bandwidth>) -> io::Result<u64> {
     let mut reader = std::fs::File::from(src.try_clone()?);
     let mut writer = std::fs::File::from(dst.try_clone()?);
-    std::io::copy(&mut reader, &mut writer)
+    let Some(limit) = limit else {
+        return std::io::copy(&mut reader, &mut writer);
+    };
+    let mut buf = vec![0u8; limit.chunk()];
+    let mut total = 0u64;
+    loop {
+        let n = match std::io::Read::read(&mut reader, &mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        std::io::Write::write_all(&mut writer, &buf[..n])?;
+        total += n as u64;
+        limit.spend(n as u64);
+    }
 }

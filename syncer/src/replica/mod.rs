@@ -9,6 +9,7 @@ use crate::queue::pending::{Batch, RescanJob};
 use crate::scan::Found;
 use crate::stats::TargetStats;
 
+pub mod bandwidth;
 pub mod local;
 mod local_ops;
 pub mod rsync;

@@ -69,6 +69,8 @@ pub struct RsyncOptions {
     pub warm_clients: usize,
     /// Least time between two batches' runs while busy.
     pub run_interval: Duration,
+    /// `--bwlimit`: bytes per second for the whole target.
+    pub bwlimit: Option<u64>,
 }
 
 pub struct RsyncTarget {
@@ -179,6 +181,11 @@ impl RsyncTarget {
         ];
         if self.options.compress {
             args.push("--compress".into());
+        }
+        if let Some(rate) = self.options.bwlimit {
+            // Up to `streams` runs transfer at once (a warm client is one of them).
+            let per_run_kib = (rate / 1024 / self.options.streams.max(1) as u64).max(1);
+            args.push(format!("--bwlimit={per_run_kib}").into());
         }
         // What the window has left: rsync stops deleting there. `--info=del1` makes the
         // "Number of deleted files" count true for a daemon's receiver (without it the

@@ -2,6 +2,7 @@
 //! tempdirs, the real `syncer` binary as a child process, deadline waits.
 
 mod backends;
+mod bandwidth;
 mod barrier;
 mod cli;
 mod common;
