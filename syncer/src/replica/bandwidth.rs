@@ -73,7 +73,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     };
     let number: f64 = digits.trim().parse().map_err(|_| bad())?;
     let bytes = number * (1u64 << shift) as f64;
-    if !(bytes >= 1024.0 && bytes < 1e15) {
+    if !(1024.0..1e15).contains(&bytes) {
         return Err(format!("{}: at least 1K", bad()));
     }
     Ok(bytes as u64)
