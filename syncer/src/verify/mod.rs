@@ -80,7 +80,7 @@ pub struct Options {
 
 /// Runs the command; the exit code says equal (0), different (1) or not compared (2).
 pub fn run(args: VerifyArgs) -> Result<i32, Error> {
-    let run_args = args.run_args();
+    let run_args = args.run_args()?;
     // The same validation as a sync (SOURCE, TARGET, excludes, password file).
     let config = Config::from_args(run_args)?;
     let target = config.targets[0].clone();
@@ -139,7 +139,7 @@ fn compare(config: &Config, target: &TargetSpec, options: &Options) -> Result<Ou
 
 impl VerifyArgs {
     /// The sync these arguments describe (`--repair` runs it once).
-    fn run_args(&self) -> Args {
+    fn run_args(&self) -> Result<Args, Error> {
         let mut argv = vec![
             "syncer".into(),
             self.source.clone().into_os_string(),
@@ -160,6 +160,9 @@ impl VerifyArgs {
         if self.allow_source_change {
             argv.push("--allow-source-change".into());
         }
-        <Args as clap::Parser>::parse_from(argv)
+        // Only paths and patterns the verify command line held already: a failure here would
+        // be a bug in this translation, reported as such rather than as clap's exit.
+        <Args as clap::Parser>::try_parse_from(argv)
+            .map_err(|err| Error::Usage(format!("cannot describe the sync to verify: {err}")))
     }
 }
