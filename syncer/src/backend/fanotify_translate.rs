@@ -52,6 +52,8 @@ const OUTSIDE_CAPACITY: usize = 65_536;
 /// Files written lately, by handle (see the module comment): past it the oldest are dropped,
 /// and a name of one of those removed at once is the only case left unmarked.
 const WRITTEN_CAPACITY: usize = 65_536;
+/// Files outside SOURCE found with a single link, by handle: their writes cost nothing more.
+const SINGLE_CAPACITY: usize = 16_384;
 /// Objects tracked per rename window; past it every rename counts as a possible repeat (one
 /// more mark per rename), so a storm of renames costs bounded memory.
 const WINDOW_CAPACITY: usize = 65_536;
@@ -72,6 +74,9 @@ pub struct Resolver {
     outside: HandleSet,
     /// Non-directories written (or chmodded) lately through some name.
     written: HandleSet,
+    /// Files changed outside SOURCE that had one link when looked at: no name inside. A link
+    /// made or moved into SOURCE clears it (see `gained_a_name`).
+    single: HandleSet,
     window: RenameWindow,
     /// Unexpected resolution errors are logged once, not per event.
     warned: bool,
@@ -83,6 +88,7 @@ impl Default for Resolver {
             map: HandleMap::new(),
             outside: HandleSet::new(OUTSIDE_CAPACITY),
             written: HandleSet::new(WRITTEN_CAPACITY),
+            single: HandleSet::new(SINGLE_CAPACITY),
             window: RenameWindow::new(WINDOW_CAPACITY),
             warned: false,
         }
@@ -95,6 +101,7 @@ impl Resolver {
         self.map = HandleMap::new();
         self.outside.clear();
         self.written.clear();
+        self.single.clear();
         self.window.reset();
     }
 
@@ -265,6 +272,7 @@ impl<'a> Translator<'a> {
             }
         }
         if ev.mask & FAN_CREATE != 0 && !is_dir {
+            self.gained_a_name();
             // Due at once, as any create here: a write that follows has its own close event.
             let created = Mark::Created {
                 wait_for_close: false,
@@ -315,8 +323,27 @@ impl<'a> Translator<'a> {
         if mask & (FAN_CLOSE_WRITE | FAN_ATTRIB) == 0 || self.source.links.lock().is_empty() {
             return;
         }
-        if let Some(names) = fid.and_then(|fid| self.live_names(&fid, 2, None)) {
+        let Some(fid) = fid else { return };
+        if self.resolver.single.contains(fid.handle_type, fid.handle) {
+            return;
+        }
+        let root = self.source.root.as_fd();
+        let links = open_by_handle_at(root, fid.handle_type, fid.handle, libc::O_PATH)
+            .and_then(|fd| File::from(fd).metadata());
+        if links.is_ok_and(|meta| meta.nlink() < 2) {
+            self.resolver.single.insert(fid.handle_type, fid.handle);
+            return;
+        }
+        if let Some(names) = self.live_names(&fid, 2, None) {
             self.mark_changed(names);
+        }
+    }
+
+    /// A file may have gained a name inside SOURCE (a link made, a file or directory moved
+    /// in): files known to have one link may have more now.
+    fn gained_a_name(&mut self) {
+        if !self.resolver.single.is_empty() {
+            self.resolver.single.clear();
         }
     }
 
@@ -420,6 +447,7 @@ impl<'a> Translator<'a> {
             (None, Some(to)) => {
                 // Moved in: its handles (and its descendants') may be cached as outside. A
                 // directory is compared whole: it may replace one the replica still has.
+                self.gained_a_name();
                 if is_dir {
                     self.resolver.outside.clear();
                     self.resolver.map.remove_prefix(&to);
@@ -455,6 +483,7 @@ impl<'a> Translator<'a> {
             return;
         }
         // A lost move back in would leave its handles cached as outside.
+        self.gained_a_name();
         self.resolver.outside.clear();
         let map = &mut self.resolver.map;
         if let Some(to) = &to {

@@ -243,6 +243,21 @@ fn changes_through_names_outside_reach_the_names_inside() {
     replica_is("a write through a name outside SOURCE", &["h"]);
     fs::set_permissions(s.src.join("cache/y"), fs::Permissions::from_mode(0o600)).unwrap();
     replica_is("a chmod through an excluded name", &["g"]);
+    // A file outside with one link is remembered as such; a link made into SOURCE later
+    // must not be missed because of that.
+    let w = outside.join("w");
+    write(&w, b"one name\n");
+    append(&w, b"written while it has one name\n");
+    // Its events are read once a change made after them has arrived.
+    write(&s.src.join("marker"), b"after w's write\n");
+    replica_is("a write inside after one outside", &["marker"]);
+    link(&w, &s.src.join("w"));
+    replica_is("ln outside/w w", &["w"]);
+    append(&w, b"written through the outside name\n");
+    replica_is(
+        "a write through the outside name of a link made later",
+        &["w"],
+    );
 }
 
 /// A name in an excluded subtree, or outside SOURCE, is no name of the replica: such a file
