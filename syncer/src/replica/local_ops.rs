@@ -384,26 +384,39 @@ impl Ops {
         }
         let tmp = self.tmp_name();
         symlinkat(link.as_os_str(), dst_dir, tmp.as_os_str()).map_err(io_err)?;
+        self.place_special(dst_dir, &tmp, name, meta, stats)?;
+        stats.ops.symlink.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Gives a symlink or FIFO made under `tmp` its owner (as root) and mtime, then renames
+    /// it over `name`.
+    fn place_special(
+        &self,
+        dst_dir: BorrowedFd<'_>,
+        tmp: &OsStr,
+        name: &OsStr,
+        meta: &Meta,
+        stats: &TargetStats,
+    ) -> io::Result<()> {
         let finish = || -> io::Result<()> {
             if self.as_root {
                 fchownat(
                     dst_dir,
-                    tmp.as_os_str(),
+                    tmp,
                     Some(Uid::from_raw(meta.uid)),
                     Some(Gid::from_raw(meta.gid)),
                     AtFlags::AT_SYMLINK_NOFOLLOW,
                 )
                 .map_err(io_err)?;
             }
-            self.set_mtime(dst_dir, &tmp, meta)?;
-            self.commit(dst_dir, &tmp, name, stats)
+            self.set_mtime(dst_dir, tmp, meta)?;
+            self.commit(dst_dir, tmp, name, stats)
         };
         finish().inspect_err(|_| {
-            // Best effort: a leftover temp link is removed by the next start-up reconcile.
-            let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
-        })?;
-        stats.ops.symlink.fetch_add(1, Relaxed);
-        Ok(())
+            // Best effort: a leftover temp entry is removed by the next start-up reconcile.
+            let _ = unlinkat(dst_dir, tmp, UnlinkatFlags::NoRemoveDir);
+        })
     }
 
     /// Replicates a FIFO (named pipe) as a FIFO: mode, owner (as root) and mtime.
@@ -439,24 +452,7 @@ impl Ops {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(io_err)?;
-        let finish = || -> io::Result<()> {
-            if self.as_root {
-                fchownat(
-                    dst_dir,
-                    tmp.as_os_str(),
-                    Some(Uid::from_raw(meta.uid)),
-                    Some(Gid::from_raw(meta.gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(io_err)?;
-            }
-            self.set_mtime(dst_dir, &tmp, meta)?;
-            self.commit(dst_dir, &tmp, name, stats)
-        };
-        finish().inspect_err(|_| {
-            // Best effort, as for a symlink: the next start-up reconcile removes a leftover.
-            let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
-        })?;
+        self.place_special(dst_dir, &tmp, name, meta, stats)?;
         stats.ops.copy.fetch_add(1, Relaxed);
         Ok(())
     }
