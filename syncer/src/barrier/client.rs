@@ -28,6 +28,8 @@ struct Cookie {
 
 impl Drop for Cookie {
     fn drop(&mut self) {
+        // Either may be gone already (the ack is written only once the syncer saw the
+        // cookie); a cookie left behind is never replicated and costs nothing.
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_file(&self.ack);
     }

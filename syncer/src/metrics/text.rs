@@ -52,6 +52,7 @@ fn escape(value: &str) -> String {
 }
 
 pub fn render(families: &[Family]) -> String {
+    // Writing to a String cannot fail: the `let _ =` below drop an always-Ok result.
     let mut out = String::new();
     for family in families {
         let kind = match family.kind {
