@@ -41,12 +41,16 @@ _syncer() {
 
     case "${cmd}" in
         syncer)
-            opts="-v -q -h -V --backend --fanotify-unlimited-queue --exclude --once --status --metrics --fsync --password-file --bwlimit --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify wait help"
+            opts="-v -q -h -V --config --backend --fanotify-unlimited-queue --exclude --once --status --metrics --fsync --password-file --bwlimit --compress --inplace --streams --warm-clients --run-interval --rsync-timeout --strict --max-delete --backup-dir --backup-keep --allow-source-change --state-dir --jobs --batch-delay --max-batch --modify-quiet --modify-max-age --rescan-interval --max-links --verbose --quiet --help --version verify wait help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --backend)
                     COMPREPLY=($(compgen -W "auto inotify fanotify" -- "${cur}"))
                     return 0
@@ -88,6 +92,14 @@ _syncer() {
                     return 0
                     ;;
                 --max-delete)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-keep)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -187,7 +199,7 @@ _syncer() {
             return 0
             ;;
         syncer__subcmd__verify)
-            opts="-h -V --checksum --repair --all --exclude --password-file --state-dir --allow-source-change --help --version"
+            opts="-h -V --checksum --repair --all --exclude --password-file --state-dir --allow-source-change --backup-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,6 +214,10 @@ _syncer() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_syncer_global_optspecs
-    string join \n backend= fanotify-unlimited-queue exclude= once status= metrics= fsync password-file= bwlimit= compress inplace streams= warm-clients= run-interval= rsync-timeout= strict max-delete= allow-source-change state-dir= jobs= batch-delay= max-batch= modify-quiet= modify-max-age= rescan-interval= max-links= v/verbose q/quiet h/help V/version
+    string join \n config= backend= fanotify-unlimited-queue exclude= once status= metrics= fsync password-file= bwlimit= compress inplace streams= warm-clients= run-interval= rsync-timeout= strict max-delete= backup-dir= backup-keep= allow-source-change state-dir= jobs= batch-delay= max-batch= modify-quiet= modify-max-age= rescan-interval= max-links= v/verbose q/quiet h/help V/version
 end
 
 function __fish_syncer_needs_command
@@ -24,6 +24,7 @@ function __fish_syncer_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c syncer -n "__fish_syncer_needs_command" -l config -d 'Read SOURCE, the targets and every option from a TOML file instead, with options per target (own excludes, bandwidth, password file, delete cap, streams); keys are spelled as the options without the leading dashes. Beside it only --once, --allow-source-change, -v and -q may be given. SIGHUP reads the file again: excludes and the per-run options of targets change in place, and the subtrees that became included are compared; a bad or unsupported change is refused whole and logged' -r -F
 complete -c syncer -n "__fish_syncer_needs_command" -l backend -d 'Event backend' -r -f -a "auto\t'fanotify when it works for SOURCE\'s filesystem (root, fsid, file handles), else inotify'
 inotify\t'One inotify watch per directory'
 fanotify\t'One fanotify mark for SOURCE\'s whole filesystem (Linux 5.9+, root); exit 1 if unusable'"
@@ -37,6 +38,8 @@ complete -c syncer -n "__fish_syncer_needs_command" -l warm-clients -d 'rsync ta
 complete -c syncer -n "__fish_syncer_needs_command" -l run-interval -d 'rsync targets: least time between the starts of two runs while changes keep coming (an idle syncer starts at once). Bounds the runs of a storm to 20 per second' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l rsync-timeout -d 'rsync targets: I/O timeout of each run in seconds (rsync --timeout); a run silent this long plus 5 s is killed and retried' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l max-delete -d 'Delete at most N replica entries per target within any 60 s (a directory with 500 entries below it is 501); past that the syncer stops, exit 3, and deletes nothing more. Off by default. rsync targets then run one stream without warm clients, so the cap is exact' -r
+complete -c syncer -n "__fish_syncer_needs_command" -l backup-dir -d 'Keep what each target would lose: a replica entry deleted or replaced is moved to DIR/STAMP/its/path inside the replica instead (rsync --backup --backup-dir), STAMP being the UTC second of the batch. DIR is relative to the replica\'s root and excluded from syncing there (a SOURCE entry of that name is not replicated). Off by default' -r -F
+complete -c syncer -n "__fish_syncer_needs_command" -l backup-keep -d 'With --backup-dir: remove backup folders older than DAYS (checked every ten minutes; rsync targets too, through the daemon). Default: keep them all' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l state-dir -d 'Directory of the checkpoint file [default: $SYNCER_STATE_DIR, /var/lib/syncer as root, else $XDG_STATE_HOME/syncer]. Must be outside SOURCE and TARGET' -r -F
 complete -c syncer -n "__fish_syncer_needs_command" -l jobs -d 'Threads that copy file contents per target [default: number of CPUs]' -r
 complete -c syncer -n "__fish_syncer_needs_command" -l batch-delay -d 'Tuning: hold each batch until its oldest change is this old (ms). 0 applies at once when idle and lets batches grow only while busy' -r
@@ -62,6 +65,7 @@ complete -c syncer -n "__fish_syncer_needs_command" -a "help" -d 'Print this mes
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l exclude -d 'Paths not compared (as for a sync; give the same patterns)' -r
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l password-file -d 'rsync targets: file holding the daemon password. Default: $RSYNC_PASSWORD' -r -F
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l state-dir -d '--repair: the checkpoint directory (as for a sync)' -r -F
+complete -c syncer -n "__fish_syncer_using_subcommand verify" -l backup-dir -d 'The target\'s backup directory (as for a sync): not compared, and --repair keeps what it replaces or deletes there' -r -F
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l checksum -d 'Compare file contents too (local: both files read; rsync: rsync --checksum)'
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l repair -d 'Make TARGET equal where it differs (one sync, as `syncer --once`), then compare again: exit 0 when it is equal then'
 complete -c syncer -n "__fish_syncer_using_subcommand verify" -l all -d 'List every difference, not only the first 20'

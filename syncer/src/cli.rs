@@ -90,22 +90,34 @@ pub struct VerifyArgs {
     /// a sync).
     #[arg(long)]
     pub allow_source_change: bool,
+    /// The target's backup directory (as for a sync): not compared, and --repair keeps what
+    /// it replaces or deletes there.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
 }
 
 /// The replication's arguments: `syncer SOURCE TARGET... [OPTIONS]`.
 #[derive(Debug, Parser)]
 #[command(name = "syncer")]
 pub struct Args {
-    /// Directory to replicate. (An Option only so that `syncer verify ...` parses: clap
-    /// requires it whenever no subcommand is given.)
-    #[arg(required = true)]
+    /// Directory to replicate. (An Option only so that `syncer verify ...` and `--config`
+    /// parse: clap requires it whenever neither is given.)
+    #[arg(required_unless_present = "config")]
     pub source: Option<PathBuf>,
     /// Replicas: local directories (created if missing; not inside SOURCE, nor SOURCE inside
     /// them) or rsync daemon modules, `rsync://[USER@]HOST[:PORT]/MODULE[/PATH]` or
     /// `[USER@]HOST::MODULE[/PATH]`. Several targets are kept in sync at once, each with its
     /// own backlog, so a slow or dead one never delays the others.
-    #[arg(required = true, value_name = "TARGET")]
+    #[arg(required_unless_present = "config", value_name = "TARGET")]
     pub targets: Vec<PathBuf>,
+    /// Read SOURCE, the targets and every option from a TOML file instead, with options per
+    /// target (own excludes, bandwidth, password file, delete cap, streams); keys are spelled
+    /// as the options without the leading dashes. Beside it only --once,
+    /// --allow-source-change, -v and -q may be given. SIGHUP reads the file again: excludes
+    /// and the per-run options of targets change in place, and the subtrees that became
+    /// included are compared; a bad or unsupported change is refused whole and logged.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "targets"])]
+    pub config: Option<PathBuf>,
     /// Event backend.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
@@ -181,6 +193,16 @@ pub struct Args {
     /// cap is exact.
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
+    /// Keep what each target would lose: a replica entry deleted or replaced is moved to
+    /// DIR/STAMP/its/path inside the replica instead (rsync --backup --backup-dir), STAMP
+    /// being the UTC second of the batch. DIR is relative to the replica's root and excluded
+    /// from syncing there (a SOURCE entry of that name is not replicated). Off by default.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// With --backup-dir: remove backup folders older than DAYS (checked every ten minutes;
+    /// rsync targets too, through the daemon). Default: keep them all.
+    #[arg(long, value_name = "DAYS", requires = "backup_dir")]
+    pub backup_keep: Option<u64>,
     /// Start even though SOURCE is not the tree the replicas were made from (another
     /// filesystem or directory than at the last sync), or is empty while a replica is not.
     /// Without it the syncer refuses, exit code 3, and deletes nothing. Give it once, after

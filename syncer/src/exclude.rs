@@ -6,6 +6,7 @@
 //! entered, so everything below it is excluded too.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -47,6 +48,18 @@ impl Excludes {
         Self::new(&[]).expect("no patterns always build")
     }
 
+    /// The patterns as given.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// These patterns and `more` (a target's own on top of the global ones).
+    pub fn with(&self, more: &[String]) -> Result<Self, String> {
+        let mut all = self.patterns.clone();
+        all.extend(more.iter().filter(|p| !self.patterns.contains(p)).cloned());
+        Self::new(&all)
+    }
+
     /// True when `rel` itself matches (its ancestors were checked when they were entered).
     /// The barrier's cookies (`syncer wait`) are always excluded.
     pub fn is_excluded(&self, rel: &Path) -> bool {
@@ -84,6 +97,43 @@ impl Excludes {
         let top = rel.components().next().map(|c| Path::new(c.as_os_str()));
         top.is_some_and(crate::barrier::is_cookie)
             || (!self.empty && rel.ancestors().any(|ancestor| self.is_excluded(ancestor)))
+    }
+}
+
+/// Excludes that a reload (SIGHUP with `--config`) can replace while every thread reads
+/// them. Reads take a read lock for one match; a reload holds the write lock only to swap.
+#[derive(Debug)]
+pub struct ExcludeSet(RwLock<Arc<Excludes>>);
+
+impl ExcludeSet {
+    pub fn new(excludes: Excludes) -> Self {
+        Self(RwLock::new(Arc::new(excludes)))
+    }
+
+    /// The patterns in force now (a walk takes them once, so it sees one set throughout).
+    pub fn get(&self) -> Arc<Excludes> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `excludes` in force and returns the ones they replace.
+    pub fn replace(&self, excludes: Excludes) -> Arc<Excludes> {
+        let mut slot = self.0.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *slot, Arc::new(excludes))
+    }
+
+    pub fn is_excluded(&self, rel: &Path) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_excluded(rel)
+    }
+
+    pub fn covers(&self, rel: &Path) -> bool {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).covers(rel)
+    }
+
+    pub fn rsync_patterns(&self) -> Vec<String> {
+        self.get().rsync_patterns()
     }
 }
 

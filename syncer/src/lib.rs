@@ -23,6 +23,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod reconcile;
+pub mod reload;
 pub mod replica;
 pub mod scan;
 pub mod source;

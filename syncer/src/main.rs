@@ -1,6 +1,6 @@
 //! The `syncer` binary: parse and validate the command line, run the pipeline, exit.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use syncer::cli::{Cli, Command};
 use syncer::config::Config;
 use syncer::error::Error;
@@ -17,11 +17,12 @@ fn main() {
 }
 
 fn run() -> Result<i32, Error> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     match cli.command {
         Some(Command::Verify(args)) => syncer::verify::run(args),
         Some(Command::Wait(args)) => syncer::barrier::client::run(args),
-        None => syncer::pipeline::run(Config::from_args(cli.run)?),
+        None => syncer::pipeline::run(Config::from_cli(cli.run, &matches)?),
     }
 }
 

@@ -20,11 +20,13 @@ use crate::change::{Change, Mark};
 use crate::config::{Config, TargetSpec};
 use crate::control::Control;
 use crate::error::{EXIT_FAILURE, Error};
+use crate::exclude::ExcludeSet;
 use crate::guard::identity::check_recorded;
 use crate::guard::{DeleteBudget, SourceGuard, SourceIdentity, SourceLost};
 use crate::notify::{Notifier, Reporter};
 use crate::queue::shared::TargetQueue;
 use crate::reconcile::{Reconciler, Request};
+use crate::reload::{Reloadable, Reloader};
 use crate::replica::Target;
 use crate::replica::local::LocalTarget;
 use crate::replica::rsync::RsyncTarget;
@@ -42,6 +44,8 @@ struct Replica {
     state: StateFile,
     /// What the state file held at start: the checkpoint and which tree SOURCE was then.
     recorded: Option<Recorded>,
+    /// The global excludes and the target's own, shared with the target and its queue.
+    excludes: Arc<ExcludeSet>,
 }
 
 impl Replica {
@@ -53,34 +57,41 @@ impl Replica {
 
 fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replica>, Error> {
     let mut replicas = Vec::new();
-    for spec in &config.targets {
-        let budget = Arc::new(DeleteBudget::new(config.max_delete));
-        let target: Arc<dyn Target> = match spec {
+    for target_config in &config.targets {
+        let options = &target_config.options;
+        let excludes = Arc::new(ExcludeSet::new(target_config.excludes.clone()));
+        let budget = Arc::new(DeleteBudget::new(options.max_delete));
+        let target: Arc<dyn Target> = match &target_config.spec {
             TargetSpec::Local(path) => Arc::new(
-                LocalTarget::open(
-                    source.clone(),
-                    path,
-                    config.fsync,
-                    config.jobs,
-                    budget,
-                    config.bwlimit,
-                )
-                .map_err(|source| Error::Io {
-                    action: "open TARGET",
-                    path: path.clone(),
-                    source,
-                })?,
+                LocalTarget::open(source.clone(), excludes.clone(), path, options, budget)
+                    .map_err(|source| Error::Io {
+                        action: "open TARGET",
+                        path: path.clone(),
+                        source,
+                    })?,
             ),
             TargetSpec::Rsync(url) => Arc::new(RsyncTarget::new(
                 url.clone(),
                 source.clone(),
-                config.rsync.clone(),
+                excludes.clone(),
+                options,
                 budget,
             )),
         };
-        let state = StateFile::new(&config.state_dir, &config.source, &spec.name());
+        let state = StateFile::new(
+            &config.state_dir,
+            &config.source,
+            &target_config.spec.name(),
+        );
         let recorded = state.load();
-        let queue = Arc::new(TargetQueue::new(config.timing));
+        // Patterns beyond the global ones (its own, its backup directory): the queue drops
+        // what they cover, which the backend does not know of.
+        let own_patterns = target_config.excludes.patterns() != config.excludes.patterns();
+        let queue = Arc::new(TargetQueue::new(
+            config.timing,
+            excludes.clone(),
+            own_patterns,
+        ));
         queue
             .caught_up_unix_ns
             .store(recorded.map_or(0, |r| r.checkpoint), Relaxed);
@@ -89,6 +100,7 @@ fn open_replicas(config: &Config, source: &Arc<SourceTree>) -> Result<Vec<Replic
             queue,
             state,
             recorded,
+            excludes,
         });
     }
     Ok(replicas)
@@ -168,15 +180,27 @@ fn spawn<F: FnOnce() + Send + 'static>(name: &str, body: F) -> std::io::Result<J
         .spawn(body)
 }
 
+/// Waits for SIGINT, SIGTERM or SIGHUP. SIGHUP reloads the config file when there is one
+/// (`reload`) and is only logged without one: `systemctl reload` must never stop a service.
 fn spawn_signal_waiter(
     set: SigSet,
     control: Arc<Control>,
     backend: Option<Arc<dyn Backend>>,
     queues: Vec<Arc<TargetQueue>>,
     notifier: Arc<Notifier>,
+    mut reloader: Option<Reloader>,
 ) -> std::io::Result<()> {
     spawn("signals", move || {
-        if let Ok(signal) = set.wait() {
+        while let Ok(signal) = set.wait() {
+            if signal == Signal::SIGHUP {
+                match reloader.as_mut() {
+                    Some(reloader) => reloader.reload(),
+                    None => crate::warn!(
+                        "SIGHUP: nothing to read again (no --config); running on, stop with SIGTERM"
+                    ),
+                }
+                continue;
+            }
             notifier.stopping();
             crate::info!(
                 "{signal:?}: applying what is pending (at most {} s), then exiting",
@@ -189,6 +213,7 @@ fn spawn_signal_waiter(
             for queue in &queues {
                 queue.wake();
             }
+            return;
         }
     })
     .map(drop)
@@ -284,9 +309,7 @@ pub fn run(config: Config) -> Result<i32, Error> {
         .as_deref()
         .map(crate::metrics::bind)
         .transpose()?;
-    let stats = Arc::new(Stats::new(
-        config.targets.iter().map(TargetSpec::name).collect(),
-    ));
+    let stats = Arc::new(Stats::new(config.target_names()));
     let notifier = Arc::new(Notifier::from_env());
     stats.attach_source(source.clone());
     let control = Arc::new(Control::new(DRAIN_LIMIT));
@@ -312,19 +335,34 @@ pub fn run(config: Config) -> Result<i32, Error> {
     } else {
         Some(crate::backend::open(config.backend, &source, &stats)?)
     };
+    let reloader = config.file.is_some().then(|| Reloader {
+        running: config.clone(),
+        source: source.clone(),
+        backend: backend.clone(),
+        targets: replicas
+            .iter()
+            .map(|r| Reloadable {
+                target: r.target.clone(),
+                queue: r.queue.clone(),
+                excludes: r.excludes.clone(),
+            })
+            .collect(),
+        control: control.clone(),
+    });
     spawn_signal_waiter(
         signals,
         control.clone(),
         backend.clone(),
         queues.clone(),
         notifier.clone(),
+        reloader,
     )
     .map_err(|e| Error::thread("signal", e))?;
 
     let barriers = Arc::new(Barriers::new(
         config.state_dir.clone(),
         config.source.clone(),
-        config.targets.iter().map(TargetSpec::name).collect(),
+        config.target_names(),
     ));
     let mut appliers = Vec::new();
     for (index, replica) in replicas.iter().enumerate() {

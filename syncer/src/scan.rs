@@ -16,10 +16,11 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use crate::entry::{Kind, Meta, is_ancestor_gone, list_dir, split, stat_at};
+use crate::exclude::Excludes;
 use crate::links::Ino;
 use crate::source::SourceTree;
 use crate::sys::fs::open_dir_beneath;
@@ -36,6 +37,8 @@ pub struct Found {
 
 pub struct Compare<'a> {
     source: &'a SourceTree,
+    /// The target's excludes (the global ones and its own), as they were when it started.
+    excludes: Arc<Excludes>,
     target_root: BorrowedFd<'a>,
     changed_since_ns: Option<i128>,
     compare_owner: bool,
@@ -117,6 +120,7 @@ fn same_content_meta(src: &Meta, dst: &Meta, compare_owner: bool) -> bool {
 impl<'a> Compare<'a> {
     pub fn new(
         source: &'a SourceTree,
+        excludes: Arc<Excludes>,
         target_root: BorrowedFd<'a>,
         changed_since_ns: Option<i128>,
         compare_owner: bool,
@@ -124,6 +128,7 @@ impl<'a> Compare<'a> {
     ) -> Self {
         Self {
             source,
+            excludes,
             target_root,
             changed_since_ns,
             compare_owner,
@@ -245,7 +250,7 @@ impl<'a> Compare<'a> {
         let mut seen = HashSet::with_capacity(entries.len());
         for (name, _) in entries {
             let child = rel.join(&name);
-            if self.source.excludes.is_excluded(&child) {
+            if self.excludes.is_excluded(&child) {
                 seen.insert(name);
                 continue;
             }
@@ -294,7 +299,7 @@ impl<'a> Compare<'a> {
                     for (name, _) in names {
                         if !seen.contains(&name) {
                             let child = rel.join(&name);
-                            if !self.source.excludes.is_excluded(&child) {
+                            if !self.excludes.is_excluded(&child) {
                                 self.push(child);
                             }
                         }

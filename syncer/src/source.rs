@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::exclude::Excludes;
+use crate::exclude::{ExcludeSet, Excludes};
 use crate::links::Links;
 use crate::sys::fs::open_dir_beneath;
 
@@ -15,7 +15,8 @@ pub struct SourceTree {
     /// Absolute, canonical path (for inotify_add_watch and messages).
     pub abs: PathBuf,
     pub root: OwnedFd,
-    pub excludes: Excludes,
+    /// The global excludes (every target's own come on top, in its queue and walks).
+    pub excludes: ExcludeSet,
     /// What is known of the source's hard links (see `links`).
     pub links: Links,
 }
@@ -34,7 +35,7 @@ impl SourceTree {
         Ok(Self {
             abs,
             root,
-            excludes,
+            excludes: ExcludeSet::new(excludes),
             links: Links::new(link_cap),
         })
     }

@@ -1,5 +1,5 @@
 //! `harness list`: a folder in, each scenario file in it with the first line of its
-//! description out (an invalid one with its error).
+//! description out (an invalid one with its error; a `harness chaos` storm file as such).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,13 @@ pub fn list(dir: &Path) -> Result<String, String> {
     files.sort();
     let mut out = String::new();
     for f in files {
+        if let Some(description) = chaos_description(&f) {
+            let stem = f
+                .file_stem()
+                .map_or(String::new(), |x| x.to_string_lossy().into_owned());
+            out.push_str(&format!("{stem:<16} (harness chaos) {description}\n"));
+            continue;
+        }
         match scenario::load(&f) {
             Ok(s) => out.push_str(&format!(
                 "{:<16} {}\n",
@@ -35,4 +42,16 @@ pub fn list(dir: &Path) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// A random-operation storm file (it has a `[storm]` table): run by `harness chaos`, not
+/// `harness run`, so listed as such rather than as an invalid scenario.
+fn chaos_description(file: &Path) -> Option<String> {
+    let table: toml::Table = std::fs::read_to_string(file).ok()?.parse().ok()?;
+    table.get("storm")?.as_table()?;
+    let description = table
+        .get("description")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("");
+    Some(description.lines().next().unwrap_or("").to_string())
 }

@@ -8,12 +8,16 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 
+const NO_LIMIT: u64 = u64::MAX;
+
 pub struct DeleteBudget {
-    limit: Option<u64>,
+    /// `NO_LIMIT`: no cap. A reload (SIGHUP with `--config`) may change it.
+    limit: AtomicU64,
     /// Deletes in the window, oldest first.
     spent: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -46,13 +50,19 @@ impl std::error::Error for DeleteRefused {}
 impl DeleteBudget {
     pub fn new(limit: Option<u64>) -> Self {
         Self {
-            limit,
+            limit: AtomicU64::new(limit.unwrap_or(NO_LIMIT)),
             spent: Mutex::new(VecDeque::new()),
         }
     }
 
     pub fn limit(&self) -> Option<u64> {
-        self.limit
+        let limit = self.limit.load(Relaxed);
+        (limit != NO_LIMIT).then_some(limit)
+    }
+
+    /// Puts another cap in force; what was spent within the window stays spent.
+    pub fn set_limit(&self, limit: Option<u64>) {
+        self.limit.store(limit.unwrap_or(NO_LIMIT), Relaxed);
     }
 
     fn spent_since(&self, now: Instant) -> std::sync::MutexGuard<'_, VecDeque<(Instant, u64)>> {
@@ -68,7 +78,7 @@ impl DeleteBudget {
 
     /// Entries that may still be deleted now (None: no cap).
     pub fn remaining_at(&self, now: Instant) -> Option<u64> {
-        let limit = self.limit?;
+        let limit = self.limit()?;
         let used: u64 = self.spent_since(now).iter().map(|(_, n)| n).sum();
         Some(limit.saturating_sub(used))
     }
@@ -79,7 +89,7 @@ impl DeleteBudget {
 
     /// Takes `n` entries, or refuses (taking none) when fewer remain.
     pub fn take_at(&self, n: u64, now: Instant, target: &str) -> Result<(), DeleteRefused> {
-        let Some(limit) = self.limit else {
+        let Some(limit) = self.limit() else {
             return Ok(());
         };
         let mut spent = self.spent_since(now);
@@ -101,7 +111,7 @@ impl DeleteBudget {
     /// Records `n` entries another process already deleted (an rsync run under its own
     /// `--max-delete`).
     pub fn spent(&self, n: u64) {
-        if self.limit.is_some() && n > 0 {
+        if self.limit().is_some() && n > 0 {
             let now = Instant::now();
             self.spent_since(now).push_back((now, n));
         }

@@ -68,7 +68,7 @@ struct Flight {
 }
 
 /// Batching and deferral knobs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     /// A Modified-only path is applied once it has been quiet this long.
     pub quiet_ns: u64,

@@ -3,6 +3,7 @@
 //! debt: chunks are small (a tenth of a second's worth), so the rate holds within a chunk.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// At most this much unspent allowance builds up while idle (a quarter second's worth).
@@ -10,28 +11,51 @@ const BURST_SECONDS: f64 = 0.25;
 
 #[derive(Debug)]
 pub struct Bandwidth {
-    bytes_per_sec: u64,
+    /// 0: no limit. A reload (SIGHUP with `--config`) may change it while copies run.
+    bytes_per_sec: AtomicU64,
     /// Allowance left (negative: owed) and when it was last topped up.
     state: Mutex<(f64, Instant)>,
 }
 
 impl Bandwidth {
-    pub fn new(bytes_per_sec: u64) -> Self {
-        let rate = bytes_per_sec.max(1);
+    /// No limit until `set_rate`.
+    pub fn unlimited() -> Self {
         Self {
-            bytes_per_sec: rate,
-            state: Mutex::new((rate as f64 * BURST_SECONDS, Instant::now())),
+            bytes_per_sec: AtomicU64::new(0),
+            state: Mutex::new((0.0, Instant::now())),
         }
+    }
+
+    pub fn new(bytes_per_sec: u64) -> Self {
+        let bandwidth = Self::unlimited();
+        bandwidth.set_rate(Some(bytes_per_sec));
+        bandwidth
+    }
+
+    /// Puts a new rate in force (None: unlimited), starting from a full burst allowance.
+    pub fn set_rate(&self, bytes_per_sec: Option<u64>) {
+        let rate = bytes_per_sec.map_or(0, |r| r.max(1));
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *state = (rate as f64 * BURST_SECONDS, Instant::now());
+        self.bytes_per_sec.store(rate, Relaxed);
+    }
+
+    /// Itself while a rate is set.
+    pub fn limited(&self) -> Option<&Self> {
+        (self.bytes_per_sec.load(Relaxed) > 0).then_some(self)
     }
 
     /// Bytes to copy between two `spend`s.
     pub fn chunk(&self) -> usize {
-        (self.bytes_per_sec / 10).clamp(4096, 1 << 20) as usize
+        (self.bytes_per_sec.load(Relaxed) / 10).clamp(4096, 1 << 20) as usize
     }
 
     /// Takes `bytes` from the allowance, sleeping while it is overdrawn.
     pub fn spend(&self, bytes: u64) {
-        let rate = self.bytes_per_sec as f64;
+        let rate = self.bytes_per_sec.load(Relaxed) as f64;
+        if rate == 0.0 {
+            return;
+        }
         let wait = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -53,7 +77,7 @@ impl Bandwidth {
 pub fn parse_rate(text: &str) -> Result<u64, String> {
     let bad = || {
         format!(
-            "--bwlimit {text:?}: give bytes per second as a number of KiB (as rsync does) or with K, M or G, e.g. 500K or 10M"
+            "{text:?}: give bytes per second as a number of KiB (as rsync does) or with K, M or G, e.g. 500K or 10M"
         )
     };
     let trimmed = text.trim().trim_end_matches("/s");

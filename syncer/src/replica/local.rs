@@ -16,10 +16,12 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+use super::backup::Backup;
 use super::local_ops::{Copied, Ops};
-use super::{Outcome, Target, Trouble, is_transient};
+use super::{Outcome, Target, TargetOptions, Trouble, is_transient};
 use crate::change::Rename;
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
+use crate::exclude::ExcludeSet;
 use crate::guard::{DeleteBudget, DeleteRefused};
 use crate::links::resolve::{self, Group};
 use crate::queue::pending::Batch;
@@ -37,6 +39,8 @@ const DIR_CACHE: usize = 64;
 pub struct LocalTarget {
     name: String,
     source: Arc<SourceTree>,
+    /// The global excludes and the target's own (a reload replaces them).
+    excludes: Arc<ExcludeSet>,
     root: OwnedFd,
     ops: Ops,
     pool: rayon::ThreadPool,
@@ -80,11 +84,10 @@ impl DirCache {
 impl LocalTarget {
     pub fn open(
         source: Arc<SourceTree>,
+        excludes: Arc<ExcludeSet>,
         abs: &Path,
-        fsync: bool,
-        jobs: usize,
+        options: &TargetOptions,
         budget: Arc<DeleteBudget>,
-        bwlimit: Option<u64>,
     ) -> io::Result<Self> {
         std::fs::create_dir_all(abs)?;
         let root = nix::fcntl::open(
@@ -96,18 +99,22 @@ impl LocalTarget {
         )
         .map_err(crate::sys::errno::to_io)?;
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs.max(1))
+            .num_threads(options.jobs.max(1))
             .thread_name(|i| format!("apply-{i}"))
             .start_handler(|_| crate::sys::sched::become_worker())
             .build()
             .map_err(io::Error::other)?;
         let name = abs.display().to_string();
-        let mut ops = Ops::new(fsync, budget, name.clone());
-        ops.bandwidth = bwlimit.map(super::bandwidth::Bandwidth::new);
+        let mut ops = Ops::new(options.fsync, budget, name.clone());
+        ops.bandwidth.set_rate(options.bwlimit);
+        if let Some(dir) = &options.backup_dir {
+            ops.backup = Some(Backup::new(root.as_fd(), dir.clone(), options.backup_keep)?);
+        }
         Ok(Self {
             ops,
             name,
             source,
+            excludes,
             root,
             pool,
             reported: Mutex::new(HashSet::new()),
@@ -238,6 +245,7 @@ impl LocalTarget {
                 split(&rename.to).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
             let from_dir = open_dir_beneath(self.root.as_fd(), from_parent)?;
             let to_dir = self.ensure_target_dir(to_parent, stats)?;
+            self.ops.set_aside(to_dir.as_fd(), to_name)?;
             match nix::fcntl::renameat(from_dir.as_fd(), from_name, to_dir.as_fd(), to_name) {
                 Ok(()) => Ok(false),
                 Err(
@@ -445,6 +453,7 @@ impl LocalTarget {
             files.iter().map(|(p, m)| (p.to_path_buf(), *m)).collect();
         let groups: Vec<Group> = resolve::groups(&self.source, &stated)
             .into_iter()
+            .map(|g| self.without_excluded(g))
             .filter(|g| g.names.len() > 1)
             .collect();
         let grouped: HashSet<&Path> = groups
@@ -480,9 +489,18 @@ impl LocalTarget {
         let in_batch: HashSet<&Path> = files.iter().map(|(p, _)| *p).collect();
         resolve::orphaned(&self.source, held, &handled)
             .into_iter()
+            .map(|g| self.without_excluded(g))
+            .filter(|g| !g.names.is_empty())
             .filter(|g| !g.names.iter().any(|n| in_batch.contains(n.as_path())))
             .filter(|g| self.replica_differs(g))
             .collect()
+    }
+
+    /// The group without the names this target excludes (the source index holds every name
+    /// the global excludes leave; a target's own patterns may drop more of them).
+    fn without_excluded(&self, mut group: Group) -> Group {
+        group.names.retain(|name| !self.excludes.covers(name));
+        group
     }
 
     /// Whether the replica's copies of a group's names differ from the source's file, or are
@@ -656,7 +674,15 @@ impl Target for LocalTarget {
         crate::sys::fs::has_entries(self.root.as_fd())
     }
 
+    fn reconfigure(&self, options: &TargetOptions) {
+        self.ops.bandwidth.set_rate(options.bwlimit);
+        self.ops.budget().set_limit(options.max_delete);
+    }
+
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
+        if let Some(backup) = &self.ops.backup {
+            backup.begin_batch();
+        }
         let mut outcome = Outcome::default();
         let mut extra = Vec::new();
         let mut renames = batch.renames.iter().peekable();
@@ -696,7 +722,7 @@ impl Target for LocalTarget {
         let mut dirs = Vec::new();
         let (mut sources, mut targets) = (DirCache(HashMap::new()), DirCache(HashMap::new()));
         for rel in paths {
-            if self.source.excludes.covers(rel) {
+            if self.excludes.covers(rel) {
                 continue;
             }
             match self.apply_structure(rel, &mut sources, &mut targets, stats) {
@@ -741,8 +767,12 @@ impl Target for LocalTarget {
         changed_since_ns: Option<i128>,
         progress: &AtomicU64,
     ) -> Result<Found, Trouble> {
+        if let Some(backup) = &self.ops.backup {
+            backup.begin_batch();
+        }
         let compare = Compare::new(
             &self.source,
+            self.excludes.get(),
             self.root.as_fd(),
             changed_since_ns,
             self.ops.as_root,

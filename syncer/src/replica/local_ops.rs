@@ -14,6 +14,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::linkat;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, symlinkat, unlinkat};
 
+use super::backup::Backup;
 use super::bandwidth::Bandwidth;
 use crate::entry::{Kind, Meta, list_dir, stat_at, stat_fd};
 use crate::guard::DeleteBudget;
@@ -47,7 +48,9 @@ pub struct Ops {
     clone_works: AtomicBool,
     tmp_counter: AtomicU64,
     /// `--bwlimit`: bytes copied are spent from it (a clone moves none).
-    pub bandwidth: Option<Bandwidth>,
+    pub bandwidth: Bandwidth,
+    /// `--backup-dir`: what would be deleted or replaced is moved there instead.
+    pub backup: Option<Backup>,
 }
 
 fn io_err(err: nix::errno::Errno) -> io::Error {
@@ -59,6 +62,11 @@ fn timespec(t: (i64, i64)) -> TimeSpec {
 }
 
 impl Ops {
+    /// The `--max-delete` window every unlink of this target is taken from.
+    pub fn budget(&self) -> &DeleteBudget {
+        &self.budget
+    }
+
     pub fn new(fsync: bool, budget: Arc<DeleteBudget>, target: String) -> Self {
         Self {
             fsync,
@@ -67,7 +75,8 @@ impl Ops {
             as_root: nix::unistd::geteuid().is_root(),
             clone_works: AtomicBool::new(true),
             tmp_counter: AtomicU64::new(0),
-            bandwidth: None,
+            bandwidth: Bandwidth::unlimited(),
+            backup: None,
         }
     }
 
@@ -88,6 +97,16 @@ impl Ops {
         let Some(meta) = stat_at(dir, name)? else {
             return Ok(());
         };
+        if let Some(backup) = self.backup_of(name) {
+            // Kept, not deleted: every entry still counts against --max-delete.
+            let entries = count_entries(dir, name, &meta)?;
+            self.budget
+                .take(entries, &self.target)
+                .map_err(io::Error::other)?;
+            backup.stash(dir, name, name)?;
+            stats.ops.delete.fetch_add(entries, Relaxed);
+            return Ok(());
+        }
         if meta.kind == Kind::Dir {
             match openat(
                 dir,
@@ -113,6 +132,24 @@ impl Ops {
         Ok(())
     }
 
+    /// The backup, unless `name` is one of the syncer's own temp names (never worth keeping).
+    fn backup_of(&self, name: &OsStr) -> Option<&Backup> {
+        let temp = name.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes());
+        self.backup.as_ref().filter(|_| !temp)
+    }
+
+    /// With `--backup-dir`, moves a non-directory entry at `name` to the backup before
+    /// something is renamed over it (a directory in the way is removed, so backed up, by
+    /// the caller's `remove_tree`).
+    pub fn set_aside(&self, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+        if let Some(backup) = self.backup_of(name)
+            && stat_at(dir, name)?.is_some_and(|m| m.kind != Kind::Dir)
+        {
+            backup.stash(dir, name, name)?;
+        }
+        Ok(())
+    }
+
     fn take_one(&self) -> io::Result<()> {
         self.budget.take(1, &self.target).map_err(io::Error::other)
     }
@@ -125,6 +162,26 @@ impl Ops {
         name: &OsStr,
         stats: &TargetStats,
     ) -> io::Result<()> {
+        if let Some(backup) = self.backup_of(name)
+            && stat_at(dir, name)?.is_some_and(|m| m.kind != Kind::Dir)
+        {
+            // Swapped, then the old entry (now under the temp name) moved to the backup: a
+            // reader finds the old or the new content under `name`, never nothing.
+            nix::fcntl::renameat2(
+                dir,
+                tmp,
+                dir,
+                name,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .map_err(io_err)?;
+            // A copy of what the replica held already (a name marked again after its rename
+            // was applied) replaced nothing: no backup of it.
+            if same_file_content(dir, tmp, name)? {
+                return unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir).map_err(io_err);
+            }
+            return backup.stash(dir, tmp, name);
+        }
         match renameat(dir, tmp, dir, name) {
             Ok(()) => Ok(()),
             Err(
@@ -265,13 +322,13 @@ impl Ops {
             }
         }
         let mut total = 0u64;
-        let chunk = self.bandwidth.as_ref().map_or(1 << 30, Bandwidth::chunk);
+        let chunk = self.bandwidth.limited().map_or(1 << 30, Bandwidth::chunk);
         loop {
             match copy_range(src.as_fd(), dst.as_fd(), chunk) {
                 Ok(0) => return Ok(total),
                 Ok(n) => {
                     total += n as u64;
-                    if let Some(limit) = &self.bandwidth {
+                    if let Some(limit) = self.bandwidth.limited() {
                         limit.spend(n as u64);
                     }
                 }
@@ -282,7 +339,7 @@ impl Ops {
                             Some(libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS)
                         ) =>
                 {
-                    return read_write(src, dst, self.bandwidth.as_ref());
+                    return read_write(src, dst, self.bandwidth.limited());
                 }
                 Err(err) => return Err(err),
             }
@@ -456,6 +513,68 @@ impl Ops {
         stats.ops.copy.fetch_add(1, Relaxed);
         Ok(())
     }
+}
+
+/// Whether two regular files in `dir` hold the same bytes with the same mode and mtime
+/// (read only when size, mode and mtime already agree).
+fn same_file_content(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr) -> io::Result<bool> {
+    use std::io::Read;
+    let (Some(ma), Some(mb)) = (stat_at(dir, a)?, stat_at(dir, b)?) else {
+        return Ok(false);
+    };
+    let meta_same = ma.kind == Kind::File
+        && mb.kind == Kind::File
+        && (ma.size, ma.mode, ma.mtime, ma.uid, ma.gid)
+            == (mb.size, mb.mode, mb.mtime, mb.uid, mb.gid);
+    if !meta_same {
+        return Ok(false);
+    }
+    let open = |name: &OsStr| -> io::Result<std::fs::File> {
+        let fd = openat(
+            dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        Ok(std::fs::File::from(fd))
+    };
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(fb.read(&mut bb[..1])? == 0);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Entries `remove_tree` would unlink for `name`: itself and, for a directory, all below.
+fn count_entries(dir: BorrowedFd<'_>, name: &OsStr, meta: &Meta) -> io::Result<u64> {
+    if meta.kind != Kind::Dir {
+        return Ok(1);
+    }
+    let sub = match openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(sub) => sub,
+        Err(nix::errno::Errno::ENOENT) => return Ok(1),
+        Err(err) => return Err(io_err(err)),
+    };
+    let mut total = 1;
+    for (child, _) in list_dir(&sub)? {
+        if let Some(child_meta) = stat_at(sub.as_fd(), &child)? {
+            total += count_entries(sub.as_fd(), &child, &child_meta)?;
+        }
+    }
+    Ok(total)
 }
 
 fn ignore_enoent(err: nix::errno::Errno) -> Result<(), io::Error> {

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
 use crate::queue::pending::{Batch, RescanJob};
+use crate::replica::rsync::RsyncOptions;
 use crate::scan::Found;
 use crate::stats::TargetStats;
 
+pub mod backup;
 pub mod bandwidth;
 pub mod local;
 mod local_ops;
@@ -17,6 +19,26 @@ mod rsync_links;
 mod rsync_plan;
 pub mod rsync_run;
 pub mod rsync_url;
+
+/// What each target can set for itself (in a config file's `[[target]]` table; on the
+/// command line every target gets the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOptions {
+    /// This target's own patterns, on top of the global ones.
+    pub exclude: Vec<String>,
+    /// `--bwlimit`: bytes per second (also in `rsync`, which splits it over its streams).
+    pub bwlimit: Option<u64>,
+    /// `--max-delete`: entries per minute.
+    pub max_delete: Option<u64>,
+    pub fsync: bool,
+    /// Copy threads (local targets).
+    pub jobs: usize,
+    /// `--backup-dir`: relative to the replica root (`backup`).
+    pub backup_dir: Option<PathBuf>,
+    /// `--backup-keep`: days a backup folder is kept.
+    pub backup_keep: Option<u64>,
+    pub rsync: RsyncOptions,
+}
 
 /// What a batch left to do.
 #[derive(Debug, Default)]
@@ -91,6 +113,11 @@ pub trait Target: Send + Sync {
     /// Whether the replica holds any entry at all. Asked at start when SOURCE is empty but an
     /// earlier sync was recorded: syncing then would delete everything (`guard`).
     fn holds_entries(&self) -> io::Result<bool>;
+
+    /// Puts changed options in force (a reload, SIGHUP with `--config`): only those that
+    /// `config::reload` lets change while running (bandwidth, delete cap, per-run rsync
+    /// options); the next batch uses them.
+    fn reconfigure(&self, options: &TargetOptions);
 
     /// Makes every path of the batch in the replica equal to the source as it is now.
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome;

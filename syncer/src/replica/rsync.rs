@@ -27,15 +27,16 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::rsync_links::DaemonLinks;
 use super::rsync_plan::{ListKind, Paths, RunPlan, Runs, WHOLE_DIR_MIN, contents_of};
 use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
-use super::{Outcome, Target, Trouble};
+use super::{Outcome, Target, TargetOptions, Trouble};
 use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at};
+use crate::exclude::ExcludeSet;
 use crate::guard::{DeleteBudget, DeleteRefused};
 use crate::links::resolve;
 use crate::queue::pending::Batch;
@@ -55,7 +56,7 @@ const SWEEP_MIN: usize = 32;
 /// which errs toward listing).
 const DIRENT_BYTES: u64 = 24;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RsyncOptions {
     pub password_file: Option<PathBuf>,
     pub compress: bool,
@@ -77,11 +78,16 @@ pub struct RsyncTarget {
     name: String,
     url: RsyncUrl,
     source: Arc<SourceTree>,
-    options: RsyncOptions,
+    /// The global excludes and the target's own (a reload replaces them).
+    excludes: Arc<ExcludeSet>,
+    /// Read once per run: a reload swaps them between runs.
+    options: RwLock<Arc<RsyncOptions>>,
+    /// `--backup-dir` (relative to the module's root) and `--backup-keep`.
+    backup_dir: Option<PathBuf>,
+    backup_keep: Option<u64>,
+    last_prune: Mutex<Option<Instant>>,
     /// When the current failing streak began.
     down_since: Mutex<Option<Instant>>,
-    /// Neither --password-file nor RSYNC_PASSWORD was given.
-    no_password: bool,
     /// Clients started ahead of need (see `rsync_run::Started`), each for one kind of run.
     warm: Mutex<Vec<WarmClient>>,
     /// Names the daemon may hold linked with another name: never written in place.
@@ -107,26 +113,47 @@ enum Checked {
 }
 
 impl RsyncTarget {
-    pub fn new(
-        url: RsyncUrl,
-        source: Arc<SourceTree>,
-        mut options: RsyncOptions,
-        budget: Arc<DeleteBudget>,
-    ) -> Self {
+    /// Under `--max-delete` each run's `--max-delete=` is what the window has left when it
+    /// starts: a client started ahead, or a second stream running at once, would be given
+    /// the same allowance again. So: one stream, no warm clients.
+    fn capped(mut options: RsyncOptions, budget: &DeleteBudget) -> RsyncOptions {
         if budget.limit().is_some() {
-            // Each run's --max-delete is what the window has left when it starts: a client
-            // started ahead, or a second stream running at once, would be given the same
-            // allowance again.
             options.warm_clients = 0;
             options.streams = 1;
         }
+        options
+    }
+
+    /// The options in force for the run about to start.
+    fn options(&self) -> Arc<RsyncOptions> {
+        self.options
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Neither a password file nor RSYNC_PASSWORD: rsync must not stop to ask.
+    fn no_password(&self) -> bool {
+        self.options().password_file.is_none() && std::env::var_os("RSYNC_PASSWORD").is_none()
+    }
+
+    pub fn new(
+        url: RsyncUrl,
+        source: Arc<SourceTree>,
+        excludes: Arc<ExcludeSet>,
+        target_options: &TargetOptions,
+        budget: Arc<DeleteBudget>,
+    ) -> Self {
+        let options = Self::capped(target_options.rsync.clone(), &budget);
         Self {
+            backup_dir: target_options.backup_dir.clone(),
+            backup_keep: target_options.backup_keep,
+            last_prune: Mutex::new(None),
             budget,
             name: url.to_string(),
             url,
-            no_password: options.password_file.is_none()
-                && std::env::var_os("RSYNC_PASSWORD").is_none(),
-            options,
+            excludes,
+            options: RwLock::new(Arc::new(options)),
             down_since: Mutex::new(None),
             warm: Mutex::new(Vec::new()),
             daemon_links: Mutex::new(DaemonLinks::new(source.links.cap())),
@@ -168,23 +195,24 @@ impl RsyncTarget {
     /// Options every run shares. The password travels in RSYNC_PASSWORD or the file, never
     /// on the command line or in a log.
     fn common_args(&self) -> Vec<OsString> {
+        let options = self.options();
         let mut args: Vec<OsString> = vec![
             "-a".into(),
             "--stats".into(),
             // Loopback runs cost ~185 ms without it (Nagle + delayed ACK), ~55 ms with it.
             "--sockopts=TCP_NODELAY".into(),
-            format!("--timeout={}", self.options.timeout_secs).into(),
-            format!("--contimeout={}", self.options.timeout_secs.min(10)).into(),
+            format!("--timeout={}", options.timeout_secs).into(),
+            format!("--contimeout={}", options.timeout_secs.min(10)).into(),
             // Quick checks compare mtimes to the nanosecond (receiver rsync >= 3.1.3); by
             // default rsync compares whole seconds and skips same-size rewrites within one.
             "--modify-window=-1".into(),
         ];
-        if self.options.compress {
+        if options.compress {
             args.push("--compress".into());
         }
-        if let Some(rate) = self.options.bwlimit {
+        if let Some(rate) = options.bwlimit {
             // Up to `streams` runs transfer at once (a warm client is one of them).
-            let per_run_kib = (rate / 1024 / self.options.streams.max(1) as u64).max(1);
+            let per_run_kib = (rate / 1024 / options.streams.max(1) as u64).max(1);
             args.push(format!("--bwlimit={per_run_kib}").into());
         }
         // What the window has left: rsync stops deleting there. `--info=del1` makes the
@@ -194,16 +222,130 @@ impl RsyncTarget {
             args.push(format!("--max-delete={left}").into());
             args.push("--info=del1".into());
         }
-        if let Some(file) = &self.options.password_file {
+        if let Some(file) = &options.password_file {
             let mut arg = OsString::from("--password-file=");
             arg.push(file);
+            args.push(arg);
+        }
+        if let Some(dir) = &self.backup_dir {
+            // Relative to the destination, which every run names as the module's root (with
+            // --relative for subtrees); the target's excludes hold DIR, so --delete spares it.
+            let mut arg = OsString::from("--backup-dir=");
+            arg.push(dir.join(crate::replica::backup::stamp(std::time::SystemTime::now())));
+            args.push("--backup".into());
             args.push(arg);
         }
         args
     }
 
+    /// `--backup-keep`: removes the daemon's backup folders older than the retention, at
+    /// most every ten minutes. They are listed (`--list-only`), then named as missing
+    /// arguments (`--delete-missing-args`), which the daemon deletes; nothing else is named.
+    fn prune_backups(&self) {
+        let (Some(dir), Some(days)) = (&self.backup_dir, self.backup_keep) else {
+            return;
+        };
+        {
+            let mut last = self.last_prune.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(600)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        // Named from SOURCE's side: a SOURCE entry of that name would be sent, not deleted.
+        if std::fs::symlink_metadata(self.source.abs.join(dir)).is_ok() {
+            crate::warn!(
+                "{}: --backup-keep skipped: SOURCE has an entry named {dir:?} too",
+                self.name
+            );
+            return;
+        }
+        let cutoff = crate::replica::backup::stamp(
+            std::time::SystemTime::now() - Duration::from_secs(days * 86_400),
+        );
+        let options = self.options();
+        let mut base: Vec<OsString> = vec![
+            format!("--timeout={}", options.timeout_secs).into(),
+            format!("--contimeout={}", options.timeout_secs.min(10)).into(),
+        ];
+        if let Some(file) = &options.password_file {
+            let mut arg = OsString::from("--password-file=");
+            arg.push(file);
+            base.push(arg);
+        }
+        let mut list = base.clone();
+        list.push("--list-only".into());
+        list.push(format!("{}{}/", self.url.destination(), dir.display()).into());
+        let listing = match run(
+            &list,
+            None,
+            &self.source.abs,
+            self.stall(),
+            self.no_password(),
+        ) {
+            Ok(result) if result.code == Some(0) => result.stdout,
+            // No backup made yet: rsync exits 23 for the missing folder.
+            Ok(_) => return,
+            Err(err) => {
+                crate::warn!(
+                    "{}: --backup-keep: cannot list the backups: {err}",
+                    self.name
+                );
+                return;
+            }
+        };
+        let old: Vec<&str> = listing
+            .lines()
+            .filter_map(|line| line.split_whitespace().last())
+            .filter(|name| crate::replica::backup::is_stamp(name) && **name < *cutoff)
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        let mut delete = base;
+        delete.extend(
+            [
+                "--from0",
+                "--files-from=-",
+                "--delete-missing-args",
+                "--force",
+                "-d",
+            ]
+            .map(OsString::from),
+        );
+        delete.push(".".into());
+        delete.push(self.url.destination().into());
+        let mut input = Vec::new();
+        for name in &old {
+            input.extend_from_slice(dir.join(name).as_os_str().as_bytes());
+            input.push(0);
+        }
+        match run(
+            &delete,
+            Some(input),
+            &self.source.abs,
+            self.stall(),
+            self.no_password(),
+        ) {
+            Ok(result) if result.code == Some(0) => {
+                crate::info!(
+                    "{}: removed {} backup folders older than {days} days",
+                    self.name,
+                    old.len()
+                );
+            }
+            Ok(result) => crate::warn!(
+                "{}: --backup-keep: rsync exit {:?}: {}",
+                self.name,
+                result.code,
+                result.stderr.trim()
+            ),
+            Err(err) => crate::warn!("{}: --backup-keep: {err}", self.name),
+        }
+    }
+
     fn stall(&self) -> Duration {
-        Duration::from_secs(self.options.timeout_secs + 5)
+        Duration::from_secs(self.options().timeout_secs + 5)
     }
 
     /// The arguments of a `--files-from` run of `kind` (the list comes NUL-separated on stdin).
@@ -212,7 +354,7 @@ impl RsyncTarget {
         // Names of one inode listed in one run become names of one inode on the daemon.
         args.push("-H".into());
         let in_place = match kind {
-            ListKind::Changed => self.options.inplace,
+            ListKind::Changed => self.options().inplace,
             ListKind::New => true,
             ListKind::Linked | ListKind::Siblings => false,
         };
@@ -233,7 +375,7 @@ impl RsyncTarget {
             // Sent only where they differ: most are just the names an unlink left.
         } else if kind == ListKind::New {
             // rsync may read whole directories itself: keep it off the excluded names.
-            for pattern in self.source.excludes.rsync_patterns() {
+            for pattern in self.excludes.rsync_patterns() {
                 args.push(format!("--exclude={pattern}").into());
             }
         } else {
@@ -260,14 +402,14 @@ impl RsyncTarget {
     /// before its handshake is done. Clients of the other kind stay until they age out, or
     /// make room when the pool would hold more than twice the number.
     fn refill_warm(&self, kind: ListKind) {
-        self.warm_up(kind, self.options.warm_clients);
+        self.warm_up(kind, self.options().warm_clients);
     }
 
     /// Starts clients of `kind` until the pool holds `wanted` of them.
     fn warm_up(&self, kind: ListKind, wanted: usize) {
         let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
         while pool.iter().filter(|c| c.kind == kind).count() < wanted {
-            if pool.len() >= 2 * self.options.warm_clients
+            if pool.len() >= 2 * self.options().warm_clients
                 && let Some(other) = pool.iter().position(|c| c.kind != kind)
             {
                 pool.remove(other);
@@ -276,7 +418,7 @@ impl RsyncTarget {
                 &self.list_args(kind),
                 true,
                 &self.source.abs,
-                self.no_password,
+                self.no_password(),
             ) {
                 Ok(started) => pool.push(WarmClient { kind, started }),
                 Err(err) => {
@@ -301,7 +443,7 @@ impl RsyncTarget {
                 &self.list_args(kind),
                 true,
                 &self.source.abs,
-                self.no_password,
+                self.no_password(),
             )?,
         };
         let result = finish(started, Some(input), self.stall());
@@ -338,7 +480,7 @@ impl RsyncTarget {
         if ignore_times {
             args.push("--ignore-times".into());
         }
-        for pattern in self.source.excludes.rsync_patterns() {
+        for pattern in self.excludes.rsync_patterns() {
             args.push(format!("--exclude={pattern}").into());
         }
         if subtree.as_os_str().is_empty() {
@@ -355,7 +497,7 @@ impl RsyncTarget {
             None,
             &self.source.abs,
             self.stall(),
-            self.no_password,
+            self.no_password(),
         )
     }
 
@@ -376,7 +518,7 @@ impl RsyncTarget {
             .map(OsString::from),
         );
         // Excluded entries on the replica are the user's: --delete leaves excluded names.
-        for pattern in self.source.excludes.rsync_patterns() {
+        for pattern in self.excludes.rsync_patterns() {
             args.push(format!("--exclude={pattern}").into());
         }
         args.push(".".into());
@@ -391,7 +533,7 @@ impl RsyncTarget {
             Some(input),
             &self.source.abs,
             self.stall(),
-            self.no_password,
+            self.no_password(),
         )
     }
 
@@ -461,7 +603,7 @@ impl RsyncTarget {
     fn execute(&self, plans: Vec<RunPlan>, stats: &TargetStats) -> Vec<(RunPlan, Failure)> {
         let failed = Mutex::new(Vec::new());
         let queue = Mutex::new(plans.into_iter());
-        let workers = self.options.streams.max(1);
+        let workers = self.options().streams.max(1);
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
@@ -473,8 +615,8 @@ impl RsyncTarget {
                             // A renamed directory's new name may hold stale copies of the same
                             // size and mtime (a name used before): compare contents.
                             Some(subtree) => {
-                                let in_place =
-                                    self.options.inplace && !self.daemon_links().any_under(subtree);
+                                let in_place = self.options().inplace
+                                    && !self.daemon_links().any_under(subtree);
                                 self.run_subtree(subtree, true, in_place)
                             }
                             None if !plan.sweep.is_empty() => self.run_sweep(&plan.sweep),
@@ -563,7 +705,7 @@ impl RsyncTarget {
         for name in &linked {
             daemon.insert(name);
         }
-        let in_place = self.options.inplace;
+        let in_place = self.options().inplace;
         let mut kept_changed = Vec::with_capacity(changed.len());
         for path in changed.drain(..) {
             if linked.contains(&path) {
@@ -645,7 +787,7 @@ impl RsyncTarget {
                 plan.subtree.is_none()
                     && plan.sweep.is_empty()
                     && match plan.kind {
-                        ListKind::Changed => !self.options.inplace,
+                        ListKind::Changed => !self.options().inplace,
                         ListKind::Linked | ListKind::Siblings => true,
                         ListKind::New => false,
                     }
@@ -787,7 +929,7 @@ impl Target for RsyncTarget {
             None,
             &self.source.abs,
             self.stall(),
-            self.no_password,
+            self.no_password(),
         )?;
         match classify(&result, &self.name) {
             Ok(()) => Ok(result.files_listed > 1),
@@ -807,10 +949,19 @@ impl Target for RsyncTarget {
     }
 
     fn min_batch_interval(&self) -> Duration {
-        self.options.run_interval
+        self.options().run_interval
+    }
+
+    fn reconfigure(&self, options: &TargetOptions) {
+        self.budget.set_limit(options.max_delete);
+        let rsync = Self::capped(options.rsync.clone(), &self.budget);
+        *self.options.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rsync);
+        // Warm clients were started with the old arguments (password file, timeout).
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn apply(&self, batch: &Batch, stats: &TargetStats) -> Outcome {
+        self.prune_backups();
         let mut outcome = Outcome::default();
         let (mut missing, mut changed, mut other, mut new, mut subtrees) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -859,7 +1010,7 @@ impl Target for RsyncTarget {
             batch.paths.iter().chain(&settle).map(PathBuf::as_path),
         );
         for path in batch.paths.iter().chain(&settle) {
-            if self.source.excludes.covers(path) {
+            if self.excludes.covers(path) {
                 continue;
             }
             if subtrees.iter().any(|s| path.starts_with(s)) {
@@ -916,8 +1067,8 @@ impl Target for RsyncTarget {
                 linked,
                 siblings,
             },
-            self.options.streams,
-            self.options.inplace,
+            self.options().streams,
+            self.options().inplace,
             |new| self.mostly_new_dirs(new),
         );
         let replaced = self.sent_apart(&files, &first, &second, &last);
@@ -960,6 +1111,7 @@ impl Target for RsyncTarget {
         changed_since_ns: Option<i128>,
         progress: &AtomicU64,
     ) -> Result<Found, Trouble> {
+        self.prune_backups();
         if !matches!(self.check(subtree), Checked::Present(Kind::Dir, _)) {
             // Not a directory (any more): settling the entry itself is all there is.
             return Ok(Found {

@@ -83,7 +83,7 @@ pub fn run(args: VerifyArgs) -> Result<i32, Error> {
     let run_args = args.run_args()?;
     // The same validation as a sync (SOURCE, TARGET, excludes, password file).
     let config = Config::from_args(run_args)?;
-    let target = config.targets[0].clone();
+    let target = config.targets[0].spec.clone();
     if let TargetSpec::Local(path) = &target
         && !path.is_dir()
         && !args.repair
@@ -94,10 +94,10 @@ pub fn run(args: VerifyArgs) -> Result<i32, Error> {
         )));
     }
     let options = Options {
-        excludes: config.excludes.clone(),
+        excludes: config.targets[0].excludes.clone(),
         checksum: args.checksum,
         owners: nix::unistd::geteuid().is_root(),
-        password_file: config.rsync.password_file.clone(),
+        password_file: config.targets[0].options.rsync.password_file.clone(),
     };
     let out = report::Printer::new(args.all);
     let first = compare(&config, &target, &options)?;
@@ -159,6 +159,10 @@ impl VerifyArgs {
         }
         if self.allow_source_change {
             argv.push("--allow-source-change".into());
+        }
+        if let Some(dir) = &self.backup_dir {
+            argv.push("--backup-dir".into());
+            argv.push(dir.clone().into_os_string());
         }
         // Only paths and patterns the verify command line held already: a failure here would
         // be a bug in this translation, reported as such rather than as clap's exit.

@@ -2,10 +2,12 @@
 //! tempdirs, the real `syncer` binary as a child process, deadline waits.
 
 mod backends;
+mod backup;
 mod bandwidth;
 mod barrier;
 mod cli;
 mod common;
+mod config;
 mod consistency;
 mod daemon;
 mod fanotify_sys;
