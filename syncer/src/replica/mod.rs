@@ -15,6 +15,7 @@ pub mod bandwidth;
 pub mod local;
 mod local_ops;
 pub mod rsync;
+mod rsync_leftovers;
 mod rsync_links;
 mod rsync_plan;
 pub mod rsync_run;

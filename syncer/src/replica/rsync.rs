@@ -145,6 +145,7 @@ impl RsyncTarget {
         budget: Arc<DeleteBudget>,
     ) -> Self {
         let options = Self::capped(target_options.rsync.clone(), &budget);
+        super::rsync_leftovers::stop_leftovers(&source.abs, &url.destination(), &url.to_string());
         Self {
             backup_dir: target_options.backup_dir.clone(),
             backup_keep: target_options.backup_keep,

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -250,6 +251,9 @@ pub fn spawn(
     let child = command(no_password)
         .args(args)
         .current_dir(cwd)
+        // A group of its own: a restarted syncer can stop an orphaned run whole
+        // (`rsync_leftovers`), and a terminal's Ctrl-C reaches only the syncer, which drains.
+        .process_group(0)
         .stdin(if with_list {
             Stdio::piped()
         } else {

@@ -254,3 +254,97 @@ fn watch_limit_is_reported_and_covered_by_periodic_reconciles() {
     drop(syncer);
     drop(guard);
 }
+
+/// Bytes neither compression nor a clone can shortcut.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// rsync clients running with SOURCE as their working directory and no parent but init:
+/// runs an earlier syncer left behind.
+fn orphaned_rsync_runs(src: &Path) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if comm.trim_end() == "rsync" && cwd.as_deref() == Some(src) && ppid == Some(1) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A syncer killed (SIGKILL) while an rsync run is sending an old version leaves that run
+/// going (it holds the old file open and its list as read back then); the restarted syncer
+/// stops it, whole process group, before its start-up compare, so nothing of the old run
+/// can land after that compare.
+#[test]
+fn an_rsync_run_left_by_a_killed_syncer_is_stopped_before_the_restart_compares() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = crate::daemon::Daemon::start(&s.dir.path().join("daemon"));
+    let password = daemon.password_file.display().to_string();
+    let targets = [std::ffi::OsString::from(daemon.url())];
+    // 1 MiB at 128 KiB/s per run: the run that sends it lasts about 8 s.
+    let args = [
+        "--password-file",
+        password.as_str(),
+        "--bwlimit",
+        "256K",
+        "--warm-clients",
+        "0",
+    ];
+    let mut first = Syncer::spawn_to(&s.src, &targets, &s.state, &s.status, &args).wait_ready();
+    write(&s.src.join("big"), &incompressible(1 << 20));
+    // The daemon holds the run's temp file once data flows.
+    let sending = wait_until(Duration::from_secs(10), || {
+        fs::read_dir(&daemon.module).is_ok_and(|d| d.count() > 0)
+    });
+    assert!(sending, "{}", first.log());
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill9();
+    assert!(
+        !orphaned_rsync_runs(&s.src).is_empty(),
+        "the killed syncer left no run behind"
+    );
+    // A new inode, as editors and deploy tools write: the orphan still reads the old one.
+    write(&s.src.join(".big.new"), b"newer");
+    fs::rename(s.src.join(".big.new"), s.src.join("big")).unwrap();
+    let mut second = Syncer::spawn_to(&s.src, &targets, &s.state, &s.status, &args).wait_ready();
+    let left = orphaned_rsync_runs(&s.src);
+    assert!(
+        left.is_empty(),
+        "orphaned rsync runs {left:?} outlived the restart: {}",
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains("an rsync run of an earlier syncer is still running"),
+        "{}",
+        second.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let held = fs::read(daemon.module.join("big")).unwrap_or_default();
+    assert_eq!(held, b"newer", "{}", second.log());
+    assert_eq!(second.stop(), Some(0), "{}", second.log());
+}
