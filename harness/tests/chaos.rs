@@ -229,3 +229,8 @@ fn linked_names_vanish_during_a_subtree_run() {
 fn written_through_a_name_then_unlinked() {
     replays_exactly("written_through_a_name_then_unlinked");
 }
+
+#[test]
+fn new_directory_exchanged_then_its_parent_renamed() {
+    replays_exactly("new_directory_exchanged_then_its_parent_renamed");
+}

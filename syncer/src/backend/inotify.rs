@@ -261,6 +261,14 @@ impl InotifyBackend {
         let detached = !table.is_attached(moved);
         table.move_to(moved, parent, name);
         let at_to = self.present_wd(&to, table);
+        if at_to.is_none() {
+            // Nothing the kernel knows at `to` now: an ancestor moved on since (its rename is
+            // queued behind), or `to` is gone. Looked at again under the parent's path once
+            // the queue is drained, so a directory that moved with the ancestor (the other
+            // half of an exchange, never watched) gets its watch.
+            let mut missed = self.missed.lock().unwrap_or_else(|e| e.into_inner());
+            missed.push((parent, name.to_os_string()));
+        }
         let at_from = self.present_wd(&from.path, table);
         let certain = !detached && at_to.is_none_or(|wd| wd == moved) && at_from != Some(moved);
         self.stats.dirs_watched.store(table.len() as u64, Relaxed);
