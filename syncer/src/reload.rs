@@ -87,6 +87,10 @@ impl Reloader {
         if plan.global_excludes_changed {
             // Watched before they are compared, so nothing made meanwhile is missed.
             for subtree in newly_included(&self.source, &old_global, &plan.config.excludes) {
+                // Only directories are watched (a file's events come from its parent's watch).
+                if self.source.open_dir(&subtree).is_err() {
+                    continue;
+                }
                 if let Some(backend) = &self.backend {
                     if let Err(err) = backend.capture(&subtree) {
                         crate::error!("SIGHUP: watching {subtree:?}, now included, failed: {err}");
