@@ -8,22 +8,10 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::daemon::Daemon;
 
-/// 3 MiB that neither compression nor a clone can shortcut.
-fn payload() -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..3 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Writes the payload and returns how long the replica took to hold it whole.
 fn time_to_arrive(src: &std::path::Path, replica: &std::path::Path, syncer: &Syncer) -> Duration {
-    let data = payload();
+    // 3 MiB that neither compression nor a clone can shortcut.
+    let data = incompressible(3 << 20);
     let started = Instant::now();
     write(&src.join("big"), &data);
     let arrived = wait_until(Duration::from_secs(60), || {

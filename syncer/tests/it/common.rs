@@ -515,3 +515,17 @@ pub fn write(path: &Path, content: &[u8]) {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// `len` bytes neither compression nor a clone can shortcut (xorshift), for tests that time
+/// or interrupt a transfer.
+pub fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

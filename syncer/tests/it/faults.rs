@@ -255,19 +255,6 @@ fn watch_limit_is_reported_and_covered_by_periodic_reconciles() {
     drop(guard);
 }
 
-/// Bytes neither compression nor a clone can shortcut.
-fn incompressible(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// rsync clients running with SOURCE as their working directory and no parent but init:
 /// runs an earlier syncer left behind.
 fn orphaned_rsync_runs(src: &Path) -> Vec<i32> {
