@@ -7,7 +7,7 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -27,9 +27,8 @@ fn fanotify_possible() -> bool {
 
 /// Starts the syncer on `s` with `options` and one extra environment variable.
 fn spawn_with_env(s: &Scratch, options: &[&str], key: &str, value: &str) -> Syncer {
-    let stderr = s.dir.path().join("env-stderr.log");
-    let log = fs::File::create(&stderr).unwrap();
-    let child = Command::new(syncer_bin())
+    let mut command = Command::new(syncer_bin());
+    command
         .env(key, value)
         .arg("--state-dir")
         .arg(&s.state)
@@ -37,17 +36,8 @@ fn spawn_with_env(s: &Scratch, options: &[&str], key: &str, value: &str) -> Sync
         .arg(&s.status)
         .args(options)
         .arg(&s.src)
-        .arg(&s.dst)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start syncer");
-    Syncer {
-        child: Some(child),
-        status: s.status.clone(),
-        stderr,
-    }
+        .arg(&s.dst);
+    Syncer::spawn_command(command, &s.status, s.dir.path().join("env-stderr.log"))
 }
 
 #[test]

@@ -132,24 +132,31 @@ impl Syncer {
         options: &[&str],
     ) -> Self {
         let stderr = status.with_extension(format!("stderr.{}", std::process::id()));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr)
-            .unwrap();
         let _ = fs::remove_file(status);
         let mut command = Command::new(syncer_bin());
         if let Some(backend) = test_backend().filter(|_| !options.contains(&"--backend")) {
             command.arg("--backend").arg(backend);
         }
-        let child = command
+        command
             .arg("--state-dir")
             .arg(state)
             .arg("--status")
             .arg(status)
             .args(options)
             .arg(src)
-            .args(targets)
+            .args(targets);
+        Self::spawn_command(command, status, stderr)
+    }
+
+    /// Starts `command` (the syncer binary, its arguments set) with stdin and stdout closed
+    /// and stderr appended to `stderr`; `status` is the status file its arguments name.
+    pub fn spawn_command(mut command: Command, status: &Path, stderr: PathBuf) -> Self {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr)
+            .unwrap();
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -15,23 +15,9 @@ use crate::daemon::Daemon;
 
 /// Starts `syncer --config FILE` (plus `extra`), its stderr into a log beside the status file.
 fn start_with_config(s: &Scratch, file: &Path, extra: &[&str]) -> Syncer {
-    let stderr = s.status.with_extension("stderr");
-    let log = fs::File::create(&stderr).unwrap();
-    let child = Command::new(syncer_bin())
-        .arg("--config")
-        .arg(file)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start syncer");
-    Syncer {
-        child: Some(child),
-        status: s.status.clone(),
-        stderr,
-    }
-    .wait_ready()
+    let mut command = Command::new(syncer_bin());
+    command.arg("--config").arg(file).args(extra);
+    Syncer::spawn_command(command, &s.status, s.status.with_extension("stderr")).wait_ready()
 }
 
 /// The file's text: `source`, the test's backend, state and status files, then `rest`.
