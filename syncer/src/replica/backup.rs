@@ -6,7 +6,8 @@
 //! DAYS` removes STAMP folders older than that (checked at most every ten minutes).
 //!
 //! Local targets move entries (a rename: no copy, no extra link, so the replica's link
-//! structure stays the source's); rsync targets pass `--backup --backup-dir` to the daemon.
+//! structure stays the source's); rsync targets pass `--backup --backup-dir` to the daemon,
+//! with one folder per run (`STAMP.PID.N`), since rsync replaces what a folder holds.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -183,9 +184,14 @@ impl Backup {
     }
 }
 
-/// Whether a name is a STAMP folder's.
+/// Whether a name is a STAMP folder's: the stamp alone (local targets) or followed by
+/// `.PID.N` (one folder per rsync run).
 pub fn is_stamp(name: &str) -> bool {
-    name.len() == 20 && name.ends_with('Z') && name.as_bytes().get(10) == Some(&b'T')
+    let (stamp, rest) = name.split_at(name.len().min(20));
+    stamp.len() == 20
+        && stamp.ends_with('Z')
+        && stamp.as_bytes().get(10) == Some(&b'T')
+        && (rest.is_empty() || rest.starts_with('.'))
 }
 
 /// Removes a backup entry and everything below it (backups are not replica entries: the
@@ -221,6 +227,7 @@ mod tests {
         let b = stamp(SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_810_633 + 86_400));
         assert_eq!(a, "2025-12-04T01-10-33Z");
         assert!(a < b && is_stamp(&a) && !is_stamp("notes.txt"));
+        assert!(is_stamp(&format!("{a}.123.4")) && !is_stamp(&format!("{a}x")));
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct RsyncTarget {
     backup_dir: Option<PathBuf>,
     backup_keep: Option<u64>,
     last_prune: Mutex<Option<Instant>>,
+    /// Runs given a backup folder so far (names each run's folder).
+    backup_runs: AtomicU64,
     /// When the current failing streak began.
     down_since: Mutex<Option<Instant>>,
     /// Clients started ahead of need (see `rsync_run::Started`), each for one kind of run.
@@ -150,6 +152,7 @@ impl RsyncTarget {
             backup_dir: target_options.backup_dir.clone(),
             backup_keep: target_options.backup_keep,
             last_prune: Mutex::new(None),
+            backup_runs: AtomicU64::new(0),
             budget,
             name: url.to_string(),
             url,
@@ -231,8 +234,17 @@ impl RsyncTarget {
         if let Some(dir) = &self.backup_dir {
             // Relative to the destination, which every run names as the module's root (with
             // --relative for subtrees); the target's excludes hold DIR, so --delete spares it.
+            // One folder per run: rsync replaces a file already in its backup folder, and a
+            // later run in the same second (a re-send with --ignore-times) would overwrite
+            // the older content kept there.
+            let folder = format!(
+                "{}.{}.{}",
+                crate::replica::backup::stamp(std::time::SystemTime::now()),
+                std::process::id(),
+                self.backup_runs.fetch_add(1, Relaxed)
+            );
             let mut arg = OsString::from("--backup-dir=");
-            arg.push(dir.join(crate::replica::backup::stamp(std::time::SystemTime::now())));
+            arg.push(dir.join(folder));
             args.push("--backup".into());
             args.push(arg);
         }
