@@ -85,6 +85,7 @@ pub fn stop_leftovers(source: &Path, destination: &str, target: &str) -> usize {
             process.pid,
             process.ppid
         );
+        // ESRCH: it ended on its own meanwhile, which is what we want; the wait below checks.
         let _ = killpg(Pid::from_raw(process.pgid), Signal::SIGTERM);
     }
     let deadline = Instant::now() + GRACE;
@@ -93,6 +94,7 @@ pub fn stop_leftovers(source: &Path, destination: &str, target: &str) -> usize {
             std::thread::sleep(Duration::from_millis(20));
         }
         if Path::new(&format!("/proc/{}", process.pid)).exists() {
+            // Ignored for the same reason: a group gone already needs no signal.
             let _ = killpg(Pid::from_raw(process.pgid), Signal::SIGKILL);
         }
     }
