@@ -55,7 +55,7 @@ complete -c syncer -n "__fish_syncer_needs_command" -l compress -d 'rsync target
 complete -c syncer -n "__fish_syncer_needs_command" -l inplace -d 'rsync targets: the daemon writes changed files in place (rsync --inplace) instead of into a temporary file renamed over the old one: fewer syscalls and no directory lock per rename, but a reader of the replica can see a file half written, and a run cut short leaves it so until the retry. Off by default: only new files in big batches are written in place (their old replica copy, if any, is obsolete)'
 complete -c syncer -n "__fish_syncer_needs_command" -l strict -d 'Exit non-zero when the inotify watch limit is hit, instead of covering the unwatched part by periodic reconciles'
 complete -c syncer -n "__fish_syncer_needs_command" -l allow-source-change -d 'Start even though SOURCE is not the tree the replicas were made from (another filesystem or directory than at the last sync), or is empty while a replica is not. Without it the syncer refuses, exit code 3, and deletes nothing. Give it once, after checking that the change is intended: the new SOURCE is recorded from then on'
-complete -c syncer -n "__fish_syncer_needs_command" -s v -l verbose -d 'More log output (-v: debug)'
+complete -c syncer -n "__fish_syncer_needs_command" -s v -l verbose -d 'More log output (-v: debug; -vv: trace, with the paths of every rsync run)'
 complete -c syncer -n "__fish_syncer_needs_command" -s q -l quiet -d 'Only errors on stderr'
 complete -c syncer -n "__fish_syncer_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c syncer -n "__fish_syncer_needs_command" -s V -l version -d 'Print version'

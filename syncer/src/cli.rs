@@ -238,7 +238,7 @@ pub struct Args {
     /// are kept current by periodic reconciles.
     #[arg(long, value_name = "N", default_value_t = crate::links::DEFAULT_CAP)]
     pub max_links: usize,
-    /// More log output (-v: debug).
+    /// More log output (-v: debug; -vv: trace, with the paths of every rsync run).
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr.

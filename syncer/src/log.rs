@@ -1,5 +1,6 @@
 //! Log lines to stderr: `2026-11-25T16:37:53.123Z LEVEL message`. Verbosity is global and set
-//! once from the CLI (-q: errors only, default: info, -v: debug).
+//! once from the CLI (-q: errors only, default: info, -v: debug, -vv: trace, which names the
+//! paths of every rsync run).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -9,6 +10,7 @@ pub const ERROR: u8 = 0;
 pub const WARN: u8 = 1;
 pub const INFO: u8 = 2;
 pub const DEBUG: u8 = 3;
+pub const TRACE: u8 = 4;
 
 static LEVEL: AtomicU8 = AtomicU8::new(INFO);
 
@@ -57,7 +59,8 @@ pub fn write(level: u8, message: std::fmt::Arguments<'_>) {
         ERROR => "ERROR",
         WARN => "WARN ",
         INFO => "INFO ",
-        _ => "DEBUG",
+        DEBUG => "DEBUG",
+        _ => "TRACE",
     };
     let line = format!("{} {tag} {message}\n", timestamp(SystemTime::now()));
     // A closed stderr must not take the syncer down: the status file still reports.
@@ -72,6 +75,8 @@ macro_rules! warn { ($($arg:tt)*) => { $crate::log::write($crate::log::WARN, for
 macro_rules! info { ($($arg:tt)*) => { $crate::log::write($crate::log::INFO, format_args!($($arg)*)) } }
 #[macro_export]
 macro_rules! debug { ($($arg:tt)*) => { $crate::log::write($crate::log::DEBUG, format_args!($($arg)*)) } }
+#[macro_export]
+macro_rules! trace { ($($arg:tt)*) => { $crate::log::write($crate::log::TRACE, format_args!($($arg)*)) } }
 
 #[cfg(test)]
 mod tests {

@@ -179,7 +179,7 @@ fn log_level(quiet: bool, verbose: u8) -> u8 {
     if quiet {
         crate::log::ERROR
     } else {
-        crate::log::INFO + verbose.min(1)
+        crate::log::INFO + verbose.min(2)
     }
 }
 

@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::rsync_links::DaemonLinks;
-use super::rsync_plan::{ListKind, Paths, RunPlan, Runs, WHOLE_DIR_MIN, contents_of};
+use super::rsync_plan::{
+    Ancestor, ListKind, Paths, RunPlan, Runs, Settle, WHOLE_DIR_MIN, contents_of,
+};
 use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
 use super::{Outcome, Target, TargetOptions, Trouble};
@@ -557,29 +559,19 @@ impl RsyncTarget {
         Some(meta.len() / DIRENT_BYTES)
     }
 
-    /// The highest ancestor of the missing `path` (itself included) that is missing from the
-    /// source too. Listed for deletion below a vanished parent, `path` makes rsync send that
-    /// parent as an implied directory, find it gone (exit 24), and fail the same way on every
-    /// retry; the replica must lose the whole parent anyway. `parents` caches whether a parent
-    /// is missing: a delete storm names each parent many times.
-    fn topmost_missing(&self, path: PathBuf, parents: &mut HashMap<PathBuf, bool>) -> PathBuf {
-        let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
-            return path;
-        };
-        let parent_missing = *parents
-            .entry(parent.to_path_buf())
-            .or_insert_with(|| matches!(self.check(parent), Checked::Missing));
-        if !parent_missing {
-            return path;
-        }
-        let mut at = PathBuf::new();
-        for part in parent.components() {
-            at.push(part);
-            if matches!(self.check(&at), Checked::Missing) {
-                return at;
-            }
-        }
-        path
+    /// What settles the missing `path` on the daemon (`rsync_plan::settle_missing`).
+    /// `parents` caches the ancestors' checks: a delete storm names each parent many times.
+    fn settle_missing(&self, path: PathBuf, parents: &mut HashMap<PathBuf, Ancestor>) -> Settle {
+        super::rsync_plan::settle_missing(path, |at| {
+            *parents
+                .entry(at.to_path_buf())
+                .or_insert_with(|| match self.check(at) {
+                    Checked::Present(Kind::Dir, _) => Ancestor::Dir,
+                    Checked::Present(..) => Ancestor::NotDir,
+                    Checked::Missing => Ancestor::Missing,
+                    Checked::Skip => Ancestor::Unknown,
+                })
+        })
     }
 
     /// Deletions as runs: entries below another deleted entry are dropped (`--force` removes
@@ -612,6 +604,60 @@ impl RsyncTarget {
         (listed, plan)
     }
 
+    /// A compare's subtree that is no directory (any more): its name is settled at once, and
+    /// compared whole after all if it is a directory again by then. Left to a later batch, a
+    /// directory re-created in between went as a bare directory entry, which keeps the
+    /// daemon's old entries below it (chaos soak 5, seed 5: `mv current out; mkdir current;
+    /// rm -r current; mkdir current` while a compare of `current` was queued).
+    fn settle_non_dir(&self, subtree: &Path) -> Result<Found, Trouble> {
+        let only_dirty = || Found {
+            dirty: vec![subtree.to_path_buf()],
+            rescan: Vec::new(),
+        };
+        let listed = match self.check(subtree) {
+            Checked::Missing => {
+                match self.settle_missing(subtree.to_path_buf(), &mut HashMap::new()) {
+                    Settle::Delete(path) | Settle::Send(path) => path,
+                }
+            }
+            Checked::Present(Kind::Dir, _) => {
+                return Ok(Found {
+                    dirty: Vec::new(),
+                    rescan: vec![subtree.to_path_buf()],
+                });
+            }
+            // Its other names go with it, and only a batch sends them.
+            Checked::Present(Kind::File, Some(meta)) if meta.is_multi_link() => {
+                return Ok(only_dirty());
+            }
+            Checked::Present(..) => subtree.to_path_buf(),
+            Checked::Skip => return Ok(only_dirty()),
+        };
+        let result = self
+            .run_list(&[listed], ListKind::Changed)
+            .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
+        self.budget.spent(result.files_deleted);
+        self.judge(&result)?;
+        let again_a_dir = matches!(self.check(subtree), Checked::Present(Kind::Dir, _));
+        Ok(Found {
+            dirty: Vec::new(),
+            rescan: again_a_dir
+                .then(|| subtree.to_path_buf())
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// A compare's rsync run as the compare's outcome.
+    fn judge(&self, result: &RunResult) -> Result<(), Trouble> {
+        match classify(result, &self.name) {
+            Ok(()) => Ok(()),
+            Err(Failure::Fatal(why)) => Err(Trouble::Fatal(why)),
+            Err(Failure::Refused(why)) => Err(Trouble::Refused(self.refusal(&why))),
+            Err(Failure::Transient(why) | Failure::Again(why)) => Err(Trouble::Transient(why)),
+        }
+    }
+
     /// Runs the plans, `streams` at a time; returns a failure per failed plan.
     fn execute(&self, plans: Vec<RunPlan>, stats: &TargetStats) -> Vec<(RunPlan, Failure)> {
         let failed = Mutex::new(Vec::new());
@@ -624,6 +670,14 @@ impl RsyncTarget {
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
                         let Some(plan) = next else { return };
                         let started = Instant::now();
+                        if crate::log::enabled(crate::log::TRACE) {
+                            crate::trace!(
+                                "{}: starting {}: {:?}",
+                                self.name,
+                                plan.describe(),
+                                plan.entries()
+                            );
+                        }
                         let result = match &plan.subtree {
                             // A renamed directory's new name may hold stale copies of the same
                             // size and mtime (a name used before): compare contents.
@@ -1056,10 +1110,18 @@ impl Target for RsyncTarget {
         // A path listed as missing that exists again (re-created) is simply present.
         missing.retain(|m| !matches!(self.check(m), Checked::Present(..)));
         let mut parents = HashMap::new();
-        let mut missing: Vec<PathBuf> = missing
-            .into_iter()
-            .map(|m| self.topmost_missing(m, &mut parents))
-            .collect();
+        let mut deleted = Vec::with_capacity(missing.len());
+        for path in missing {
+            match self.settle_missing(path, &mut parents) {
+                Settle::Delete(path) => deleted.push(path),
+                Settle::Send(ancestor) => {
+                    if !other.contains(&ancestor) {
+                        other.push(ancestor);
+                    }
+                }
+            }
+        }
+        let mut missing = deleted;
         missing.sort();
         missing.dedup();
         let linked = self.sort_out_links(&files, &subtrees, &mut changed, &mut new);
@@ -1126,11 +1188,7 @@ impl Target for RsyncTarget {
     ) -> Result<Found, Trouble> {
         self.prune_backups();
         if !matches!(self.check(subtree), Checked::Present(Kind::Dir, _)) {
-            // Not a directory (any more): settling the entry itself is all there is.
-            return Ok(Found {
-                dirty: vec![subtree.to_path_buf()],
-                rescan: Vec::new(),
-            });
+            return self.settle_non_dir(subtree);
         }
         // Without a checkpoint nothing tells which same-size rewrites rsync's quick check
         // would miss: send everything with --ignore-times (the delta algorithm still only
@@ -1151,14 +1209,7 @@ impl Target for RsyncTarget {
             .run_subtree(subtree, no_checkpoint, false)
             .map_err(|err| Trouble::Transient(format!("{}: {err}", self.name)))?;
         self.budget.spent(result.files_deleted);
-        match classify(&result, &self.name) {
-            Ok(()) => {}
-            Err(Failure::Fatal(why)) => return Err(Trouble::Fatal(why)),
-            Err(Failure::Refused(why)) => return Err(Trouble::Refused(self.refusal(&why))),
-            Err(Failure::Transient(why) | Failure::Again(why)) => {
-                return Err(Trouble::Transient(why));
-            }
-        }
+        self.judge(&result)?;
         progress.fetch_add(result.files_transferred, Relaxed);
         self.note_linked_below(subtree);
         self.relink_across(subtree)?;

@@ -132,6 +132,56 @@ fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new(""))
 }
 
+/// What the check of an ancestor of a missing path found in the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ancestor {
+    Dir,
+    /// A symlink, a file or a special file.
+    NotDir,
+    Missing,
+    /// Not reachable without a symlink, or not readable.
+    Unknown,
+}
+
+/// How a path gone from the source is settled on the daemon.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Delete this path: the missing one or its highest ancestor missing from the source too.
+    Delete(PathBuf),
+    /// Send this ancestor, now a symlink or a file: `--force` replaces the daemon's directory
+    /// under its name, and everything below it with it.
+    Send(PathBuf),
+}
+
+/// What settles `path`, which the source no longer has, given the check of its ancestors
+/// (asked for the parent first, then from the top down). Listed below a vanished ancestor,
+/// `path` makes rsync send that ancestor as an implied directory, find it gone (exit 24) and
+/// fail the same way on every retry, so the highest missing ancestor is deleted instead.
+/// Listed below an ancestor that is now a symlink or a file, `path` makes rsync send the
+/// ancestor as an implied directory, and that wins over the ancestor's own entry in the same
+/// list: the daemon kept a directory where the source has a symlink (chaos soak 6, seed 100:
+/// the symlink appeared between the checks of the two names). The ancestor is sent instead.
+pub fn settle_missing(path: PathBuf, mut ancestor: impl FnMut(&Path) -> Ancestor) -> Settle {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Settle::Delete(path);
+    };
+    // A directory reached without symlinks: every ancestor is one too.
+    if ancestor(parent) == Ancestor::Dir {
+        return Settle::Delete(path);
+    }
+    let mut at = PathBuf::new();
+    for part in parent.components() {
+        at.push(part);
+        match ancestor(&at) {
+            Ancestor::Dir => {}
+            Ancestor::NotDir => return Settle::Send(at),
+            Ancestor::Missing => return Settle::Delete(at),
+            Ancestor::Unknown => break,
+        }
+    }
+    Settle::Delete(path)
+}
+
 /// A batch's paths after their check.
 #[derive(Debug, Default)]
 pub struct Paths {
@@ -268,6 +318,55 @@ pub fn split_by_directory(paths: Vec<PathBuf>, streams: usize) -> Vec<Vec<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ancestors' states as a table; any other path is a directory.
+    fn settle(path: &str, table: &[(&str, Ancestor)]) -> Settle {
+        settle_missing(PathBuf::from(path), |at| {
+            table
+                .iter()
+                .find(|(p, _)| Path::new(p) == at)
+                .map_or(Ancestor::Dir, |&(_, a)| a)
+        })
+    }
+
+    #[test]
+    fn a_missing_path_below_a_directory_is_deleted_itself() {
+        assert_eq!(settle("d/e/f", &[]), Settle::Delete("d/e/f".into()));
+        assert_eq!(settle("f", &[]), Settle::Delete("f".into()));
+    }
+
+    #[test]
+    fn a_missing_path_below_a_vanished_directory_deletes_the_highest_one_gone() {
+        let table = [("d/e", Ancestor::Missing), ("d", Ancestor::Missing)];
+        assert_eq!(settle("d/e/f", &table), Settle::Delete("d".into()));
+        assert_eq!(
+            settle("d/e/f", &[("d/e", Ancestor::Missing)]),
+            Settle::Delete("d/e".into())
+        );
+    }
+
+    #[test]
+    fn a_missing_path_below_a_symlink_or_file_sends_that_entry_instead() {
+        // Soak 6 seed 100: f5 a directory on the daemon, a symlink in the source by the time
+        // the plan was made; listing f5/f0 beside f5 kept the daemon's directory.
+        let table = [("f5/f0", Ancestor::Unknown), ("f5", Ancestor::NotDir)];
+        assert_eq!(settle("f5/f0/a", &table), Settle::Send("f5".into()));
+        assert_eq!(
+            settle("f5/f0", &[("f5", Ancestor::NotDir)]),
+            Settle::Send("f5".into())
+        );
+    }
+
+    #[test]
+    fn an_unreachable_ancestor_leaves_the_path_itself() {
+        assert_eq!(
+            settle(
+                "d/e/f",
+                &[("d/e", Ancestor::Unknown), ("d", Ancestor::Unknown)]
+            ),
+            Settle::Delete("d/e/f".into())
+        );
+    }
 
     fn paths(list: &[&str]) -> Vec<PathBuf> {
         list.iter().map(PathBuf::from).collect()
