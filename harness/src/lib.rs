@@ -7,6 +7,7 @@
 pub mod capacity;
 pub mod cli;
 pub mod cmd;
+pub mod error;
 pub mod export;
 pub mod gate;
 pub mod host;
@@ -17,3 +18,5 @@ pub mod session;
 pub mod storm;
 pub mod sut;
 pub mod util;
+
+pub use error::Error;

@@ -1,17 +1,27 @@
 //! harness CLI: arguments in, `run`, `compare`, `ci`, `tune`, `sweep`, `report`, `watchcost`,
-//! `limits` or `list` out; exit 0 when every run passed (or the gate passed), 1 on a failed run
-//! or a regression, 2 on a usage or setup error.
+//! `limits`, `chaos` or `list` out; exit 0 when every run passed (or the gate passed or was
+//! skipped), 1 on a failed run or a regression, 2 on a usage or setup error (any
+//! `harness::Error`, printed as `harness <cmd>: <error>`).
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use harness::cli::{Cli, Cmd};
+use harness::cmd;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn main() {
+/// How a command that ran to its end came out.
+enum Outcome {
+    /// Every run passed, the gate passed or was skipped, or the command only reports.
+    Passed,
+    /// A run failed verification or an SLO, a chaos case failed, or the gate regressed.
+    Failed,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // First Ctrl-C/SIGTERM: stop gracefully (guards restore sysctls, children are stopped by
     // PID). Second: exit at once; scripts/restore-sysctls.sh then restores saved sysctls.
@@ -25,238 +35,106 @@ fn main() {
     if let Err(e) = handler {
         eprintln!("harness: cannot install the Ctrl-C handler ({e}); Ctrl-C will not clean up");
     }
-    let code = match cli.command {
-        Cmd::Compare { a, b, sut, json } => {
-            harness::cmd::compare::compare(&a, &b, &sut, json.as_deref())
+    let prefix = error_prefix(&cli.command);
+    match run(cli) {
+        Ok(Outcome::Passed) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{prefix}: {e}");
+            ExitCode::from(exit_code(&e))
         }
-        Cmd::Ci {
-            baseline,
-            scenarios,
-            pairs,
-            out,
-            record,
-            sut,
-            baseline_bin,
-            candidate_bin,
-            candidate_args,
-        } => {
+    }
+}
+
+/// The one map from an error to the exit code. Every kind is 2 today: a usage error, a
+/// setup error, an I/O failure and an interrupted command all mean "no verdict".
+fn exit_code(e: &harness::Error) -> u8 {
+    match e {
+        harness::Error::Usage(_)
+        | harness::Error::Setup(_)
+        | harness::Error::Io(_)
+        | harness::Error::Interrupted(_) => 2,
+    }
+}
+
+/// What an error line starts with: `harness` for run and list, `harness <cmd>` otherwise.
+fn error_prefix(command: &Cmd) -> &'static str {
+    match command {
+        Cmd::Run(_) | Cmd::List(_) => "harness",
+        Cmd::Compare(_) => "harness compare",
+        Cmd::Ci(_) => "harness ci",
+        Cmd::Report(_) => "harness report",
+        Cmd::Watchcost(_) => "harness watchcost",
+        Cmd::Limits(_) => "harness limits",
+        Cmd::Tune(_) => "harness tune",
+        Cmd::Sweep(_) => "harness sweep",
+        Cmd::Chaos(_) => "harness chaos",
+    }
+}
+
+fn passed_if(ok: bool) -> Outcome {
+    if ok { Outcome::Passed } else { Outcome::Failed }
+}
+
+/// Runs one subcommand; what it prints on success is printed here, errors by main.
+fn run(cli: Cli) -> Result<Outcome, harness::Error> {
+    Ok(match cli.command {
+        Cmd::Run(args) => {
+            prepare_for_runs();
+            passed_if(cmd::run::run(&args, &STOP)?)
+        }
+        Cmd::Compare(args) => passed_if(cmd::compare::compare(&args)?),
+        Cmd::Ci(args) => {
             harness::host::proctree::become_subreaper();
-            let args = harness::cmd::ci::CiArgs {
-                baseline,
-                scenarios,
-                pairs,
-                out,
-                record,
-                sut,
-                baseline_bin,
-                candidate_bin,
-                candidate_args: candidate_args
-                    .map(|s| s.split_whitespace().map(String::from).collect())
-                    .unwrap_or_default(),
-            };
-            match harness::cmd::ci::ci(&args, &STOP) {
-                Ok(harness::cmd::ci::CiOutcome::Passed) => 0,
-                Ok(harness::cmd::ci::CiOutcome::Regressed) => 1,
-                Ok(harness::cmd::ci::CiOutcome::Skipped(why)) => {
+            match cmd::ci::ci(&args, &STOP)? {
+                cmd::ci::CiOutcome::Passed => Outcome::Passed,
+                cmd::ci::CiOutcome::Regressed => Outcome::Failed,
+                cmd::ci::CiOutcome::Skipped(why) => {
                     println!("harness ci: SKIP (gate not run): {why}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("harness ci: {e}");
-                    2
+                    Outcome::Passed
                 }
             }
         }
-        Cmd::Report {
-            inputs,
-            out,
-            slo_ms,
-            stall_budget_ms,
-        } => {
-            let args = harness::cmd::report::ReportArgs {
-                inputs,
-                out,
-                slo_ms,
-                stall_budget_ms,
-                command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            };
-            match harness::cmd::report::report(&args) {
-                Ok(path) => {
-                    println!("harness report: {}", path.display());
-                    0
-                }
-                Err(e) => {
-                    eprintln!("harness report: {e}");
-                    2
-                }
-            }
+        Cmd::Report(args) => {
+            let path = cmd::report::report(&args)?;
+            println!("harness report: {}", path.display());
+            Outcome::Passed
         }
-        Cmd::Tune {
-            scenario,
-            queues,
-            rates,
-            suts,
-            out,
-            workdir,
-            no_stall_check,
-            stall_queue,
-            stall_rate,
-        } => {
+        Cmd::Tune(args) => {
             prepare_for_runs();
-            let args = harness::cmd::tune::TuneArgs {
-                scenario,
-                queues,
-                rates,
-                suts,
-                out,
-                workdir,
-                stall_check: !no_stall_check,
-                stall_queue,
-                stall_rate,
-                command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            };
-            match harness::cmd::tune::tune(&args, &STOP) {
-                Ok(true) => 0,
-                Ok(false) => 1,
-                Err(e) => {
-                    eprintln!("harness tune: {e}");
-                    2
-                }
-            }
+            passed_if(cmd::tune::tune(&args, &STOP)?)
         }
-        Cmd::Watchcost {
-            dirs,
-            rounds,
-            out,
-            dir,
-        } => {
-            let out = out.unwrap_or_else(|| {
-                PathBuf::from(format!(
-                    "results/{}-{}-watchcost",
-                    harness::util::fmt::today(),
-                    harness::host::env::hostname()
-                ))
-            });
-            let args = harness::cmd::watchcost::WatchcostArgs {
-                dirs,
-                rounds,
-                out: out.clone(),
-                parent: dir.unwrap_or_else(std::env::temp_dir),
-                command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            };
-            match harness::cmd::watchcost::watchcost(&args, &STOP) {
-                Ok(w) => {
-                    print!("{}", harness::cmd::watchcost::summary(&w));
-                    eprintln!("harness: wrote {}", out.join("watchcost.json").display());
-                    0
-                }
-                Err(e) => {
-                    eprintln!("harness watchcost: {e}");
-                    2
-                }
-            }
+        Cmd::Watchcost(args) => {
+            let out = args.out_dir();
+            let w = cmd::watchcost::watchcost(&args, &out, &STOP)?;
+            print!("{}", cmd::watchcost::summary(&w));
+            eprintln!("harness: wrote {}", out.join("watchcost.json").display());
+            Outcome::Passed
         }
-        Cmd::Limits {
-            tree,
-            rate,
-            stall_ms,
-            events_per_op,
-            cost,
-        } => {
-            let args = harness::cmd::limits::LimitsArgs {
-                tree,
-                rate,
-                stall_ms,
-                events_per_op,
-                cost,
-            };
-            match harness::cmd::limits::limits(&args, &harness::host::env::repo_root()) {
-                Ok(text) => {
-                    print!("{text}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("harness limits: {e}");
-                    2
-                }
-            }
+        Cmd::Limits(args) => {
+            print!(
+                "{}",
+                cmd::limits::limits(&args, &harness::host::env::repo_root())?
+            );
+            Outcome::Passed
         }
-        Cmd::Sweep {
-            scenario,
-            rates,
-            suts,
-            slo_ms,
-            out,
-            workdir,
-        } => {
+        Cmd::Sweep(args) => {
             prepare_for_runs();
-            let args = harness::cmd::tune::sweep::SweepArgs {
-                scenario,
-                rates,
-                suts,
-                slo_ms,
-                out,
-                workdir,
-                command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            };
-            match harness::cmd::tune::sweep::sweep(&args, &STOP) {
-                Ok(_) => 0,
-                Err(e) => {
-                    eprintln!("harness sweep: {e}");
-                    2
-                }
-            }
+            cmd::tune::sweep::sweep(&args, &STOP)?;
+            Outcome::Passed
         }
-        Cmd::Chaos(args) => match harness::cmd::chaos::main(&args, &STOP) {
-            Ok(true) => 0,
-            Ok(false) => {
+        Cmd::Chaos(args) => {
+            let all_passed = cmd::chaos::main(&args, &STOP)?;
+            if !all_passed {
                 eprintln!("harness chaos: some cases FAILED (seeds and replay commands above)");
-                1
             }
-            Err(e) => {
-                eprintln!("harness chaos: {e}");
-                2
-            }
-        },
-        Cmd::List { dir } => match harness::cmd::list::list(&dir) {
-            Ok(text) => {
-                print!("{text}");
-                0
-            }
-            Err(e) => {
-                eprintln!("harness: {e}");
-                2
-            }
-        },
-        Cmd::Run {
-            scenario,
-            suts,
-            repeat,
-            out,
-            workdir,
-            keep,
-        } => {
-            prepare_for_runs();
-            let args = harness::cmd::run::RunArgs {
-                scenario,
-                suts,
-                repeat,
-                out,
-                workdir,
-                keep,
-                command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            };
-            match harness::cmd::run::run(&args, &STOP) {
-                Ok(true) => 0,
-                Ok(false) => 1,
-                Err(e) => {
-                    eprintln!("harness: {e}");
-                    2
-                }
-            }
+            passed_if(all_passed)
         }
-    };
-    std::process::exit(code);
+        Cmd::List(args) => {
+            print!("{}", cmd::list::list(&args.dir)?);
+            Outcome::Passed
+        }
+    })
 }
 
 /// Before storms run: adopt the syncers' orphaned children (so they are reaped and stopped),

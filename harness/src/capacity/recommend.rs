@@ -7,6 +7,13 @@ use crate::capacity::records::{SweepPoint, TimelineBin};
 /// Kernel default of `fs.inotify.max_queued_events`.
 pub const DEFAULT_QUEUE: u64 = 16_384;
 
+/// A file written by a storm op costs IN_CREATE + IN_MODIFY + IN_CLOSE_WRITE = 3 queued events
+/// in the watching instance (inotify(7); identical consecutive events are merged, so a large
+/// write's many IN_MODIFY count once while nothing else is queued in between). The syncer's
+/// own event counts in the committed results stay below it: 2.0 per op for empty creates
+/// (million-files, inotify), 2.2 for mixed, 2.5 for modify-hot's rewrites.
+pub const DEFAULT_EVENTS_PER_OP: f64 = 3.0;
+
 /// Headroom on watches for a tree that grows: needed x 5/4.
 pub const WATCH_HEADROOM: f64 = 1.25;
 

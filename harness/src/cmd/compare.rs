@@ -1,27 +1,43 @@
 //! `harness compare A B`: two sets of runs in (gate/ loads and compares them), the report on
-//! stdout and as JSON on request, exit 1 on a regression.
+//! stdout and as JSON on request, whether the candidate passed out (main exits 1 when not).
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use crate::gate;
+use crate::cli::CompareArgs;
+use crate::gate::{self, GateError};
 
-/// `harness compare`: the report on stdout, JSON on request; 1 on a regression.
-pub fn compare(a: &Path, b: &Path, sut: &str, json: Option<&Path>) -> i32 {
-    let loaded = gate::load(a).and_then(|ra| Ok((ra, gate::load(b)?)));
-    let (ra, rb) = match loaded {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("harness compare: {e}");
-            return 2;
+/// Why no comparison was made or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    #[error("cannot write {} ({source})", path.display())]
+    Json {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<CompareError> for crate::Error {
+    fn from(e: CompareError) -> Self {
+        match e {
+            CompareError::Gate(e) => e.into(),
+            CompareError::Json { .. } => crate::Error::io(e),
         }
-    };
-    let report = gate::compare(&ra, &rb, sut);
-    print!("{}", gate::render::markdown(&report));
-    if let Some(path) = json
-        && let Err(e) = std::fs::write(path, gate::render::json(&report))
-    {
-        eprintln!("harness compare: cannot write {} ({e})", path.display());
-        return 2;
     }
-    i32::from(!report.passed)
+}
+
+/// `harness compare`: the report on stdout, JSON on request; false on a regression.
+pub fn compare(args: &CompareArgs) -> Result<bool, CompareError> {
+    let ra = gate::load(&args.a)?;
+    let rb = gate::load(&args.b)?;
+    let report = gate::compare(&ra, &rb, &args.sut);
+    print!("{}", gate::render::markdown(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, gate::render::json(&report)).map_err(|source| CompareError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(report.passed)
 }

@@ -6,6 +6,7 @@
 
 use crate::host::watches::watches_in_use;
 use crate::util::fmt::thousands;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,25 +15,41 @@ use rayon::prelude::*;
 
 use crate::capacity::recommend as rec;
 use crate::capacity::records::WatchCost;
+use crate::cli::LimitsArgs;
 
-pub struct LimitsArgs {
-    pub tree: PathBuf,
-    /// Storm rate, file operations per second.
-    pub rate: f64,
-    /// How long the syncer may stop reading (ms) without the queue overflowing.
-    pub stall_ms: u64,
-    /// Kernel events per operation (see `DEFAULT_EVENTS_PER_OP`).
-    pub events_per_op: f64,
-    /// watchcost.json; None: the newest committed results/*-watchcost/watchcost.json.
-    pub cost: Option<PathBuf>,
+/// Why no capacity answer could be given.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsError {
+    /// The tree could not be walked (the I/O error says why, and what to pass).
+    #[error("{}: {source}", tree.display())]
+    Tree { tree: PathBuf, source: io::Error },
+    #[error("cannot read {key}: {source}")]
+    Sysctl {
+        key: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot read {} ({source}): pass --cost FILE", path.display())]
+    CostFile { path: PathBuf, source: io::Error },
+    #[error(
+        "{} is not a watchcost.json ({source}): write one with `harness watchcost`",
+        path.display()
+    )]
+    NotACost {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
-/// A file written by a storm op costs IN_CREATE + IN_MODIFY + IN_CLOSE_WRITE = 3 queued events
-/// in the watching instance (inotify(7); identical consecutive events are merged, so a large
-/// write's many IN_MODIFY count once while nothing else is queued in between). The syncer's
-/// own event counts in the committed results stay below it: 2.0 per op for empty creates
-/// (million-files, inotify), 2.2 for mixed, 2.5 for modify-hot's rewrites.
-pub const DEFAULT_EVENTS_PER_OP: f64 = 3.0;
+impl From<LimitsError> for crate::Error {
+    fn from(e: LimitsError) -> Self {
+        match e {
+            LimitsError::Sysctl { .. } => crate::Error::setup(e),
+            _ => crate::Error::usage(e),
+        }
+    }
+}
+
+pub use crate::capacity::recommend::DEFAULT_EVENTS_PER_OP;
 
 /// What the read-only walk found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -125,26 +142,30 @@ pub fn default_cost_file(repo_root: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
-pub fn load_cost(path: &Path) -> Result<WatchCost, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {} ({e}): pass --cost FILE", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{} is not a watchcost.json ({e}): write one with `harness watchcost`",
-            path.display()
-        )
+pub fn load_cost(path: &Path) -> Result<WatchCost, LimitsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LimitsError::CostFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| LimitsError::NotACost {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
 /// Runs the checks and returns the report text.
-pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, String> {
+pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, LimitsError> {
     let started = std::time::Instant::now();
-    let count = walk(&args.tree).map_err(|e| format!("{}: {e}", args.tree.display()))?;
+    let count = walk(&args.tree).map_err(|source| LimitsError::Tree {
+        tree: args.tree.clone(),
+        source,
+    })?;
     let walk_s = started.elapsed().as_secs_f64();
     let euid = nix::unistd::geteuid().as_raw();
     let in_use = watches_in_use(euid);
-    let read =
-        |key: &str| crate::host::kernel::read(key).map_err(|e| format!("cannot read {key}: {e}"));
+    let read = |key: &'static str| {
+        crate::host::kernel::read(key).map_err(|source| LimitsError::Sysctl { key, source })
+    };
     let max_watches = read("fs.inotify.max_user_watches")?;
     let max_queue = read("fs.inotify.max_queued_events")?;
     let needed = count.dirs + in_use.watches;

@@ -5,14 +5,26 @@ use std::path::{Path, PathBuf};
 
 use crate::scenario;
 
+/// The scenarios folder could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {} ({source}): pass the scenarios folder", dir.display())]
+pub struct ListError {
+    dir: PathBuf,
+    source: std::io::Error,
+}
+
+impl From<ListError> for crate::Error {
+    fn from(e: ListError) -> Self {
+        crate::Error::usage(e)
+    }
+}
+
 /// `harness list`: each scenario file in `dir` with its description.
-pub fn list(dir: &Path) -> Result<String, String> {
+pub fn list(dir: &Path) -> Result<String, ListError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| {
-            format!(
-                "cannot read {} ({e}): pass the scenarios folder",
-                dir.display()
-            )
+        .map_err(|source| ListError {
+            dir: dir.to_path_buf(),
+            source,
         })?
         .flatten()
         .map(|e| e.path())

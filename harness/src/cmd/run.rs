@@ -2,26 +2,58 @@
 //! the same planned storm, results written after each run, and an exit code out (non-zero
 //! when verification or an SLO failed).
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use crate::cli::RunArgs;
 use crate::export::{ResultsDir, RunInfo};
-use crate::scenario;
+use crate::scenario::{self, ScenarioError, UnknownSut};
 use crate::session::result::{Outcome, RunResult};
 use crate::session::{self, Ctx};
 
-pub struct RunArgs {
-    pub scenario: PathBuf,
-    pub suts: Vec<String>,
-    pub repeat: Option<u32>,
-    pub out: PathBuf,
-    pub workdir: Option<PathBuf>,
-    pub keep: bool,
-    pub command_line: String,
+/// Why `harness run` stopped before its verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    UnknownSut(#[from] UnknownSut),
+    #[error("cannot create the work dir {} ({source})", path.display())]
+    WorkDir { path: PathBuf, source: io::Error },
+    #[error("cannot create a temp dir ({0}); pass --workdir")]
+    TempDir(io::Error),
+    #[error("cannot create the results dir under {} ({source})", path.display())]
+    ResultsDir { path: PathBuf, source: io::Error },
+    #[error("calibration run failed: {0}")]
+    Calibration(io::Error),
+    /// A histogram or timeline of one run could not be written.
+    #[error("{0}")]
+    Export(io::Error),
+    #[error("cannot write results: {0}")]
+    Results(io::Error),
+    #[error("interrupted: results so far are in the results folder")]
+    Interrupted,
 }
 
-pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
-    let s = scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+impl From<RunError> for crate::Error {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Scenario(e) => e.into(),
+            RunError::UnknownSut(e) => e.into(),
+            RunError::WorkDir { .. } | RunError::TempDir(_) | RunError::Calibration(_) => {
+                crate::Error::setup(e)
+            }
+            RunError::ResultsDir { .. } | RunError::Export(_) | RunError::Results(_) => {
+                crate::Error::io(e)
+            }
+            RunError::Interrupted => crate::Error::interrupted(e),
+        }
+    }
+}
+
+pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, RunError> {
+    let s = scenario::load(&args.scenario)?;
     let suts = scenario::selected(&s.suts, &args.suts)?;
     let repeats = args.repeat.unwrap_or(s.repeats).max(1);
     eprintln!("harness: planning {} (seed {})", s.name, s.seed);
@@ -31,21 +63,23 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
     let (temp_dir, workdir) = match &args.workdir {
         Some(dir) => {
             let w = dir.join(format!("harness-{}", std::process::id()));
-            std::fs::create_dir_all(&w)
-                .map_err(|e| format!("cannot create the work dir {} ({e})", w.display()))?;
+            std::fs::create_dir_all(&w).map_err(|source| RunError::WorkDir {
+                path: w.clone(),
+                source,
+            })?;
             (None, w)
         }
         None => {
             let t = tempfile::Builder::new()
                 .prefix("harness-")
                 .tempdir()
-                .map_err(|e| format!("cannot create a temp dir ({e}); pass --workdir"))?;
+                .map_err(RunError::TempDir)?;
             let p = t.path().to_path_buf();
             (Some(t), p)
         }
     };
     let info = RunInfo {
-        command: args.command_line.clone(),
+        command: crate::cli::command_line(),
         scenario_file: args.scenario.display().to_string(),
         git_revision: crate::host::env::git_revision(&root),
         kernel: crate::host::env::kernel(),
@@ -74,12 +108,11 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
         storm_ops: plan.storm_ops(),
         tree_dirs: plan.dirs.len() as u64,
     };
-    let results = ResultsDir::create(&args.out, &info, &s).map_err(|e| {
-        format!(
-            "cannot create the results dir under {} ({e})",
-            args.out.display()
-        )
-    })?;
+    let results =
+        ResultsDir::create(&args.out, &info, &s).map_err(|source| RunError::ResultsDir {
+            path: args.out.clone(),
+            source,
+        })?;
     let ctx = Ctx {
         scenario: &s,
         plan: &plan,
@@ -92,24 +125,23 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
     let mut calibration = None;
     if s.calibrate {
         eprintln!("harness: calibration (generator writes straight into the replica)");
-        let (r, h) =
-            session::run_one(&ctx, None, 1).map_err(|e| format!("calibration run failed: {e}"))?;
-        results.write_hgrm(&r, &h).map_err(|e| e.to_string())?;
-        results.write_timeline(&r).map_err(|e| e.to_string())?;
+        let (r, h) = session::run_one(&ctx, None, 1).map_err(RunError::Calibration)?;
+        results.write_hgrm(&r, &h).map_err(RunError::Export)?;
+        results.write_timeline(&r).map_err(RunError::Export)?;
         calibration = Some(r);
     }
     let mut runs: Vec<RunResult> = Vec::new();
     for repeat in 1..=repeats {
         for spec in &suts {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err("interrupted: results so far are in the results folder".into());
+                return Err(RunError::Interrupted);
             }
             eprintln!("harness: {} (repeat {repeat}/{repeats})", spec.label());
             let r = match session::run_one(&ctx, Some(spec), repeat) {
                 Ok((r, h)) => {
                     if r.outcome != Outcome::Skipped {
-                        results.write_hgrm(&r, &h).map_err(|e| e.to_string())?;
-                        results.write_timeline(&r).map_err(|e| e.to_string())?;
+                        results.write_hgrm(&r, &h).map_err(RunError::Export)?;
+                        results.write_timeline(&r).map_err(RunError::Export)?;
                     }
                     r
                 }
@@ -143,12 +175,12 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, String> {
             runs.push(r);
             results
                 .write_all(&info, &s, calibration.as_ref(), &runs)
-                .map_err(|e| format!("cannot write results: {e}"))?;
+                .map_err(RunError::Results)?;
         }
     }
     results
         .write_all(&info, &s, calibration.as_ref(), &runs)
-        .map_err(|e| format!("cannot write results: {e}"))?;
+        .map_err(RunError::Results)?;
     if args.keep {
         eprintln!("harness: kept the work dir {}", workdir.display());
         if let Some(t) = temp_dir {

@@ -4,6 +4,7 @@
 //! one fanotify filesystem mark covering them. Each round's delta is held minus the mean of
 //! the released readings before and after it, which cancels slow drift from other processes.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,14 +22,64 @@ use crate::host::kmem::{self, KmemReading};
 use crate::util::fmt::human;
 use crate::util::stats::median_spread;
 
-pub struct WatchcostArgs {
-    pub dirs: u64,
-    pub rounds: u32,
-    /// Folder for watchcost.json and README.md.
-    pub out: PathBuf,
-    /// Where the directories are made (their filesystem decides what a watch pins).
-    pub parent: PathBuf,
-    pub command_line: String,
+use crate::cli::WatchcostArgs;
+
+/// Why a measurement could not be made or saved; most need root or a limit raised.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchcostError {
+    #[error("--dirs and --rounds must be at least 1")]
+    NothingToMeasure,
+    #[error("cannot create a directory in {} ({source}); pass --dir", path.display())]
+    TreeDir { path: PathBuf, source: io::Error },
+    #[error("mkdir: {0}")]
+    Mkdir(io::Error),
+    #[error("cannot read {key}: {source}")]
+    Sysctl {
+        key: &'static str,
+        source: io::Error,
+    },
+    /// Raising a sysctl or reading kernel memory (the text says what to do, e.g. run as root).
+    #[error("{0}")]
+    Kernel(io::Error),
+    #[error("inotify_init1: {0}")]
+    InotifyInit(io::Error),
+    #[error(
+        "inotify_add_watch {} (watch {index}): {source}; ENOSPC means max_user_watches",
+        path.display()
+    )]
+    AddWatch {
+        path: PathBuf,
+        index: usize,
+        source: io::Error,
+    },
+    #[error("fanotify_init: {0} (needs CAP_SYS_ADMIN)")]
+    FanotifyInit(io::Error),
+    #[error("fanotify_mark on {}: {source}", path.display())]
+    FanotifyMark { path: PathBuf, source: io::Error },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("cannot create {} ({source})", path.display())]
+    OutDir { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot write {file} in {} ({source})", dir.display())]
+    Write {
+        file: &'static str,
+        dir: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl From<WatchcostError> for crate::Error {
+    fn from(e: WatchcostError) -> Self {
+        use WatchcostError::*;
+        match e {
+            NothingToMeasure => crate::Error::usage(e),
+            OutDir { .. } | Json(_) | Write { .. } => crate::Error::io(e),
+            Interrupted => crate::Error::interrupted(e),
+            _ => crate::Error::setup(e),
+        }
+    }
 }
 
 fn bar(len: u64, prefix: &str) -> ProgressBar {
@@ -54,9 +105,10 @@ fn make_dirs(root: &Path, n: u64) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Raises max_user_watches (through the guard) when `extra` more watches would not fit.
-fn room_for_watches(extra: u64) -> Result<KnobGuard, String> {
+fn room_for_watches(extra: u64) -> Result<KnobGuard, WatchcostError> {
     let key = "fs.inotify.max_user_watches";
-    let limit = crate::host::kernel::read(key).map_err(|e| format!("cannot read {key}: {e}"))?;
+    let limit =
+        crate::host::kernel::read(key).map_err(|source| WatchcostError::Sysctl { key, source })?;
     let held = crate::host::watches::watches_in_use(nix::unistd::geteuid().as_raw()).watches;
     if held + extra < limit {
         return Ok(KnobGuard::default());
@@ -67,32 +119,32 @@ fn room_for_watches(extra: u64) -> Result<KnobGuard, String> {
         max_user_watches: Some(want),
         ..Knobs::default()
     })
-    .map_err(|e| e.to_string())
+    .map_err(WatchcostError::Kernel)
 }
 
 /// One round of `hold`: released reading before is given; returns (held, released after).
 fn round<H>(
     before: &KmemReading,
-    hold: impl FnOnce() -> Result<H, String>,
-) -> Result<(i64, i64, KmemReading), String> {
+    hold: impl FnOnce() -> Result<H, WatchcostError>,
+) -> Result<(i64, i64, KmemReading), WatchcostError> {
     let held_thing = hold()?;
-    let held = kmem::settled().map_err(|e| e.to_string())?;
+    let held = kmem::settled().map_err(WatchcostError::Kernel)?;
     drop(held_thing);
-    let after = kmem::settled().map_err(|e| e.to_string())?;
+    let after = kmem::settled().map_err(WatchcostError::Kernel)?;
     let (slab, slabinfo) = held.delta(&KmemReading::mean(before, &after));
     Ok((slab, slabinfo, after))
 }
 
-fn inotify_hold(dirs: &[PathBuf]) -> Result<Inotify, String> {
-    let ino = Inotify::new().map_err(|e| format!("inotify_init1: {e}"))?;
+fn inotify_hold(dirs: &[PathBuf]) -> Result<Inotify, WatchcostError> {
+    let ino = Inotify::new().map_err(WatchcostError::InotifyInit)?;
     let progress = bar(dirs.len() as u64, "watch");
     for (i, d) in dirs.iter().enumerate() {
-        ino.add_watch(d, WATCH_MASK).map_err(|e| {
-            format!(
-                "inotify_add_watch {} (watch {i}): {e}; ENOSPC means max_user_watches",
-                d.display()
-            )
-        })?;
+        ino.add_watch(d, WATCH_MASK)
+            .map_err(|source| WatchcostError::AddWatch {
+                path: d.clone(),
+                index: i,
+                source,
+            })?;
         if i % 1024 == 0 {
             progress.set_position(i as u64);
         }
@@ -106,11 +158,15 @@ fn inotify_hold(dirs: &[PathBuf]) -> Result<Inotify, String> {
 struct FanHold(Fanotify);
 
 impl FanHold {
-    fn new(root: &Path) -> Result<Self, String> {
+    fn new(root: &Path) -> Result<Self, WatchcostError> {
         let fan = Fanotify::init_preferred(InitOptions::default())
-            .map_err(|e| format!("fanotify_init: {e} (needs CAP_SYS_ADMIN)"))?;
-        fan.mark_filesystem_probing_rename(root)
-            .map_err(|e| format!("fanotify_mark on {}: {e}", root.display()))?;
+            .map_err(WatchcostError::FanotifyInit)?;
+        fan.mark_filesystem_probing_rename(root).map_err(|source| {
+            WatchcostError::FanotifyMark {
+                path: root.to_path_buf(),
+                source,
+            }
+        })?;
         Ok(Self(fan))
     }
 
@@ -140,24 +196,27 @@ fn cost(
     }
 }
 
-/// Measures, writes watchcost.json and README.md into `args.out`, returns the record.
-pub fn watchcost(args: &WatchcostArgs, stop: &AtomicBool) -> Result<WatchCost, String> {
+/// Measures, writes watchcost.json and README.md into `out`, returns the record.
+pub fn watchcost(
+    args: &WatchcostArgs,
+    out: &Path,
+    stop: &AtomicBool,
+) -> Result<WatchCost, WatchcostError> {
     if args.dirs == 0 || args.rounds == 0 {
-        return Err("--dirs and --rounds must be at least 1".into());
+        return Err(WatchcostError::NothingToMeasure);
     }
+    let parent = args.parent();
     let tree = tempfile::Builder::new()
         .prefix("harness-watchcost-")
-        .tempdir_in(&args.parent)
-        .map_err(|e| {
-            format!(
-                "cannot create a directory in {} ({e}); pass --dir",
-                args.parent.display()
-            )
+        .tempdir_in(&parent)
+        .map_err(|source| WatchcostError::TreeDir {
+            path: parent.clone(),
+            source,
         })?;
     let facts = machine_facts(
         tree.path(),
         &crate::host::env::repo_root(),
-        &args.command_line,
+        &crate::cli::command_line(),
     );
     eprintln!(
         "harness: {} directories in {} ({})",
@@ -165,13 +224,13 @@ pub fn watchcost(args: &WatchcostArgs, stop: &AtomicBool) -> Result<WatchCost, S
         tree.path().display(),
         facts.filesystem
     );
-    let dirs = make_dirs(tree.path(), args.dirs).map_err(|e| format!("mkdir: {e}"))?;
+    let dirs = make_dirs(tree.path(), args.dirs).map_err(WatchcostError::Mkdir)?;
     let _room = room_for_watches(args.dirs)?;
-    let mut before = kmem::settled().map_err(|e| e.to_string())?;
+    let mut before = kmem::settled().map_err(WatchcostError::Kernel)?;
     let (mut ino_slab, mut ino_info) = (Vec::new(), Vec::new());
     for r in 1..=args.rounds {
         if stop.load(Ordering::Relaxed) {
-            return Err("interrupted".into());
+            return Err(WatchcostError::Interrupted);
         }
         let (slab, info, after) = round(&before, || inotify_hold(&dirs))?;
         eprintln!(
@@ -189,7 +248,7 @@ pub fn watchcost(args: &WatchcostArgs, stop: &AtomicBool) -> Result<WatchCost, S
     let (mut fan_slab, mut fan_info) = (Vec::new(), Vec::new());
     for r in 1..=args.rounds {
         if stop.load(Ordering::Relaxed) {
-            return Err("interrupted".into());
+            return Err(WatchcostError::Interrupted);
         }
         let (slab, info, after) = round(&before, || {
             let hold = FanHold::new(tree.path())?;
@@ -237,22 +296,32 @@ pub fn watchcost(args: &WatchcostArgs, stop: &AtomicBool) -> Result<WatchCost, S
             )),
         )),
     };
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("cannot create {} ({e})", args.out.display()))?;
-    let json = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
-    std::fs::write(args.out.join("watchcost.json"), json + "\n").map_err(|e| {
-        format!(
-            "cannot write watchcost.json in {} ({e})",
-            args.out.display()
-        )
-    })?;
-    std::fs::write(args.out.join("README.md"), readme(&record))
-        .map_err(|e| format!("cannot write README.md in {} ({e})", args.out.display()))?;
+    save(out, &record)?;
     let removing = bar(0, "cleanup");
     removing.set_message(format!("removing {} directories", args.dirs));
     drop(tree);
     removing.finish_and_clear();
     Ok(record)
+}
+
+/// Writes watchcost.json and README.md into `out`.
+fn save(out: &Path, record: &WatchCost) -> Result<(), WatchcostError> {
+    std::fs::create_dir_all(out).map_err(|source| WatchcostError::OutDir {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let write = |file: &'static str, text: String| {
+        std::fs::write(out.join(file), text).map_err(|source| WatchcostError::Write {
+            file,
+            dir: out.to_path_buf(),
+            source,
+        })
+    };
+    write(
+        "watchcost.json",
+        serde_json::to_string_pretty(record)? + "\n",
+    )?;
+    write("README.md", readme(record))
 }
 
 /// The summary: one line per mechanism, with the folklore beside it.

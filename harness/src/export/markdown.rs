@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::RunInfo;
+use super::table::Table;
 use crate::scenario::Scenario;
 use crate::session::result::{Outcome, RunResult};
 
@@ -67,7 +68,16 @@ fn startup(out: &mut String, runs: &[RunResult]) {
         return;
     }
     out.push_str("\nStart-up: capture and initial reconcile are the syncer's own report (status file: from its start until changes were captured; then until the initial reconcile was applied); ready is the harness's wait from launch. Kernel memory pinned: slab after drop_caches with the syncer running minus after it stopped (measured, /proc/meminfo `Slab`; slabinfo totals beside it).\n\n");
-    out.push_str("| syncer | rep | backend | capture s | initial reconcile s | ready s (harness) | kernel memory pinned MiB | (slabinfo MiB) |\n|---|---|---|---|---|---|---|---|\n");
+    let mut table = Table::new([
+        "syncer",
+        "rep",
+        "backend",
+        "capture s",
+        "initial reconcile s",
+        "ready s (harness)",
+        "kernel memory pinned MiB",
+        "(slabinfo MiB)",
+    ]);
     let mib =
         |b: Option<i64>| b.map_or_else(|| "—".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
     for r in shown {
@@ -76,20 +86,90 @@ fn startup(out: &mut String, runs: &[RunResult]) {
             .as_ref()
             .and_then(|v| v["backend"].as_str())
             .unwrap_or("—");
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {:.3} | {} | {} |",
-            r.sut,
-            r.repeat,
-            backend,
+        table.row([
+            r.sut.clone(),
+            r.repeat.to_string(),
+            backend.to_string(),
             r.capture_ns
                 .map_or_else(|| "—".into(), |ns| format!("{:.4}", ns as f64 / 1e9)),
             secs(r.reconcile_ns),
-            r.ready_ns as f64 / 1e9,
+            format!("{:.3}", r.ready_ns as f64 / 1e9),
             mib(r.kmem_pinned_bytes),
             mib(r.kmem_pinned_slabinfo_bytes),
-        );
+        ]);
     }
+    out.push_str(&table.render());
+}
+
+const RUN_COLUMNS: [&str; 20] = [
+    "syncer",
+    "rep",
+    "result",
+    "storm s",
+    "ops/s",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "max ms",
+    "converge s",
+    "idle s",
+    "CPU s",
+    "daemon CPU s",
+    "peak RSS MiB",
+    "procs",
+    "daemon conns",
+    "overflows (probe/self)",
+    "missing/extra/mismatched",
+    "floor ratio",
+];
+
+/// One row per run; a skipped run has its name and nothing else.
+fn runs_table(runs: &[RunResult]) -> Table {
+    let mut table = Table::new(RUN_COLUMNS);
+    for r in runs {
+        if r.outcome == Outcome::Skipped {
+            let mut cells = vec![r.sut.clone(), r.repeat.to_string(), "skipped".into()];
+            cells.resize(RUN_COLUMNS.len(), String::new());
+            table.row(cells);
+            continue;
+        }
+        let result = match (r.outcome == Outcome::Passed, r.expect_fail) {
+            (true, false) => "pass",
+            (true, true) => "pass (expected to fail)",
+            (false, false) => "**FAIL**",
+            (false, true) => "**FAIL** (expected)",
+        };
+        table.row([
+            r.sut.clone(),
+            r.repeat.to_string(),
+            result.to_string(),
+            format!("{:.2}", r.storm_ns as f64 / 1e9),
+            format!("{:.0}", r.ops_per_s),
+            ms(r.latency.p50_ns),
+            ms(r.latency.p90_ns),
+            ms(r.latency.p99_ns),
+            ms(r.latency.p999_ns),
+            ms(r.latency.max_ns),
+            secs(r.converge_ns),
+            secs(r.idle_ns),
+            format!("{:.2}", r.cpu_ns as f64 / 1e9),
+            format!("{:.2}", r.daemon_cpu_ns as f64 / 1e9),
+            format!("{:.1}", r.peak_rss_kib as f64 / 1024.0),
+            r.processes_seen.to_string(),
+            r.daemon_connections.to_string(),
+            format!(
+                "{}/{}",
+                r.probe_overflows,
+                r.self_overflows
+                    .map_or_else(|| "—".into(), |n| n.to_string())
+            ),
+            format!("{}/{}/{}", r.diff.missing, r.diff.extra, r.diff.mismatched),
+            r.floor_ratio
+                .map_or_else(|| "—".into(), |x| format!("{x:.2}")),
+        ]);
+    }
+    table
 }
 
 pub fn summary(
@@ -123,54 +203,7 @@ pub fn summary(
             "Probe: {probe} (the replica watcher that stamps arrivals).\n"
         );
     }
-    out.push_str("| syncer | rep | result | storm s | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | converge s | idle s | CPU s | daemon CPU s | peak RSS MiB | procs | daemon conns | overflows (probe/self) | missing/extra/mismatched | floor ratio |\n");
-    out.push_str(
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in runs {
-        if r.outcome == Outcome::Skipped {
-            let _ = writeln!(
-                out,
-                "| {} | {} | skipped | | | | | | | | | | | | | | | | | |",
-                r.sut, r.repeat
-            );
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {}/{} | {}/{}/{} | {} |",
-            r.sut,
-            r.repeat,
-            match (r.outcome == Outcome::Passed, r.expect_fail) {
-                (true, false) => "pass",
-                (true, true) => "pass (expected to fail)",
-                (false, false) => "**FAIL**",
-                (false, true) => "**FAIL** (expected)",
-            },
-            r.storm_ns as f64 / 1e9,
-            r.ops_per_s,
-            ms(r.latency.p50_ns),
-            ms(r.latency.p90_ns),
-            ms(r.latency.p99_ns),
-            ms(r.latency.p999_ns),
-            ms(r.latency.max_ns),
-            secs(r.converge_ns),
-            secs(r.idle_ns),
-            r.cpu_ns as f64 / 1e9,
-            r.daemon_cpu_ns as f64 / 1e9,
-            r.peak_rss_kib as f64 / 1024.0,
-            r.processes_seen,
-            r.daemon_connections,
-            r.probe_overflows,
-            r.self_overflows
-                .map_or_else(|| "—".into(), |n| n.to_string()),
-            r.diff.missing,
-            r.diff.extra,
-            r.diff.mismatched,
-            r.floor_ratio
-                .map_or_else(|| "—".into(), |x| format!("{x:.2}")),
-        );
-    }
+    out.push_str(&runs_table(runs).render());
     startup(&mut out, runs);
     let timed: Vec<&RunResult> = runs
         .iter()

@@ -4,6 +4,7 @@
 
 mod csv_out;
 mod markdown;
+pub mod table;
 
 use std::path::{Path, PathBuf};
 

@@ -23,27 +23,53 @@ pub struct RunRecord {
     pub run: Value,
 }
 
+/// Why a set of runs could not be loaded; each says what to pass instead.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("no run.json at or under {}: pass a results folder written by `harness run`", .0.display())]
+    NoRuns(PathBuf),
+    #[error("cannot read {} ({source})", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not valid JSON ({source}): rerun `harness run`", path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot read {} ({source}): pass a results folder or run.json", path.display())]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Runs that cannot be read are the command's arguments gone wrong.
+impl From<GateError> for crate::Error {
+    fn from(e: GateError) -> Self {
+        crate::Error::usage(e)
+    }
+}
+
 /// Every run.json at or under `path` (a file, or a folder searched recursively), skipped
 /// runs left out.
-pub fn load(path: &Path) -> Result<Vec<RunRecord>, String> {
+pub fn load(path: &Path) -> Result<Vec<RunRecord>, GateError> {
     let mut files = Vec::new();
     find_run_json(path, &mut files)?;
     if files.is_empty() {
-        return Err(format!(
-            "no run.json at or under {}: pass a results folder written by `harness run`",
-            path.display()
-        ));
+        return Err(GateError::NoRuns(path.to_path_buf()));
     }
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f)
-            .map_err(|e| format!("cannot read {} ({e})", f.display()))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "{} is not valid JSON ({e}): rerun `harness run`",
-                f.display()
-            )
+        let text = std::fs::read_to_string(&f).map_err(|source| GateError::Read {
+            path: f.clone(),
+            source,
+        })?;
+        let json: Value = serde_json::from_str(&text).map_err(|source| GateError::Json {
+            path: f.clone(),
+            source,
         })?;
         let scenario = json["scenario"].as_str().unwrap_or("?").to_string();
         let revision = json["git_revision"].as_str().unwrap_or("?").to_string();
@@ -60,16 +86,14 @@ pub fn load(path: &Path) -> Result<Vec<RunRecord>, String> {
     Ok(out)
 }
 
-fn find_run_json(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+fn find_run_json(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), GateError> {
     if path.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
     }
-    let entries = std::fs::read_dir(path).map_err(|e| {
-        format!(
-            "cannot read {} ({e}): pass a results folder or run.json",
-            path.display()
-        )
+    let entries = std::fs::read_dir(path).map_err(|source| GateError::Folder {
+        path: path.to_path_buf(),
+        source,
     })?;
     for e in entries.flatten() {
         let p = e.path();

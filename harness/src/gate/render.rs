@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::Report;
 use super::verdict::{Rule, Verdict};
+use crate::export::table::Table;
 
 pub fn num(x: Option<f64>) -> String {
     match x {
@@ -63,27 +64,29 @@ pub fn markdown(r: &Report) -> String {
     if !r.regressions.is_empty() {
         out.push('\n');
     }
-    out.push_str(
-        "| scenario | metric | unit | A median | B median | B/A | noise | p | rule | verdict |\n",
-    );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut table = Table::new([
+        "scenario", "metric", "unit", "A median", "B median", "B/A", "noise", "p", "rule",
+        "verdict",
+    ]);
     for row in &r.rows {
-        let _ = writeln!(
-            out,
-            "| {} | {}{} | {} | {} | {} | {} | {:.0}% | {} | {} | {} |",
-            row.scenario,
-            if row.self_report { "self: " } else { "" },
-            row.label,
-            row.unit,
+        table.row([
+            row.scenario.clone(),
+            format!(
+                "{}{}",
+                if row.self_report { "self: " } else { "" },
+                row.label
+            ),
+            row.unit.to_string(),
             num(row.judged.a_median),
             num(row.judged.b_median),
             ratio(row.judged.ratio),
-            row.judged.noise * 100.0,
+            format!("{:.0}%", row.judged.noise * 100.0),
             row.judged.p_value.map_or("—".into(), |p| format!("{p:.3}")),
             rule(row.rule, row.unit),
-            verdict(row.judged.verdict)
-        );
+            verdict(row.judged.verdict).to_string(),
+        ]);
     }
+    out.push_str(&table.render());
     if !r.notes.is_empty() {
         out.push('\n');
         for n in &r.notes {

@@ -37,31 +37,42 @@ impl KmemReading {
     }
 }
 
+/// /proc/meminfo or /proc/slabinfo text that is not as this kernel family writes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KmemError {
+    #[error("/proc/meminfo has no `{0}:` line")]
+    NoMeminfoField(String),
+    #[error("/proc/meminfo: cannot read the value of `{0}`")]
+    BadMeminfoValue(String),
+    #[error("/proc/slabinfo: unknown format `{0}` (version 2.x expected)")]
+    SlabinfoVersion(String),
+    #[error("/proc/slabinfo: cannot parse `{0}`")]
+    BadSlabinfoLine(String),
+}
+
 /// (Slab, SReclaimable, SUnreclaim) in bytes from /proc/meminfo text (values are in kB).
-pub fn parse_meminfo(text: &str) -> Result<(u64, u64, u64), String> {
-    let field = |name: &str| -> Result<u64, String> {
+pub fn parse_meminfo(text: &str) -> Result<(u64, u64, u64), KmemError> {
+    let field = |name: &str| -> Result<u64, KmemError> {
         let line = text
             .lines()
             .find(|l| l.split(':').next() == Some(name))
-            .ok_or_else(|| format!("/proc/meminfo has no `{name}:` line"))?;
+            .ok_or_else(|| KmemError::NoMeminfoField(name.into()))?;
         let kib: u64 = line
             .split_whitespace()
             .nth(1)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("/proc/meminfo: cannot read the value of `{line}`"))?;
+            .ok_or_else(|| KmemError::BadMeminfoValue(line.into()))?;
         Ok(kib * 1024)
     };
     Ok((field("Slab")?, field("SReclaimable")?, field("SUnreclaim")?))
 }
 
 /// Sum of num_objs x objsize over all caches, from /proc/slabinfo (version 2.x) text.
-pub fn parse_slabinfo(text: &str) -> Result<u64, String> {
+pub fn parse_slabinfo(text: &str) -> Result<u64, KmemError> {
     let mut lines = text.lines();
     let version = lines.next().unwrap_or("");
     if !version.starts_with("slabinfo - version: 2.") {
-        return Err(format!(
-            "/proc/slabinfo: unknown format `{version}` (version 2.x expected)"
-        ));
+        return Err(KmemError::SlabinfoVersion(version.into()));
     }
     let mut total = 0u64;
     for line in lines.filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
@@ -70,7 +81,7 @@ pub fn parse_slabinfo(text: &str) -> Result<u64, String> {
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
         match (num(2), num(3)) {
             (Some(objs), Some(size)) => total += objs * size,
-            _ => return Err(format!("/proc/slabinfo: cannot parse `{line}`")),
+            _ => return Err(KmemError::BadSlabinfoLine(line.into())),
         }
     }
     Ok(total)
@@ -151,7 +162,7 @@ mod tests {
     #[test]
     fn meminfo_without_slab_is_an_error_naming_the_field() {
         let err = parse_meminfo("MemTotal: 1 kB\n").unwrap_err();
-        assert!(err.contains("Slab"), "{err}");
+        assert!(err.to_string().contains("Slab"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,13 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+/// A scenario that cannot be read is a usage error: the file is the command's argument.
+impl From<ScenarioError> for crate::Error {
+    fn from(e: ScenarioError) -> Self {
+        crate::Error::usage(e)
+    }
+}
+
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {

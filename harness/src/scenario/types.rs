@@ -327,7 +327,7 @@ fn t_idle() -> f64 {
 
 /// Which syncers run: `--sut NAME` selects by label or kind (even ones off by default);
 /// without it, every enabled one.
-pub fn selected<'a>(all: &'a [SutSpec], wanted: &[String]) -> Result<Vec<&'a SutSpec>, String> {
+pub fn selected<'a>(all: &'a [SutSpec], wanted: &[String]) -> Result<Vec<&'a SutSpec>, UnknownSut> {
     if wanted.is_empty() {
         return Ok(all.iter().filter(|s| s.enabled).collect());
     }
@@ -340,13 +340,26 @@ pub fn selected<'a>(all: &'a [SutSpec], wanted: &[String]) -> Result<Vec<&'a Sut
             })
             .collect();
         if hits.is_empty() {
-            let names: Vec<String> = all.iter().map(SutSpec::label).collect();
-            return Err(format!(
-                "no syncer `{w}` in this scenario; it has: {}",
-                names.join(", ")
-            ));
+            return Err(UnknownSut {
+                wanted: w.clone(),
+                has: all.iter().map(SutSpec::label).collect(),
+            });
         }
         out.extend(hits);
     }
     Ok(out)
+}
+
+/// `--sut NAME` names no syncer of the scenario.
+#[derive(Debug, thiserror::Error)]
+#[error("no syncer `{wanted}` in this scenario; it has: {}", has.join(", "))]
+pub struct UnknownSut {
+    pub wanted: String,
+    pub has: Vec<String>,
+}
+
+impl From<UnknownSut> for crate::Error {
+    fn from(e: UnknownSut) -> Self {
+        crate::Error::usage(e)
+    }
 }

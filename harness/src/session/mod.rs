@@ -25,6 +25,7 @@ use crate::storm::plan::Plan;
 use crate::sut::daemon::RsyncDaemon;
 use crate::sut::{self, Launch, Readiness, SutEnv, SutProcess};
 use crate::util::clock::Clock;
+use wait::ReadyError;
 
 pub struct Ctx<'a> {
     pub scenario: &'a Scenario,
@@ -277,7 +278,7 @@ fn drive(
             Ok(equal_at) => r.ready_ns = equal_at - t0,
             Err(why) => {
                 r.outcome = Outcome::Failed;
-                r.reasons.push(why);
+                r.reasons.push(why.to_string());
                 return Ok((Vec::new(), sut_proc, tracker));
             }
         }
@@ -368,17 +369,17 @@ fn wait_ready(
     tracker: &mut TreeTracker,
     env: &SutEnv,
     clock: &Clock,
-) -> Result<u64, String> {
+) -> Result<u64, ReadyError> {
     let timeout = Duration::from_secs_f64(ctx.scenario.timeouts.ready_s);
     let deadline = std::time::Instant::now() + timeout;
     let readiness = p.readiness.clone();
     let log = p.log_file.clone();
     let alive = |p: &mut SutProcess| match p.exited() {
-        Some(status) => Err(format!(
-            "exited before it was ready ({status}): {}; see {}",
-            log_tail(&log),
-            log.display()
-        )),
+        Some(status) => Err(ReadyError::Exited {
+            status,
+            log_tail: log_tail(&log),
+            log: log.clone(),
+        }),
         None => Ok(()),
     };
     let signalled = wait::until(timeout, ctx.stop, || {
@@ -391,10 +392,11 @@ fn wait_ready(
         })
     })?;
     if !signalled {
-        return Err(format!(
-            "not ready after {timeout:?} (waited for {readiness:?}); see {}",
-            log.display()
-        ));
+        return Err(ReadyError::NoSign {
+            timeout,
+            readiness: format!("{readiness:?}"),
+            log: log.clone(),
+        });
     }
     let opts = CompareOptions {
         munged_links_ok: env.daemon.is_some(),
@@ -412,10 +414,10 @@ fn wait_ready(
         Ok(done)
     })?;
     if !equal {
-        return Err(format!(
-            "not ready after {timeout:?}: the replica never equalled the pre-storm tree ({})",
-            last.map_or_else(|| "not compared".into(), |d| d.describe())
-        ));
+        return Err(ReadyError::NeverEqual {
+            timeout,
+            diff: last.map_or_else(|| "not compared".into(), |d| d.describe()),
+        });
     }
     Ok(equal_at)
 }

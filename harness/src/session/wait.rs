@@ -1,7 +1,8 @@
 //! Deadline waits: predicates and the run's live counters in, "done at t" or "gave up" out.
 //! Never a bare sleep: every wait polls a condition against a deadline and the Ctrl-C flag.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,17 +17,39 @@ const POLL: Duration = Duration::from_millis(20);
 const IDLE_CPU_NS: u64 = 20_000_000;
 const IDLE_WINDOW: Duration = Duration::from_secs(1);
 
+/// Why a syncer under test never got ready; the run is failed with this as its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    #[error("interrupted")]
+    Interrupted,
+    #[error("exited before it was ready ({status}): {log_tail}; see {}", log.display())]
+    Exited {
+        status: ExitStatus,
+        log_tail: String,
+        log: PathBuf,
+    },
+    #[error("not ready after {timeout:?} (waited for {readiness}); see {}", log.display())]
+    NoSign {
+        timeout: Duration,
+        /// The sign waited for, as `Readiness` debug-prints it.
+        readiness: String,
+        log: PathBuf,
+    },
+    #[error("not ready after {timeout:?}: the replica never equalled the pre-storm tree ({diff})")]
+    NeverEqual { timeout: Duration, diff: String },
+}
+
 /// Polls `pred` until it returns true (Ok(true)), the timeout passes (Ok(false)), it
 /// fails (Err), or Ctrl-C (Err).
 pub fn until(
     timeout: Duration,
     stop: &AtomicBool,
-    mut pred: impl FnMut() -> Result<bool, String>,
-) -> Result<bool, String> {
+    mut pred: impl FnMut() -> Result<bool, ReadyError>,
+) -> Result<bool, ReadyError> {
     let deadline = Instant::now() + timeout;
     loop {
         if stop.load(Ordering::Relaxed) {
-            return Err("interrupted".into());
+            return Err(ReadyError::Interrupted);
         }
         if pred()? {
             return Ok(true);

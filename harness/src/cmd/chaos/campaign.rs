@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::case::{self, Backend, CaseOutcome, CaseSpec, Target};
 use super::config::ChaosConfig;
+use super::error::ChaosError;
 use super::generate::generate;
 use super::op::{Op, OpLog};
 use super::report::{self, Row};
@@ -48,11 +49,11 @@ pub struct CampaignEnv<'a> {
 }
 
 /// The op log of `seed`, generated in a scratch folder under `workdir`.
-pub fn op_log(config: &ChaosConfig, seed: u64, workdir: &Path) -> Result<OpLog, String> {
+pub fn op_log(config: &ChaosConfig, seed: u64, workdir: &Path) -> Result<OpLog, ChaosError> {
     let scratch = tempfile::Builder::new()
         .prefix("chaos-gen-")
         .tempdir_in(workdir)
-        .map_err(|e| format!("cannot make a scratch folder in {}: {e}", workdir.display()))?;
+        .map_err(ChaosError::io("make a scratch folder in", workdir))?;
     generate(
         seed,
         config.setup_ops,
@@ -60,7 +61,7 @@ pub fn op_log(config: &ChaosConfig, seed: u64, workdir: &Path) -> Result<OpLog, 
         &config.mix,
         scratch.path(),
     )
-    .map_err(|e| format!("generating seed {seed}: {e}"))
+    .map_err(|source| ChaosError::Generate { seed, source })
 }
 
 /// The command that replays one case.
@@ -256,8 +257,8 @@ pub fn run(
     env: &CampaignEnv,
     scenario: &str,
     stop: &AtomicBool,
-) -> Result<bool, String> {
-    fs::create_dir_all(env.out).map_err(|e| format!("cannot create {}: {e}", env.out.display()))?;
+) -> Result<bool, ChaosError> {
+    fs::create_dir_all(env.out).map_err(ChaosError::io("create", env.out))?;
     let done = if env.resume {
         done_cases(env.out)
     } else {
@@ -340,10 +341,12 @@ pub fn run(
     let rows = report::read_rows(&env.out.join("runs.csv"))?;
     let summary = report::summary(config, &rows, scenario, env.out);
     fs::write(env.out.join("summary.md"), &summary)
-        .map_err(|e| format!("cannot write summary.md: {e}"))?;
+        .map_err(ChaosError::file("write summary.md"))?;
     print!("{}", report::short(&rows));
     if stop.load(Ordering::Relaxed) {
-        return Err("interrupted: rerun with --resume to finish the campaign".into());
+        return Err(ChaosError::Interrupted(
+            "interrupted: rerun with --resume to finish the campaign",
+        ));
     }
     Ok(problems.is_empty() && rows.iter().all(|r| r.passed))
 }
@@ -354,7 +357,7 @@ fn run_case(
     env: &CampaignEnv,
     id: CaseId,
     scenario: &str,
-) -> Result<(Row, String), String> {
+) -> Result<(Row, String), ChaosError> {
     let log = op_log(config, id.seed, env.workdir)?;
     let case_dir = env.workdir.join(id.name());
     // A leftover of an interrupted earlier run would be merged into this case's trees.
@@ -364,7 +367,7 @@ fn run_case(
     let mut note = String::new();
     if !outcome.passed {
         let dir = write_failure(config, env, id, &log, &outcome, &case_dir, scenario)
-            .map_err(|e| format!("cannot write the failure report: {e}"))?;
+            .map_err(ChaosError::file("write the failure report"))?;
         note = format!(
             "FAILED {}: {} -> {}/diff.txt\n  replay: {}",
             id.name(),
@@ -394,15 +397,17 @@ pub fn replay(
     env: &CampaignEnv,
     path: &Path,
     stop: &AtomicBool,
-) -> Result<bool, String> {
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let log = OpLog::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+) -> Result<bool, ChaosError> {
+    let text = fs::read_to_string(path).map_err(ChaosError::io("read", path))?;
+    let log = OpLog::parse(&text).map_err(|source| ChaosError::OpLog {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut all = true;
     for &backend in &config.backends {
         for &target in &config.targets {
             if stop.load(Ordering::Relaxed) {
-                return Err("interrupted".into());
+                return Err(ChaosError::Interrupted("interrupted"));
             }
             let id = CaseId {
                 seed: 0,
@@ -434,7 +439,7 @@ pub fn replay(
                 ));
                 let mut f =
                     fs::File::create(env.out.join(format!("replay-{backend}-{target}.log")))
-                        .map_err(|e| format!("cannot write the replay log: {e}"))?;
+                        .map_err(ChaosError::file("write the replay log"))?;
                 let syncer_log = fs::read_to_string(dir.join("syncer.log")).unwrap_or_default();
                 let _ = f.write_all(syncer_log.as_bytes());
                 for op in suspects(&log, &outcome) {
@@ -444,7 +449,7 @@ pub fn replay(
             println!("{line}");
             if let (Some(kind), Some(trials)) = (FailureKind::of(&outcome), env.shrink) {
                 let shrunk = shrink_failure(config, env, id, &log, kind, trials, env.out)
-                    .map_err(|e| format!("cannot write minimal.ops: {e}"))?;
+                    .map_err(ChaosError::file("write minimal.ops"))?;
                 println!("  {shrunk} -> {}/minimal.ops", env.out.display());
             }
             all &= outcome.passed;

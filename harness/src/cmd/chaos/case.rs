@@ -4,7 +4,6 @@
 //! equal SOURCE exactly (names, types, content, mode, mtime, owner as root, link targets)
 //! within the convergence limit. The syncer must also exit 0 on SIGTERM.
 
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,65 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::error::ChaosError;
 use super::op::{OpLog, Roots};
 use crate::measure::verify::{self, CompareOptions, TreeDiff};
 use crate::sut::daemon::{MODULE, PASSWORD, RsyncDaemon};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    Inotify,
-    Fanotify,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Local,
-    Rsync,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Inotify => "inotify",
-            Backend::Fanotify => "fanotify",
-        })
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Target::Local => "local",
-            Target::Rsync => "rsync",
-        })
-    }
-}
-
-impl std::str::FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "inotify" => Ok(Backend::Inotify),
-            "fanotify" => Ok(Backend::Fanotify),
-            _ => Err(format!("unknown backend {s:?}: use inotify or fanotify")),
-        }
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "local" => Ok(Target::Local),
-            "rsync" => Ok(Target::Rsync),
-            _ => Err(format!(
-                "unknown target {s:?}: use local (a directory) or rsync (a real rsync daemon)"
-            )),
-        }
-    }
-}
+pub use crate::cli::{Backend, Target};
 
 /// How one case runs.
 #[derive(Debug, Clone)]
@@ -117,7 +63,7 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status; SIGKILL after the grace period.
-    fn stop(mut self) -> Result<(), String> {
+    fn stop(mut self) -> Result<(), ChaosError> {
         // ESRCH: it already exited; try_wait below reports how.
         let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + STOP_GRACE;
@@ -126,7 +72,7 @@ impl Running {
                 return if status.success() {
                     Ok(())
                 } else {
-                    Err(format!("the syncer exited with {status} after SIGTERM"))
+                    Err(ChaosError::BadExit(status))
                 };
             }
             std::thread::sleep(POLL);
@@ -134,9 +80,7 @@ impl Running {
         // Already gone is fine; wait reaps it.
         let _ = self.child.kill();
         let _ = self.child.wait();
-        Err(format!(
-            "the syncer did not exit within {STOP_GRACE:?} of SIGTERM"
-        ))
+        Err(ChaosError::NoExit(STOP_GRACE))
     }
 }
 
@@ -162,12 +106,12 @@ fn start_syncer(
     src: &Path,
     replica: &Path,
     daemon: Option<&RsyncDaemon>,
-) -> Result<Running, String> {
+) -> Result<Running, ChaosError> {
     let status = spec.dir.join("status.json");
     let state = spec.dir.join("state");
-    fs::create_dir_all(&state).map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    fs::create_dir_all(&state).map_err(ChaosError::io("create", &state))?;
     let log = fs::File::create(spec.dir.join("syncer.log"))
-        .map_err(|e| format!("cannot create the syncer log: {e}"))?;
+        .map_err(ChaosError::file("create the syncer log"))?;
     let mut cmd = Command::new(&spec.syncer);
     cmd.arg("--backend")
         .arg(spec.backend.to_string())
@@ -186,15 +130,15 @@ fn start_syncer(
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", spec.syncer.display()))?;
+        .map_err(ChaosError::io("start", &spec.syncer))?;
     let mut running = Running { child };
     let deadline = Instant::now() + READY_LIMIT;
     while !ready(&status) {
         if let Ok(Some(exit)) = running.child.try_wait() {
-            return Err(format!("the syncer exited with {exit} before it was ready"));
+            return Err(ChaosError::ExitedEarly(exit));
         }
         if Instant::now() >= deadline {
-            return Err(format!("the syncer was not ready within {READY_LIMIT:?}"));
+            return Err(ChaosError::NotReady(READY_LIMIT));
         }
         std::thread::sleep(POLL);
     }
@@ -213,20 +157,20 @@ pub fn run(log: &OpLog, spec: &CaseSpec) -> CaseOutcome {
         storm_ms: 0,
     };
     if let Err(problem) = run_into(log, spec, &mut outcome) {
-        outcome.problem = Some(problem);
+        outcome.problem = Some(problem.to_string());
     }
     outcome.passed = outcome.problem.is_none() && outcome.converge_ms.is_some();
     outcome
 }
 
-fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(), String> {
+fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(), ChaosError> {
     let (src, outside, replica) = (
         spec.dir.join("src"),
         spec.dir.join("outside"),
         spec.dir.join("replica"),
     );
     for dir in [&src, &outside, &replica] {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(ChaosError::io("create", dir))?;
     }
     let roots = Roots {
         src: &src,
@@ -239,7 +183,7 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
         Target::Local => None,
         Target::Rsync => Some(
             RsyncDaemon::start(&spec.dir.join("daemon"), &replica, &spec.dir.join("floor"))
-                .map_err(|e| format!("cannot start the rsync daemon: {e}"))?,
+                .map_err(ChaosError::Daemon)?,
         ),
     };
     let syncer = start_syncer(spec, &src, &replica, daemon.as_ref())?;
@@ -277,7 +221,7 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     if let Ok(text) = fs::read_to_string(spec.dir.join("syncer.log"))
         && let Some(line) = text.lines().find(|l| l.contains("panicked"))
     {
-        return Err(format!("the syncer panicked: {line}"));
+        return Err(ChaosError::Panicked(line.to_string()));
     }
     Ok(())
 }

@@ -2,92 +2,15 @@
 //! validated `ChaosConfig` out (command-line values override the file's).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::case::{Backend, Target};
+use super::error::ChaosError;
 use super::mix::{Kind, Mix, Pause};
-
-/// `harness chaos` arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ChaosArgs {
-    /// The storm's settings (op mix, pauses, counts); scenarios/chaos.toml by default.
-    pub scenario: Option<PathBuf>,
-    /// Seeds 1..=N.
-    #[arg(long, conflicts_with = "seed_range")]
-    pub seeds: Option<u64>,
-    /// Seeds A..B (B excluded), so long campaigns can be split, resumed and merged.
-    #[arg(long, value_parser = parse_range)]
-    pub seed_range: Option<(u64, u64)>,
-    /// Live operations per seed.
-    #[arg(long)]
-    pub ops: Option<usize>,
-    /// Operations that build the tree before the syncer starts.
-    #[arg(long)]
-    pub setup_ops: Option<usize>,
-    /// Mean pause between operations, microseconds (bursts have none).
-    #[arg(long)]
-    pub pause_us: Option<u32>,
-    /// Comma-separated: inotify, fanotify.
-    #[arg(long, value_delimiter = ',')]
-    pub backend: Vec<Backend>,
-    /// Comma-separated: local (a directory), rsync (a real rsync daemon on loopback).
-    #[arg(long, value_delimiter = ',')]
-    pub target: Vec<Target>,
-    /// Cases run at once.
-    #[arg(long, default_value_t = 4)]
-    pub jobs: usize,
-    /// Seconds after the last operation within which the replica must equal SOURCE.
-    #[arg(long)]
-    pub converge_s: Option<f64>,
-    /// Results folder: runs.csv (appended as cases finish), summary.md, chaos.json,
-    /// failures/.
-    #[arg(long, default_value = "target/chaos")]
-    pub out: PathBuf,
-    /// Skip the cases runs.csv in --out already holds (resume a campaign).
-    #[arg(long)]
-    pub resume: bool,
-    /// Where trees live while cases run (default /dev/shm, else the temp dir).
-    #[arg(long)]
-    pub workdir: Option<PathBuf>,
-    /// Shrink each failing case to a short op log (delta debugging) in failures/.
-    #[arg(long)]
-    pub shrink: bool,
-    /// Most cases run while shrinking one failure.
-    #[arg(long, default_value_t = 120)]
-    pub shrink_trials: u32,
-    /// Runs of each shrink candidate (it fails if any run fails): >1 for flaky failures.
-    #[arg(long, default_value_t = 1)]
-    pub shrink_tries: u32,
-    /// Replay this op log (e.g. failures/*/minimal.ops) instead of generating seeds.
-    #[arg(long, conflicts_with_all = ["seeds", "seed_range"])]
-    pub replay: Option<PathBuf>,
-    /// Print the op log of --seeds/--seed-range's first seed and exit (nothing is run).
-    #[arg(long)]
-    pub print_ops: bool,
-    /// Extra arguments for the syncer, e.g. "--batch-delay 50".
-    #[arg(long, allow_hyphen_values = true)]
-    pub syncer_args: Option<String>,
-    /// Only regenerate summary.md from the runs.csv of these folders (merge campaigns).
-    #[arg(long, num_args = 1..)]
-    pub merge: Vec<PathBuf>,
-}
-
-fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s
-        .split_once("..")
-        .ok_or_else(|| format!("{s:?}: write the range as A..B, e.g. 1..201"))?;
-    let a: u64 = a.parse().map_err(|_| format!("bad range start {a:?}"))?;
-    let b: u64 = b.parse().map_err(|_| format!("bad range end {b:?}"))?;
-    if b <= a {
-        return Err(format!(
-            "empty range {s:?}: the end must be above the start"
-        ));
-    }
-    Ok((a, b))
-}
+use crate::cli::chaos::UnknownName;
+use crate::cli::{Backend, ChaosArgs, Target};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,21 +64,29 @@ impl Default for MatrixFile {
 }
 
 /// One `[matrix]` list: the command line's values, else the file's, parsed.
-fn matrix<T: Clone + std::str::FromStr<Err = String>>(
+fn matrix<T: Clone + std::str::FromStr<Err = UnknownName>>(
     given: &[T],
     in_file: &[String],
-    what: &str,
+    what: &'static str,
     path: &Path,
-) -> Result<Vec<T>, String> {
+) -> Result<Vec<T>, ChaosError> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
     if in_file.is_empty() {
-        return Err(format!("{}: [matrix] {what} is empty", path.display()));
+        return Err(ChaosError::EmptyMatrix {
+            path: path.to_path_buf(),
+            what,
+        });
     }
     in_file
         .iter()
-        .map(|name| name.parse().map_err(|e| format!("{}: {e}", path.display())))
+        .map(|name| {
+            name.parse().map_err(|source| ChaosError::Matrix {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
         .collect()
 }
 
@@ -175,31 +106,33 @@ pub struct ChaosConfig {
 }
 
 impl ChaosConfig {
-    pub fn load(args: &ChaosArgs, repo_root: &Path) -> Result<ChaosConfig, String> {
+    pub fn load(args: &ChaosArgs, repo_root: &Path) -> Result<ChaosConfig, ChaosError> {
         let path = args
             .scenario
             .clone()
             .unwrap_or_else(|| repo_root.join("scenarios/chaos.toml"));
         let file: File = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+            Ok(text) => toml::from_str(&text).map_err(|source| ChaosError::Toml {
+                path: path.clone(),
+                source,
+            })?,
             Err(e) if args.scenario.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
                 File::default()
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(ChaosError::io("read", &path)(e)),
         };
         let mut pause = file.pause.unwrap_or_default();
         if let Some(us) = args.pause_us {
             pause.mean_us = us;
         }
         if !(0.0..=1.0).contains(&pause.burst_chance) {
-            return Err(format!(
-                "{}: [pause] burst_chance must be within 0..1",
-                path.display()
-            ));
+            return Err(ChaosError::BurstChance { path });
         }
         let weights: Vec<(Kind, u32)> = file.mix.into_iter().collect();
-        let mix =
-            Mix::with_weights(&weights, pause).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mix = Mix::with_weights(&weights, pause).map_err(|source| ChaosError::Mix {
+            path: path.clone(),
+            source,
+        })?;
         let backends = matrix(&args.backend, &file.matrix.backends, "backends", &path)?;
         let targets = matrix(&args.target, &file.matrix.targets, "targets", &path)?;
         let seeds = match (args.seed_range, args.seeds) {
@@ -209,12 +142,10 @@ impl ChaosConfig {
         };
         let converge_s = args.converge_s.unwrap_or(file.storm.converge_s);
         if !(converge_s > 0.0 && converge_s < 3600.0) {
-            return Err(format!(
-                "convergence limit {converge_s} s: give a number of seconds above 0"
-            ));
+            return Err(ChaosError::Converge(converge_s));
         }
         if args.jobs == 0 {
-            return Err("--jobs 0: give at least 1".into());
+            return Err(ChaosError::NoJobs);
         }
         Ok(ChaosConfig {
             description: file.description,
@@ -237,14 +168,9 @@ impl ChaosConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::PathBuf;
 
-    #[test]
-    fn ranges_parse_and_bad_ones_say_how() {
-        assert_eq!(parse_range("1..201"), Ok((1, 201)));
-        assert!(parse_range("5").unwrap_err().contains("A..B"));
-        assert!(parse_range("9..3").unwrap_err().contains("empty"));
-    }
+    use super::*;
 
     #[test]
     fn the_shipped_chaos_scenario_loads() {
@@ -280,6 +206,6 @@ mod tests {
             ..args
         };
         let err = ChaosConfig::load(&args, root).unwrap_err();
-        assert!(err.contains("frobnicate"), "{err}");
+        assert!(err.to_string().contains("frobnicate"), "{err}");
     }
 }

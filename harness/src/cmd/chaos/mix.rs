@@ -93,9 +93,14 @@ impl Default for Mix {
     }
 }
 
+/// A `[mix]` that would pick nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("every operation weight is 0: give at least one kind a weight")]
+pub struct AllWeightsZero;
+
 impl Mix {
     /// A mix from explicit weights (kinds not named keep their default); zero drops a kind.
-    pub fn with_weights(overrides: &[(Kind, u32)], pause: Pause) -> Result<Mix, String> {
+    pub fn with_weights(overrides: &[(Kind, u32)], pause: Pause) -> Result<Mix, AllWeightsZero> {
         let mut weights = DEFAULT_WEIGHTS.to_vec();
         for (kind, w) in overrides {
             if let Some(slot) = weights.iter_mut().find(|(k, _)| k == kind) {
@@ -103,7 +108,7 @@ impl Mix {
             }
         }
         if weights.iter().all(|(_, w)| *w == 0) {
-            return Err("every operation weight is 0: give at least one kind a weight".into());
+            return Err(AllWeightsZero);
         }
         Ok(Mix { weights, pause })
     }

@@ -7,6 +7,7 @@
 pub mod campaign;
 pub mod case;
 pub mod config;
+pub mod error;
 pub mod generate;
 pub mod mix;
 pub mod op;
@@ -16,7 +17,9 @@ pub mod shrink;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use config::{ChaosArgs, ChaosConfig};
+use crate::cli::ChaosArgs;
+use config::ChaosConfig;
+pub use error::ChaosError;
 
 fn default_workdir() -> PathBuf {
     let shm = Path::new("/dev/shm");
@@ -28,7 +31,7 @@ fn default_workdir() -> PathBuf {
 }
 
 /// `harness chaos`: Ok(true) when every case converged.
-pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
+pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, ChaosError> {
     let repo_root = crate::host::env::repo_root();
     if !args.merge.is_empty() {
         let folders: Vec<&Path> = args.merge.iter().map(PathBuf::as_path).collect();
@@ -38,11 +41,10 @@ pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
             .scenario
             .as_deref()
             .map_or("scenarios/chaos.toml".into(), |p| p.display().to_string());
-        std::fs::create_dir_all(&args.out)
-            .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+        std::fs::create_dir_all(&args.out).map_err(ChaosError::io("create", &args.out))?;
         let path = args.out.join("summary.md");
         std::fs::write(&path, report::summary(&config, &rows, &scenario, &args.out))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            .map_err(ChaosError::io("write", &path))?;
         print!("{}", report::short(&rows));
         return Ok(rows.iter().all(|r| r.passed));
     }
@@ -51,13 +53,13 @@ pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
     let workdir = tempfile::Builder::new()
         .prefix("harness-chaos-")
         .tempdir_in(&parent)
-        .map_err(|e| format!("cannot make a work dir in {}: {e}", parent.display()))?;
+        .map_err(ChaosError::io("make a work dir in", &parent))?;
     if args.print_ops {
         let log = campaign::op_log(&config, config.seeds.0, workdir.path())?;
         print!("{}", log.render(&format!("seed {}", config.seeds.0)));
         return Ok(true);
     }
-    let syncer = crate::host::cargo_target::syncer_binary(&repo_root).map_err(|e| e.to_string())?;
+    let syncer = crate::host::cargo_target::syncer_binary(&repo_root)?;
     let env = campaign::CampaignEnv {
         syncer: &syncer,
         out: &args.out,
@@ -68,8 +70,7 @@ pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, String> {
         resume: args.resume,
     };
     if let Some(path) = &args.replay {
-        std::fs::create_dir_all(&args.out)
-            .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+        std::fs::create_dir_all(&args.out).map_err(ChaosError::io("create", &args.out))?;
         return campaign::replay(&config, &env, path, stop);
     }
     let scenario = args

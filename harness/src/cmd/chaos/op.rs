@@ -447,12 +447,39 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// What is wrong with one op-log line (`ParseError` adds the line number).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LineError {
+    #[error("unterminated quoted path")]
+    UnterminatedPath,
+    #[error("bad \\x escape (want two hex digits)")]
+    BadHexEscape,
+    #[error("bad escape (use \\\", \\\\ or \\xNN)")]
+    BadEscape,
+    #[error("expected a quoted path")]
+    ExpectedPath,
+    #[error("bad number {0:?}")]
+    BadNumber(String),
+    #[error("expected a number")]
+    ExpectedNumber,
+    #[error("bad octal mode {0:?}")]
+    BadOctal(String),
+    #[error("expected an octal mode")]
+    ExpectedOctal,
+    #[error("expected a verb")]
+    ExpectedVerb,
+    #[error("unknown operation {0:?}")]
+    UnknownOperation(String),
+    #[error("extra arguments")]
+    ExtraArguments,
+}
+
 enum Token {
     Path(Vec<u8>),
     Word(String),
 }
 
-fn tokens(line: &str) -> Result<Vec<Token>, String> {
+fn tokens(line: &str) -> Result<Vec<Token>, LineError> {
     let mut out = Vec::new();
     let bytes = line.as_bytes();
     let mut i = 0;
@@ -464,14 +491,14 @@ fn tokens(line: &str) -> Result<Vec<Token>, String> {
                 i += 1;
                 loop {
                     match bytes.get(i) {
-                        None => return Err("unterminated quoted path".into()),
+                        None => return Err(LineError::UnterminatedPath),
                         Some(b'"') => break,
                         Some(b'\\') => match bytes.get(i + 1) {
                             Some(b'x') => {
                                 let hex = line
                                     .get(i + 2..i + 4)
                                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                                    .ok_or("bad \\x escape (want two hex digits)")?;
+                                    .ok_or(LineError::BadHexEscape)?;
                                 path.push(hex);
                                 i += 4;
                             }
@@ -479,7 +506,7 @@ fn tokens(line: &str) -> Result<Vec<Token>, String> {
                                 path.push(c);
                                 i += 2;
                             }
-                            _ => return Err("bad escape (use \\\", \\\\ or \\xNN)".into()),
+                            _ => return Err(LineError::BadEscape),
                         },
                         Some(&c) => {
                             path.push(c);
@@ -507,35 +534,33 @@ struct Args {
 }
 
 impl Args {
-    fn path(&mut self) -> Result<Rel, String> {
+    fn path(&mut self) -> Result<Rel, LineError> {
         match self.tokens.next() {
             Some(Token::Path(p)) => Ok(p),
-            _ => Err("expected a quoted path".into()),
+            _ => Err(LineError::ExpectedPath),
         }
     }
 
-    fn num<T: std::str::FromStr>(&mut self) -> Result<T, String> {
+    fn num<T: std::str::FromStr>(&mut self) -> Result<T, LineError> {
         match self.tokens.next() {
-            Some(Token::Word(w)) => w.parse().map_err(|_| format!("bad number {w:?}")),
-            _ => Err("expected a number".into()),
+            Some(Token::Word(w)) => w.parse().map_err(|_| LineError::BadNumber(w)),
+            _ => Err(LineError::ExpectedNumber),
         }
     }
 
-    fn octal(&mut self) -> Result<u32, String> {
+    fn octal(&mut self) -> Result<u32, LineError> {
         match self.tokens.next() {
-            Some(Token::Word(w)) => {
-                u32::from_str_radix(&w, 8).map_err(|_| format!("bad octal mode {w:?}"))
-            }
-            _ => Err("expected an octal mode".into()),
+            Some(Token::Word(w)) => u32::from_str_radix(&w, 8).map_err(|_| LineError::BadOctal(w)),
+            _ => Err(LineError::ExpectedOctal),
         }
     }
 }
 
-fn parse_line(line: &str) -> Result<Op, String> {
+fn parse_line(line: &str) -> Result<Op, LineError> {
     let mut all = tokens(line)?.into_iter();
     let verb = match all.next() {
         Some(Token::Word(w)) => w,
-        _ => return Err("expected a verb".into()),
+        _ => return Err(LineError::ExpectedVerb),
     };
     let mut a = Args { tokens: all };
     let op = match verb.as_str() {
@@ -614,10 +639,10 @@ fn parse_line(line: &str) -> Result<Op, String> {
             to: a.path()?,
         },
         "sleep" => Op::Sleep { us: a.num()? },
-        other => return Err(format!("unknown operation {other:?}")),
+        other => return Err(LineError::UnknownOperation(other.into())),
     };
     if a.tokens.next().is_some() {
-        return Err("extra arguments".into());
+        return Err(LineError::ExtraArguments);
     }
     Ok(op)
 }
@@ -661,9 +686,9 @@ impl OpLog {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let op = parse_line(line).map_err(|message| ParseError {
+            let op = parse_line(line).map_err(|e| ParseError {
                 line: n + 1,
-                message,
+                message: e.to_string(),
             })?;
             log.ops.push(op);
         }

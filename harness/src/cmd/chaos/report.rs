@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::campaign::CaseId;
 use super::case::CaseOutcome;
 use super::config::ChaosConfig;
+use super::error::ChaosError;
 use super::op::OpLog;
+use crate::export::table::Table;
 
 /// One case in runs.csv; units in the names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,37 +64,43 @@ impl Row {
 }
 
 /// runs.csv opened for appending; the header is written when the file is new.
-pub fn open_rows(path: &Path) -> Result<csv::Writer<fs::File>, String> {
+pub fn open_rows(path: &Path) -> Result<csv::Writer<fs::File>, ChaosError> {
     let fresh = !path.exists();
     let file = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(ChaosError::io("open", path))?;
     Ok(csv::WriterBuilder::new()
         .has_headers(fresh)
         .from_writer(file))
 }
 
-pub fn append_row(out: &mut csv::Writer<fs::File>, row: &Row) -> Result<(), String> {
-    out.serialize(row).map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())
+pub fn append_row(out: &mut csv::Writer<fs::File>, row: &Row) -> Result<(), ChaosError> {
+    out.serialize(row)?;
+    out.flush().map_err(|e| ChaosError::CsvWrite(e.into()))
 }
 
-pub fn read_rows(path: &Path) -> Result<Vec<Row>, String> {
+pub fn read_rows(path: &Path) -> Result<Vec<Row>, ChaosError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut reader =
-        csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut reader = csv::Reader::from_path(path).map_err(|source| ChaosError::CsvFile {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
     reader
         .deserialize()
         .collect::<Result<Vec<Row>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|source| ChaosError::CsvRow {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Rows of several campaign folders, the later folder's row winning for the same case.
-pub fn merged(folders: &[&Path]) -> Result<Vec<Row>, String> {
+pub fn merged(folders: &[&Path]) -> Result<Vec<Row>, ChaosError> {
     let mut by_case = BTreeMap::new();
     for folder in folders {
         for row in read_rows(&folder.join("runs.csv"))? {
@@ -138,25 +146,33 @@ fn pct(sorted: &[u64], p: f64) -> String {
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut text = String::from(
-        "| backend | target | seeds | live ops per seed | passed | failed | converge ms p50 / p99 / max |\n|---|---|---|---|---|---|---|\n",
-    );
+    let mut table = Table::new([
+        "backend",
+        "target",
+        "seeds",
+        "live ops per seed",
+        "passed",
+        "failed",
+        "converge ms p50 / p99 / max",
+    ]);
     for ((backend, target), mut t) in tallies(rows) {
         t.converge_ms.sort_unstable();
-        text.push_str(&format!(
-            "| {backend} | {target} | {}..={} ({}) | {} | {} | {} | {} / {} / {} |\n",
-            t.seeds.0,
-            t.seeds.1,
-            t.cases,
-            t.ops,
-            t.passed,
-            t.cases - t.passed,
-            pct(&t.converge_ms, 0.5),
-            pct(&t.converge_ms, 0.99),
-            pct(&t.converge_ms, 1.0),
-        ));
+        table.row([
+            backend,
+            target,
+            format!("{}..={} ({})", t.seeds.0, t.seeds.1, t.cases),
+            t.ops.to_string(),
+            t.passed.to_string(),
+            (t.cases - t.passed).to_string(),
+            format!(
+                "{} / {} / {}",
+                pct(&t.converge_ms, 0.5),
+                pct(&t.converge_ms, 0.99),
+                pct(&t.converge_ms, 1.0)
+            ),
+        ]);
     }
-    text
+    table.render()
 }
 
 /// The one-screen summary printed at the end of a campaign.

@@ -6,27 +6,27 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::CiError;
 use crate::host::cargo_target::target_dir;
 
-fn git(root: &Path, args: &[&str]) -> Result<String, String> {
+fn git(root: &Path, args: &[&str]) -> Result<String, CiError> {
     let o = Command::new("git")
         .args(args)
         .current_dir(root)
         .output()
-        .map_err(|e| format!("cannot run git ({e}): install git"))?;
+        .map_err(CiError::NoGit)?;
     if !o.status.success() {
-        return Err(format!(
-            "`git {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
+        return Err(CiError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 /// `--baseline REV`, or by default the merge base with main when HEAD is on a branch off
 /// main, else HEAD~1 (the previous commit on main). Returns (what was asked, commit id).
-pub fn resolve(root: &Path, wanted: Option<&str>) -> Result<(String, String), String> {
+pub fn resolve(root: &Path, wanted: Option<&str>) -> Result<(String, String), CiError> {
     let rev = match wanted {
         Some(r) => r.to_string(),
         None => {
@@ -41,12 +41,15 @@ pub fn resolve(root: &Path, wanted: Option<&str>) -> Result<(String, String), St
         root,
         &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],
     )
-    .map_err(|e| format!("no commit `{rev}` ({e})"))?;
+    .map_err(|e| CiError::NoCommit {
+        rev: rev.clone(),
+        source: Box::new(e),
+    })?;
     Ok((rev, id))
 }
 
 /// Builds TARGET/release/syncer of the working tree at `root` (quick when up to date).
-pub fn build_candidate(root: &Path, out: &Path) -> Result<PathBuf, String> {
+pub fn build_candidate(root: &Path, out: &Path) -> Result<PathBuf, CiError> {
     cargo_build(root, None)?;
     let bin = target_dir(root).join("release/syncer");
     copy(&bin, &out.join("candidate-syncer"))
@@ -70,7 +73,7 @@ impl Drop for Worktree<'_> {
 /// Builds the syncer of commit `id` and copies it to OUT/baseline-syncer. The shared
 /// target's `release/syncer` is put back afterwards: cargo does not re-copy a fresh binary
 /// there, so the candidate's would otherwise stay replaced by the baseline's.
-pub fn build(root: &Path, id: &str, out: &Path) -> Result<PathBuf, String> {
+pub fn build(root: &Path, id: &str, out: &Path) -> Result<PathBuf, CiError> {
     let target = target_dir(root);
     let wt = Worktree {
         root,
@@ -89,33 +92,34 @@ pub fn build(root: &Path, id: &str, out: &Path) -> Result<PathBuf, String> {
     built
 }
 
-fn cargo_build(dir: &Path, target: Option<&Path>) -> Result<(), String> {
+fn cargo_build(dir: &Path, target: Option<&Path>) -> Result<(), CiError> {
     let mut cmd = Command::new("cargo");
     cmd.args(["build", "--release", "-p", "syncer"])
         .current_dir(dir);
     if let Some(t) = target {
         cmd.env("CARGO_TARGET_DIR", t);
     }
-    let o = cmd
-        .output()
-        .map_err(|e| format!("cannot run cargo ({e}): is the Rust toolchain on PATH?"))?;
+    let o = cmd.output().map_err(CiError::NoCargo)?;
     if o.status.success() {
         return Ok(());
     }
     let err = String::from_utf8_lossy(&o.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    Err(format!(
-        "`cargo build --release -p syncer` in {} failed: {}",
-        dir.display(),
-        lines[lines.len().saturating_sub(4)..].join(" / ")
-    ))
+    Err(CiError::Build {
+        dir: dir.to_path_buf(),
+        stderr_tail: lines[lines.len().saturating_sub(4)..].join(" / "),
+    })
 }
 
 /// Copies through a temp name and a rename, so a running binary is never overwritten.
-fn copy(from: &Path, to: &Path) -> Result<PathBuf, String> {
+fn copy(from: &Path, to: &Path) -> Result<PathBuf, CiError> {
     let tmp = to.with_extension("tmp");
     std::fs::copy(from, &tmp)
         .and_then(|_| std::fs::rename(&tmp, to))
-        .map_err(|e| format!("cannot copy {} to {} ({e})", from.display(), to.display()))?;
+        .map_err(|source| CiError::Copy {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            source,
+        })?;
     Ok(to.to_path_buf())
 }

@@ -4,27 +4,15 @@
 //! and a pass / regression / skipped outcome out.
 
 pub mod baseline;
+pub mod error;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::cli::CiArgs;
 use crate::gate::{self, render};
-
-pub struct CiArgs {
-    pub baseline: Option<String>,
-    /// Scenario files; empty = scenarios/ci-*.toml.
-    pub scenarios: Vec<PathBuf>,
-    pub pairs: u32,
-    pub out: PathBuf,
-    pub record: bool,
-    pub sut: String,
-    /// Testing: use these binaries instead of building.
-    pub baseline_bin: Option<PathBuf>,
-    pub candidate_bin: Option<PathBuf>,
-    /// Testing: extra syncer arguments for the candidate only (e.g. an injected regression).
-    pub candidate_args: Vec<String>,
-}
+pub use error::CiError;
 
 pub enum CiOutcome {
     Passed,
@@ -33,10 +21,10 @@ pub enum CiOutcome {
     Skipped(String),
 }
 
-fn default_scenarios(root: &Path) -> Result<Vec<PathBuf>, String> {
+fn default_scenarios(root: &Path) -> Result<Vec<PathBuf>, CiError> {
     let dir = root.join("scenarios");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("cannot read {} ({e}): pass --scenarios", dir.display()))?
+        .map_err(CiError::io_hint("read", &dir, "pass --scenarios"))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
@@ -47,21 +35,18 @@ fn default_scenarios(root: &Path) -> Result<Vec<PathBuf>, String> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(format!(
-            "no ci-*.toml in {}: pass --scenarios",
-            dir.display()
-        ));
+        return Err(CiError::NoScenarios(dir));
     }
     Ok(files)
 }
 
 /// The scenario with `extra` appended to every `syncer` entry's args, written under `dir`.
-fn with_candidate_args(scenario: &Path, extra: &[String], dir: &Path) -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string(scenario)
-        .map_err(|e| format!("cannot read {} ({e})", scenario.display()))?;
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{} is not valid TOML ({e})", scenario.display()))?;
+fn with_candidate_args(scenario: &Path, extra: &[String], dir: &Path) -> Result<PathBuf, CiError> {
+    let text = std::fs::read_to_string(scenario).map_err(CiError::io("read", scenario))?;
+    let mut doc: toml::Table = text.parse().map_err(|source| CiError::Toml {
+        path: scenario.to_path_buf(),
+        source,
+    })?;
     for sut in doc
         .get_mut("sut")
         .and_then(toml::Value::as_array_mut)
@@ -83,8 +68,7 @@ fn with_candidate_args(scenario: &Path, extra: &[String], dir: &Path) -> Result<
     }
     let stem = scenario.file_stem().unwrap_or_default().to_string_lossy();
     let out = dir.join(format!("{stem}-candidate.toml"));
-    std::fs::write(&out, doc.to_string())
-        .map_err(|e| format!("cannot write {} ({e})", out.display()))?;
+    std::fs::write(&out, doc.to_string()).map_err(CiError::io("write", &out))?;
     Ok(out)
 }
 
@@ -102,12 +86,11 @@ fn run_once(
     scenario: &str,
     pair: u32,
     work: &Path,
-) -> Result<(), String> {
+) -> Result<(), CiError> {
     let dir = a.out.join("runs").join(scenario).join(side.name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {} ({e})", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(CiError::io("create", &dir))?;
     let log = dir.join(format!("p{pair}.log"));
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the harness binary ({e})"))?;
+    let exe = std::env::current_exe().map_err(CiError::NoHarness)?;
     let o = Command::new(exe)
         .arg("run")
         .arg(&side.scenario)
@@ -118,7 +101,7 @@ fn run_once(
         .env("HARNESS_SYNCER_BIN", side.bin)
         .current_dir(root)
         .output()
-        .map_err(|e| format!("cannot start `harness run` ({e})"))?;
+        .map_err(CiError::StartRun)?;
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&o.stdout),
@@ -129,25 +112,23 @@ fn run_once(
     match o.status.code() {
         // 1: the run failed verification or an SLO; the report shows it and fails the gate.
         Some(0 | 1) => Ok(()),
-        _ => Err(format!(
-            "`harness run {}` for {} failed ({}); see {}",
-            side.scenario.display(),
-            side.name,
-            o.status,
-            log.display()
-        )),
+        _ => Err(CiError::RunFailed {
+            scenario: side.scenario.clone(),
+            side: side.name,
+            status: o.status,
+            log,
+        }),
     }
 }
 
-pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
+pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, CiError> {
     let root = crate::host::env::repo_root();
-    std::fs::create_dir_all(&a.out)
-        .map_err(|e| format!("cannot create {} ({e}): pass --out", a.out.display()))?;
-    let out = a.out.canonicalize().map_err(|e| e.to_string())?;
+    let candidate_args = a.candidate_extra();
+    std::fs::create_dir_all(&a.out).map_err(CiError::io_hint("create", &a.out, "pass --out"))?;
+    let out = a.out.canonicalize().map_err(CiError::Write)?;
     let runs_dir = out.join("runs");
     if runs_dir.exists() {
-        std::fs::remove_dir_all(&runs_dir)
-            .map_err(|e| format!("cannot clear {} ({e})", runs_dir.display()))?;
+        std::fs::remove_dir_all(&runs_dir).map_err(CiError::io("clear", &runs_dir))?;
     }
     let scenarios = if a.scenarios.is_empty() {
         default_scenarios(&root)?
@@ -160,8 +141,10 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
     };
     // Absolute: each run's syncer starts in its own directory.
     let given = |b: &PathBuf| {
-        b.canonicalize()
-            .map_err(|e| format!("no syncer binary at {} ({e})", b.display()))
+        b.canonicalize().map_err(|source| CiError::NoBinary {
+            path: b.clone(),
+            source,
+        })
     };
     let candidate_bin = match &a.candidate_bin {
         Some(b) => given(b)?,
@@ -189,15 +172,14 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
         }
     };
     let work = out.join("work");
-    std::fs::create_dir_all(&work)
-        .map_err(|e| format!("cannot create {} ({e})", work.display()))?;
+    std::fs::create_dir_all(&work).map_err(CiError::io("create", &work))?;
     let mut plan = Vec::new();
     for s in &scenarios {
-        let name = crate::scenario::load(s).map_err(|e| e.to_string())?.name;
-        let b_scenario = if a.candidate_args.is_empty() {
+        let name = crate::scenario::load(s)?.name;
+        let b_scenario = if candidate_args.is_empty() {
             s.clone()
         } else {
-            with_candidate_args(s, &a.candidate_args, &out)?
+            with_candidate_args(s, &candidate_args, &out)?
         };
         let sides = [
             Side {
@@ -225,7 +207,7 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
             };
             for side in order {
                 if stop.load(Ordering::Relaxed) {
-                    return Err("interrupted".into());
+                    return Err(CiError::Interrupted);
                 }
                 eprintln!("harness ci: pair {pair}/{pairs} {name} {}", side.name);
                 run_once(&root, a, side, name, pair, &work)?;
@@ -249,15 +231,15 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
     report.b = format!(
         "candidate {}{}",
         crate::host::env::git_revision(&root),
-        if a.candidate_args.is_empty() {
+        if candidate_args.is_empty() {
             String::new()
         } else {
-            format!(" with `{}`", a.candidate_args.join(" "))
+            format!(" with `{}`", candidate_args.join(" "))
         }
     );
     let md = render::markdown(&report);
-    std::fs::write(out.join("report.md"), &md).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("report.json"), render::json(&report)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("report.md"), &md).map_err(CiError::Write)?;
+    std::fs::write(out.join("report.json"), render::json(&report)).map_err(CiError::Write)?;
     print!("{md}");
     eprintln!(
         "harness ci: report in {} and report.json; runs under {}",
@@ -278,8 +260,7 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, String> {
         let text = crate::gate::history::rows(&all_a, "baseline", &date, &host, &cpu)
             + &crate::gate::history::rows(&all_b, "candidate", &date, &host, &cpu);
         let path = root.join("results/history.csv");
-        crate::gate::history::append(&path, &text)
-            .map_err(|e| format!("cannot append to {} ({e})", path.display()))?;
+        crate::gate::history::append(&path, &text).map_err(CiError::io("append to", &path))?;
         eprintln!(
             "harness ci: recorded {} runs in {}",
             all_a.len() + all_b.len(),

@@ -8,21 +8,26 @@ pub struct HgrmPoint {
     pub q: f64,
 }
 
+/// A line of an .hgrm that is not a row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: expected `value percentile count 1/(1-percentile)`, found `{found}`")]
+pub struct HgrmError {
+    pub line: usize,
+    pub found: String,
+}
+
 /// The rows of an .hgrm file. Header, blank and `#[...]` lines are skipped; any other line
 /// that is not four numbers is an error naming its line number.
-pub fn parse(text: &str) -> Result<Vec<HgrmPoint>, String> {
+pub fn parse(text: &str) -> Result<Vec<HgrmPoint>, HgrmError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         if cols.is_empty() || line.starts_with('#') || cols[0] == "Value" {
             continue;
         }
-        let bad = || {
-            format!(
-                "line {}: expected `value percentile count 1/(1-percentile)`, found `{}`",
-                i + 1,
-                line.trim()
-            )
+        let bad = || HgrmError {
+            line: i + 1,
+            found: line.trim().to_string(),
         };
         if cols.len() != 4 {
             return Err(bad());
@@ -79,7 +84,7 @@ mod tests {
     #[test]
     fn a_broken_row_names_its_line() {
         let err = parse("Value Percentile\n\n1.0 0.5 3\n").unwrap_err();
-        assert!(err.starts_with("line 3:"), "{err}");
+        assert!(err.to_string().starts_with("line 3:"), "{err}");
         assert!(
             parse("1.0 1.5 3 2.0\n").is_err(),
             "a quantile above 1 is refused"

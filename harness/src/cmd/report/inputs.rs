@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::ReportError;
 use super::hgrm::{self, HgrmPoint};
 use crate::capacity::records::{SweepReport, TimelineBin, TuneReport, WatchCost};
 
@@ -96,27 +97,21 @@ impl Inputs {
     }
 }
 
-const KNOWN: &str = "run.json, tune.json, sweep.json, watchcost.json or history.csv";
+pub(super) const KNOWN: &str = "run.json, tune.json, sweep.json, watchcost.json or history.csv";
 
 /// Loads every input at or under `paths`; the first unreadable file is the error.
-pub fn load(paths: &[PathBuf]) -> Result<Inputs, String> {
+pub fn load(paths: &[PathBuf]) -> Result<Inputs, ReportError> {
     let mut inputs = Inputs::default();
     let mut seen = std::collections::HashSet::new();
     for p in paths {
         if !p.exists() {
-            return Err(format!(
-                "{} does not exist: pass results folders or {KNOWN} files",
-                p.display()
-            ));
+            return Err(ReportError::Missing(p.clone()));
         }
         visit(p, &mut inputs, &mut seen)?;
     }
     if inputs.is_empty() {
         let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        return Err(format!(
-            "no inputs found at or under {}: pass results folders of `harness run`, or {KNOWN} files",
-            list.join(", ")
-        ));
+        return Err(ReportError::NoInputs(list));
     }
     inputs.runs.sort_by(|a, b| a.dir.cmp(&b.dir));
     Ok(inputs)
@@ -126,7 +121,7 @@ fn visit(
     p: &Path,
     inputs: &mut Inputs,
     seen: &mut std::collections::HashSet<PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let key = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     if !seen.insert(key) {
         return Ok(());
@@ -150,7 +145,10 @@ fn visit(
         return Ok(());
     }
     let mut subdirs: Vec<PathBuf> = std::fs::read_dir(p)
-        .map_err(|e| format!("cannot read the folder {} ({e})", p.display()))?
+        .map_err(|source| ReportError::Folder {
+            path: p.to_path_buf(),
+            source,
+        })?
         .flatten()
         .map(|e| e.path())
         .filter(|x| x.is_dir())
@@ -162,18 +160,21 @@ fn visit(
     Ok(())
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {} ({e})", path.display()))
+fn read(path: &Path) -> Result<String, ReportError> {
+    std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn json<T: DeserializeOwned>(path: &Path, writer: &str) -> Result<Loaded<T>, String> {
-    let data = serde_json::from_str(&read(path)?).map_err(|e| {
-        format!(
-            "{} is not a valid {} ({e}): write it again with `{writer}`",
-            path.display(),
-            path.file_name()
-                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
-        )
+fn json<T: DeserializeOwned>(path: &Path, writer: &'static str) -> Result<Loaded<T>, ReportError> {
+    let data = serde_json::from_str(&read(path)?).map_err(|source| ReportError::Json {
+        path: path.to_path_buf(),
+        name: path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        writer,
+        source,
     })?;
     Ok(Loaded {
         path: path.to_path_buf(),
@@ -181,7 +182,7 @@ fn json<T: DeserializeOwned>(path: &Path, writer: &str) -> Result<Loaded<T>, Str
     })
 }
 
-fn load_file(p: &Path, inputs: &mut Inputs) -> Result<(), String> {
+fn load_file(p: &Path, inputs: &mut Inputs) -> Result<(), ReportError> {
     let name = p
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
@@ -194,26 +195,29 @@ fn load_file(p: &Path, inputs: &mut Inputs) -> Result<(), String> {
         "watchcost.json" => inputs.watchcosts.push(json(p, "harness watchcost")?),
         "history.csv" => inputs.histories.push(history(p)?),
         _ => {
-            return Err(format!(
-                "{} is not a report input: pass results folders or {KNOWN} files",
-                p.display()
-            ));
+            return Err(ReportError::NotAnInput(p.to_path_buf()));
         }
     }
     Ok(())
 }
 
-fn history(path: &Path) -> Result<Loaded<Vec<HistoryRow>>, String> {
-    let mut rd = csv::Reader::from_path(path)
-        .map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+/// A CSV input opened for reading.
+fn csv_reader(path: &Path) -> Result<csv::Reader<std::fs::File>, ReportError> {
+    csv::Reader::from_path(path).map_err(|source| ReportError::ReadCsv {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn history(path: &Path) -> Result<Loaded<Vec<HistoryRow>>, ReportError> {
+    let mut rd = csv_reader(path)?;
     let mut rows = Vec::new();
     for (i, row) in rd.deserialize().enumerate() {
-        rows.push(row.map_err(|e| {
-            format!(
-                "{} line {}: {e}; it is appended by `harness ci --record`: fix or remove that line",
-                path.display(),
-                i + 2
-            )
+        rows.push(row.map_err(|source| ReportError::CsvRow {
+            path: path.to_path_buf(),
+            line: i + 2,
+            source,
+            fix: "it is appended by `harness ci --record`: fix or remove that line",
         })?);
     }
     Ok(Loaded {
@@ -222,17 +226,15 @@ fn history(path: &Path) -> Result<Loaded<Vec<HistoryRow>>, String> {
     })
 }
 
-fn timeline(path: &Path) -> Result<Loaded<Vec<TimelineBin>>, String> {
-    let mut rd = csv::Reader::from_path(path)
-        .map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+fn timeline(path: &Path) -> Result<Loaded<Vec<TimelineBin>>, ReportError> {
+    let mut rd = csv_reader(path)?;
     let mut bins = Vec::new();
     for (i, row) in rd.deserialize().enumerate() {
-        bins.push(row.map_err(|e| {
-            format!(
-                "{} line {}: {e}; it is written by `harness run`: run the scenario again",
-                path.display(),
-                i + 2
-            )
+        bins.push(row.map_err(|source| ReportError::CsvRow {
+            path: path.to_path_buf(),
+            line: i + 2,
+            source,
+            fix: "it is written by `harness run`: run the scenario again",
         })?);
     }
     Ok(Loaded {
@@ -241,18 +243,16 @@ fn timeline(path: &Path) -> Result<Loaded<Vec<TimelineBin>>, String> {
     })
 }
 
-fn entry(dir: &Path, v: &Value) -> Result<RunEntry, String> {
+fn entry(dir: &Path, v: &Value) -> Result<RunEntry, ReportError> {
     let u = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     let sut = v["sut"].as_str().unwrap_or("?").to_string();
     let repeat = u("/repeat");
     let stem = format!("{sut}-r{repeat}");
     let hgrm_path = dir.join(format!("{stem}.hgrm"));
     let hgrm = if hgrm_path.is_file() {
-        let points = hgrm::parse(&read(&hgrm_path)?).map_err(|e| {
-            format!(
-                "{} {e}: it is written by `harness run`: run the scenario again",
-                hgrm_path.display()
-            )
+        let points = hgrm::parse(&read(&hgrm_path)?).map_err(|source| ReportError::Hgrm {
+            path: hgrm_path.clone(),
+            source,
         })?;
         Some(Loaded {
             path: hgrm_path,
@@ -285,19 +285,15 @@ fn entry(dir: &Path, v: &Value) -> Result<RunEntry, String> {
     })
 }
 
-fn run_folder(dir: &Path) -> Result<RunFolder, String> {
+fn run_folder(dir: &Path) -> Result<RunFolder, ReportError> {
     let run_json = dir.join("run.json");
-    let v: Value = serde_json::from_str(&read(&run_json)?).map_err(|e| {
-        format!(
-            "{} is not valid JSON ({e}): it is written by `harness run`: run the scenario again",
-            run_json.display()
-        )
-    })?;
+    let v: Value =
+        serde_json::from_str(&read(&run_json)?).map_err(|source| ReportError::RunJson {
+            path: run_json.clone(),
+            source,
+        })?;
     let Some(list) = v["runs"].as_array() else {
-        return Err(format!(
-            "{} has no `runs` list: is it a run.json of `harness run`?",
-            run_json.display()
-        ));
+        return Err(ReportError::NoRunsList(run_json));
     };
     let mut runs = Vec::new();
     for r in list.iter().filter(|r| r["outcome"] != "skipped") {

@@ -3,6 +3,7 @@
 //! sysctl lines) and its SVG plots, every number naming the file it came from.
 
 pub mod charts;
+pub mod error;
 pub mod hgrm;
 pub mod inputs;
 pub mod plots;
@@ -10,15 +11,8 @@ pub mod render;
 
 use std::path::{Component, Path, PathBuf};
 
-pub struct ReportArgs {
-    pub inputs: Vec<PathBuf>,
-    pub out: PathBuf,
-    /// p99 objective for "sustainable ops/s"; None: the sweep's own, else 1000 ms.
-    pub slo_ms: Option<f64>,
-    /// How long the syncer may stop reading events (the queue must hold them meanwhile).
-    pub stall_budget_ms: f64,
-    pub command_line: String,
-}
+use crate::cli::ReportArgs;
+pub use error::ReportError;
 
 /// Facts of the machine the report is made on, read when it is made (not from a run).
 #[derive(Debug, Clone, Default)]
@@ -70,24 +64,24 @@ pub fn relative(from: &Path, to: &Path) -> String {
 }
 
 /// Writes report.md and the plots into `args.out`; returns the report's path.
-pub fn report(args: &ReportArgs) -> Result<PathBuf, String> {
+pub fn report(args: &ReportArgs) -> Result<PathBuf, ReportError> {
     let inputs = inputs::load(&args.inputs)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        format!(
-            "cannot create the output folder {} ({e}): pass --out DIR",
-            args.out.display()
-        )
+    std::fs::create_dir_all(&args.out).map_err(|source| ReportError::OutDir {
+        path: args.out.clone(),
+        source,
     })?;
     let machine = Machine::now();
     let out = absolute(&args.out);
     let rel = |p: &Path| relative(&out, p);
-    let rendered = render::render(&inputs, args, &machine, &rel);
+    let rendered = render::render(&inputs, args, &crate::cli::command_line(), &machine, &rel);
     for (name, chart) in &rendered.charts {
         plots::draw(&out.join(name), chart)?;
     }
     let path = out.join("report.md");
-    std::fs::write(&path, &rendered.markdown)
-        .map_err(|e| format!("cannot write {} ({e})", path.display()))?;
+    std::fs::write(&path, &rendered.markdown).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }
 

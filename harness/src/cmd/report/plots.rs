@@ -7,6 +7,7 @@ use std::path::Path;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
+use super::ReportError;
 use super::hgrm::percentile_label;
 
 const SIZE: (u32, u32) = (1000, 560);
@@ -120,8 +121,11 @@ fn colour(i: usize) -> RGBColor {
 }
 
 /// Draws `chart` into the SVG file `path`.
-pub fn draw(path: &Path, chart: &Chart) -> Result<(), String> {
-    let fail = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
+pub fn draw(path: &Path, chart: &Chart) -> Result<(), ReportError> {
+    let fail = |e: &dyn std::fmt::Display| ReportError::Plot {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let footer_lines = wrap(&chart.sources, FOOTER_CHARS);
@@ -161,22 +165,22 @@ pub fn draw(path: &Path, chart: &Chart) -> Result<(), String> {
     let drawn = match (chart.x_axis, chart.y_axis) {
         (Axis::Linear, Axis::Linear) => builder
             .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| fail(&e))
+            .map_err(|e| PlotFailure(fail(&e).to_string()))
             .and_then(|mut c| body(&mut c, chart)),
         (Axis::Linear, _) => builder
             .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-            .map_err(|e| fail(&e))
+            .map_err(|e| PlotFailure(fail(&e).to_string()))
             .and_then(|mut c| body(&mut c, chart)),
         (_, Axis::Linear) => builder
             .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
-            .map_err(|e| fail(&e))
+            .map_err(|e| PlotFailure(fail(&e).to_string()))
             .and_then(|mut c| body(&mut c, chart)),
         (_, _) => builder
             .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-            .map_err(|e| fail(&e))
+            .map_err(|e| PlotFailure(fail(&e).to_string()))
             .and_then(|mut c| body(&mut c, chart)),
     };
-    drawn.map_err(|e| format!("drawing {}: {e}", path.display()))?;
+    drawn.map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))
 }
 
@@ -257,15 +261,20 @@ fn axis_label(axis: Axis, v: f64) -> String {
     }
 }
 
+/// A drawing step plotters refused, as its (backend-generic) error prints.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlotFailure(String);
+
 fn body<'a, X, Y>(
     c: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     chart: &Chart,
-) -> Result<(), String>
+) -> Result<(), PlotFailure>
 where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let e = |e: &dyn std::fmt::Display| PlotFailure(e.to_string());
     let x_fmt = |v: &f64| axis_label(chart.x_axis, *v);
     let y_fmt = |v: &f64| axis_label(chart.y_axis, *v);
     let x_labels = if chart.x_axis == Axis::Percentile {

@@ -9,8 +9,9 @@ use std::path::Path;
 
 use super::inputs::{Inputs, RunEntry, RunFolder};
 use super::plots::Chart;
-use super::{Machine, ReportArgs, charts};
+use super::{Machine, charts};
 use crate::capacity::recommend as rec;
+use crate::cli::ReportArgs;
 
 pub struct Rendered {
     pub markdown: String,
@@ -685,13 +686,20 @@ fn history_section(
     }
 }
 
-pub fn render(inputs: &Inputs, args: &ReportArgs, m: &Machine, rel: Rel) -> Rendered {
+/// `command`: the command line that made the report, quoted at its top.
+pub fn render(
+    inputs: &Inputs,
+    args: &ReportArgs,
+    command: &str,
+    m: &Machine,
+    rel: Rel,
+) -> Rendered {
     let mut out = String::new();
     let mut charts_out = Vec::new();
     let _ = writeln!(
         out,
         "# Capacity planning report\n\nMade on {} ({}) with `{}`. Every number names the file it comes from (paths relative to this report); machine facts marked \"/proc\" were read when the report was made. Plots are SVG files beside this report.\n",
-        m.host, m.date, args.command_line
+        m.host, m.date, command
     );
     recommendations(inputs, args, m, rel, &mut out);
     runs_section(inputs, rel, &mut charts_out, &mut out);

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::MultiProgress;
 
+use super::TuneError;
 use crate::export::{ResultsDir, RunInfo};
 use crate::scenario::{ReplicaFs, Scenario, SutSpec};
 use crate::session::result::{Outcome, RunResult};
@@ -16,7 +17,7 @@ use crate::session::{self, Ctx};
 /// The scenario with `fs.inotify.max_queued_events` = `queue` (when given) and every phase's
 /// open-loop `rate` = `rate`. A phase with `duration_ms` then plans rate x duration ops; one
 /// with `ops` keeps its count (and lasts ops / rate).
-pub fn variant(base: &Scenario, queue: Option<u64>, rate: f64) -> Result<Scenario, String> {
+pub fn variant(base: &Scenario, queue: Option<u64>, rate: f64) -> Result<Scenario, TuneError> {
     let mut s = base.clone();
     if let Some(q) = queue {
         s.kernel.max_queued_events = Some(q);
@@ -31,8 +32,11 @@ pub fn variant(base: &Scenario, queue: Option<u64>, rate: f64) -> Result<Scenari
         None => format!("rate = {rate} ops/s"),
     };
     s.description = format!("{} (this point: {what})", s.description.trim());
-    crate::scenario::check::validate(&s)
-        .map_err(|(key, why)| format!("{}: key `{key}` after the override: {why}", s.name))?;
+    crate::scenario::check::validate(&s).map_err(|(key, why)| TuneError::Override {
+        scenario: s.name.clone(),
+        key,
+        why,
+    })?;
     Ok(s)
 }
 
@@ -56,18 +60,16 @@ impl<'a> Bench<'a> {
         scenario_file: &Path,
         command: String,
         stop: &'a AtomicBool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TuneError> {
         let root = match workdir_root {
             Some(d) => d.to_path_buf(),
             None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
             None => std::env::temp_dir(),
         };
         let workdir = root.join(format!("harness-tune-{}", std::process::id()));
-        std::fs::create_dir_all(&workdir).map_err(|e| {
-            format!(
-                "cannot create the work dir {} ({e}): pass --workdir",
-                workdir.display()
-            )
+        std::fs::create_dir_all(&workdir).map_err(|source| TuneError::WorkDir {
+            path: workdir.clone(),
+            source,
         })?;
         Ok(Self {
             repo_root: crate::host::env::repo_root(),
@@ -112,11 +114,10 @@ impl<'a> Bench<'a> {
 
     /// Runs `s` once against `spec`; writes its results folder at `dir`. A run that could not
     /// be set up is a failed result with the reason, so the grid goes on.
-    pub fn run(&self, s: &Scenario, spec: &SutSpec, dir: &Path) -> Result<RunResult, String> {
+    pub fn run(&self, s: &Scenario, spec: &SutSpec, dir: &Path) -> Result<RunResult, TuneError> {
         let plan = crate::storm::plan::plan(s);
         let info = self.info(s, plan.storm_ops(), plan.dirs.len() as u64);
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {} ({e})", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(TuneError::io("create", dir))?;
         let results = ResultsDir {
             path: dir.to_path_buf(),
         };
@@ -132,7 +133,7 @@ impl<'a> Bench<'a> {
         let mut r = match session::run_one(&ctx, Some(spec), 1) {
             Ok((r, h)) => {
                 if r.outcome != Outcome::Skipped {
-                    results.write_hgrm(&r, &h).map_err(|e| e.to_string())?;
+                    results.write_hgrm(&r, &h).map_err(TuneError::Export)?;
                 }
                 r
             }
@@ -156,7 +157,7 @@ impl<'a> Bench<'a> {
         }
         results
             .write_all(&info, s, None, std::slice::from_ref(&r))
-            .map_err(|e| format!("cannot write results in {} ({e})", dir.display()))?;
+            .map_err(TuneError::io("write results in", dir))?;
         Ok(r)
     }
 }

@@ -5,6 +5,7 @@
 //! measured; sysctls are restored by each run's KnobGuard, also on Ctrl-C.
 
 pub mod cell;
+pub mod error;
 pub mod grid;
 pub mod knee;
 pub mod stall;
@@ -17,23 +18,9 @@ use std::sync::atomic::AtomicBool;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::capacity::records::{MachineFacts, StallBudget, TuneReport};
+use crate::cli::TuneArgs;
 use crate::scenario::{Scenario, SutKind, SutSpec};
-
-pub struct TuneArgs {
-    pub scenario: PathBuf,
-    /// Empty: grid::DEFAULT_QUEUES.
-    pub queues: Vec<u64>,
-    /// Empty: grid::DEFAULT_RATES.
-    pub rates: Vec<f64>,
-    pub suts: Vec<String>,
-    pub out: PathBuf,
-    pub workdir: Option<PathBuf>,
-    pub stall_check: bool,
-    /// The cell to SIGSTOP-check (both or neither); default: grid::pick_stall_check.
-    pub stall_queue: Option<u64>,
-    pub stall_rate: Option<f64>,
-    pub command_line: String,
-}
+pub use error::TuneError;
 
 /// What the stall checks aim for: long enough to dwarf scheduler noise (a few ms here),
 /// short enough that 1.25x of it stays a storm of seconds.
@@ -43,7 +30,7 @@ const STALL_TARGET_NS: u64 = 1_000_000_000;
 /// fanotify, whose queue is fixed at 16384 events (or unlimited with
 /// --fanotify-unlimited-queue), so the knob would change nothing. Adds `--backend inotify`
 /// when no backend is given; refuses another one.
-pub fn pin_inotify(spec: &SutSpec) -> Result<SutSpec, String> {
+pub fn pin_inotify(spec: &SutSpec) -> Result<SutSpec, TuneError> {
     let mut spec = spec.clone();
     if spec.kind != SutKind::Syncer {
         return Ok(spec);
@@ -62,28 +49,23 @@ pub fn pin_inotify(spec: &SutSpec) -> Result<SutSpec, String> {
             Ok(spec)
         }
         Some("inotify") => Ok(spec),
-        Some(other) => Err(format!(
-            "`{}` runs with --backend {other}: tune sizes inotify's queue (max_queued_events); fanotify's is fixed at 16384 events. Use --backend inotify in its args",
-            spec.label()
-        )),
+        Some(other) => Err(TuneError::NotInotify {
+            label: spec.label(),
+            backend: other.to_string(),
+        }),
     }
 }
 
 /// Checks the grid lists: positive, finite, at least one each.
-pub fn check_grid(queues: &[u64], rates: &[f64]) -> Result<(), String> {
+pub fn check_grid(queues: &[u64], rates: &[f64]) -> Result<(), TuneError> {
     if queues.is_empty() || rates.is_empty() {
-        return Err("the grid needs at least one --queue and one --rate".into());
+        return Err(TuneError::EmptyGrid);
     }
-    if let Some(q) = queues.iter().find(|&&q| q == 0 || q > i32::MAX as u64) {
-        return Err(format!(
-            "--queue {q}: max_queued_events must be between 1 and {} (the kernel keeps it in an int)",
-            i32::MAX
-        ));
+    if let Some(&q) = queues.iter().find(|&&q| q == 0 || q > i32::MAX as u64) {
+        return Err(TuneError::QueueRange(q));
     }
-    if let Some(r) = rates.iter().find(|r| !r.is_finite() || **r <= 0.0) {
-        return Err(format!(
-            "--rate {r}: rates are ops/s above 0 (open loop; 0 would mean as fast as possible)"
-        ));
+    if let Some(&r) = rates.iter().find(|r| !r.is_finite() || **r <= 0.0) {
+        return Err(TuneError::RateRange(r));
     }
     Ok(())
 }
@@ -99,9 +81,9 @@ fn sorted<T: PartialOrd + Copy>(given: &[T], default: &[T]) -> Vec<T> {
     v
 }
 
-pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {} ({e})", path.display()))
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), TuneError> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").map_err(TuneError::io("write", path))
 }
 
 /// The grid bar: one tick per run (cells and stall checks), with the ETA.
@@ -117,20 +99,19 @@ pub fn grid_bar(bench: &cell::Bench, len: u64, what: &str) -> ProgressBar {
 }
 
 /// The results folder `<out>/<date>-<host>-<kind>-<scenario>`.
-pub fn results_root(out: &Path, kind: &str, s: &Scenario) -> Result<PathBuf, String> {
+pub fn results_root(out: &Path, kind: &str, s: &Scenario) -> Result<PathBuf, TuneError> {
     let root = out.join(format!(
         "{}-{}-{kind}-{}",
         crate::util::fmt::today(),
         crate::host::env::hostname(),
         s.name
     ));
-    std::fs::create_dir_all(&root)
-        .map_err(|e| format!("cannot create the results dir {} ({e})", root.display()))?;
+    std::fs::create_dir_all(&root).map_err(TuneError::io("create the results dir", &root))?;
     Ok(root)
 }
 
-pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, String> {
-    let base = crate::scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, TuneError> {
+    let base = crate::scenario::load(&args.scenario)?;
     let queues = sorted(&args.queues, &grid::DEFAULT_QUEUES);
     let rates = sorted(&args.rates, &grid::DEFAULT_RATES);
     check_grid(&queues, &rates)?;
@@ -139,7 +120,7 @@ pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, String> {
         .map(pin_inotify)
         .collect::<Result<Vec<_>, _>>()?;
     if specs.is_empty() {
-        return Err("no syncer selected: every [[sut]] is disabled; pass --sut NAME".into());
+        return Err(TuneError::NoSut);
     }
     let stall_cell = match (args.stall_queue, args.stall_rate) {
         (Some(q), Some(r)) => {
@@ -147,18 +128,19 @@ pub fn tune(args: &TuneArgs, stop: &AtomicBool) -> Result<bool, String> {
             Some((q, r))
         }
         (None, None) => None,
-        _ => return Err("give both --stall-queue and --stall-rate, or neither".into()),
+        _ => return Err(TuneError::HalfStallCell),
     };
+    let command_line = crate::cli::command_line();
     let bench = cell::Bench::new(
         args.workdir.as_deref(),
         &args.scenario,
-        args.command_line.clone(),
+        command_line.clone(),
         stop,
     )?;
     let root = results_root(&args.out, "tune", &base)?;
     let machine =
-        crate::capacity::facts::machine_facts(&bench.workdir, &bench.repo_root, &args.command_line);
-    let checked = |s: &SutSpec| args.stall_check && s.kind == SutKind::Syncer;
+        crate::capacity::facts::machine_facts(&bench.workdir, &bench.repo_root, &command_line);
+    let checked = |s: &SutSpec| !args.no_stall_check && s.kind == SutKind::Syncer;
     let runs = specs.len() * queues.len() * rates.len()
         + specs.iter().filter(|s| checked(s)).count() * stall::FACTORS.len();
     let mut grid = Grid {
@@ -203,7 +185,7 @@ impl Grid<'_> {
     }
 
     /// Every cell of the grid against `spec`, tune.json rewritten after each.
-    fn cells(&self, spec: &SutSpec, machine: &MachineFacts) -> Result<TuneReport, String> {
+    fn cells(&self, spec: &SutSpec, machine: &MachineFacts) -> Result<TuneReport, TuneError> {
         let label = spec.label();
         let dir = self.root.join(&label);
         let mut report = TuneReport {
@@ -251,15 +233,13 @@ impl Grid<'_> {
         spec: &SutSpec,
         report: &mut TuneReport,
         chosen: Option<(u64, f64)>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, TuneError> {
         let label = spec.label();
         let budget = match chosen {
             Some((q, r)) => chosen_budget(report, q, r),
             None => grid::pick_stall_check(&report.stall_budgets, &report.cells, STALL_TARGET_NS)
                 .cloned()
-                .ok_or_else(|| {
-                    "no clean cell (no overflow, nothing lost) predicts a stall within 20x of 1 s; pass --stall-queue and --stall-rate to check one".into()
-                }),
+                .ok_or(TuneError::NoCleanCell),
         };
         let budget = match budget {
             Ok(b) => b,
@@ -298,7 +278,7 @@ impl Grid<'_> {
     }
 
     /// Writes `<sut>/tune.json` and the root summary.md (finished syncers plus this one).
-    fn save(&self, report: &TuneReport) -> Result<(), String> {
+    fn save(&self, report: &TuneReport) -> Result<(), TuneError> {
         let dir = self.root.join(&report.sut);
         write_json(&dir.join("tune.json"), report)?;
         let mut all = self.reports.clone();
@@ -307,23 +287,21 @@ impl Grid<'_> {
             self.root.join("summary.md"),
             summary::tune(&all, &self.notes),
         )
-        .map_err(|e| format!("cannot write summary.md ({e})"))
+        .map_err(TuneError::io("write", "summary.md"))
     }
 }
 
-fn interrupted(root: &Path) -> String {
-    format!(
-        "interrupted: sysctls restored; the cells measured so far are in {}",
-        root.display()
-    )
+fn interrupted(root: &Path) -> TuneError {
+    TuneError::Interrupted {
+        what: "cells",
+        root: root.to_path_buf(),
+    }
 }
 
 /// The budget for a cell named on the command line (it need not be in the grid: its events
 /// per op then come from the grid's clean cells).
-fn chosen_budget(report: &TuneReport, queue: u64, rate: f64) -> Result<StallBudget, String> {
-    let epo = grid::events_per_op_at(&report.cells, rate).ok_or(
-        "every cell overflowed, so events per op are unknown and no stall can be predicted",
-    )?;
+fn chosen_budget(report: &TuneReport, queue: u64, rate: f64) -> Result<StallBudget, TuneError> {
+    let epo = grid::events_per_op_at(&report.cells, rate).ok_or(TuneError::NoEventsPerOp)?;
     Ok(StallBudget {
         queue,
         rate,
@@ -377,7 +355,7 @@ mod tests {
         let kept = pin_inotify(&spec(&["--backend=inotify"])).expect("kept");
         assert_eq!(kept.args, ["--backend=inotify"]);
         let e = pin_inotify(&spec(&["--backend", "fanotify"])).expect_err("refused");
-        assert!(e.contains("16384"), "{e}");
+        assert!(e.to_string().contains("16384"), "{e}");
     }
 
     #[test]
@@ -386,11 +364,13 @@ mod tests {
         assert!(
             check_grid(&[0], &[1000.0])
                 .expect_err("0")
+                .to_string()
                 .contains("--queue 0")
         );
         assert!(
             check_grid(&[256], &[-5.0])
                 .expect_err("neg")
+                .to_string()
                 .contains("--rate -5")
         );
         assert!(check_grid(&[], &[1.0]).is_err());

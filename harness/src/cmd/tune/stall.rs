@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::capacity::records::{StallBudget, StallCheck};
 use crate::cmd::tune::cell::{self, Bench};
-use crate::cmd::tune::grid;
+use crate::cmd::tune::{TuneError, grid};
 use crate::scenario::{OpKind, Phase, Scenario, SutSpec};
 
 /// Paused for this share of the predicted stall: 0.8 must not overflow, 1.25 must.
@@ -32,17 +32,11 @@ pub fn stall_scenario(
     queue: u64,
     rate: f64,
     ops: u64,
-) -> Result<Scenario, String> {
-    let template = base
-        .phases
-        .first()
-        .ok_or("the scenario has no [[phase]] to pause the syncer in")?;
+) -> Result<Scenario, TuneError> {
+    let template = base.phases.first().ok_or(TuneError::NoPhaseToPause)?;
     let sequence_of_creates = template.sequence == [OpKind::Create];
     if !template.sequence.is_empty() && !sequence_of_creates {
-        return Err(format!(
-            "the stall check repeats the first phase of {}: it must be a `mix` or `sequence = [\"create\"]` phase (use --no-stall-check)",
-            base.name
-        ));
+        return Err(TuneError::StallPhase(base.name.clone()));
     }
     let phase = |name: &str, count: u64, pause: bool| -> Phase {
         let mut p = template.clone();
@@ -70,7 +64,7 @@ pub fn stall_scenario(
         s.description
     );
     crate::scenario::check::validate(&s)
-        .map_err(|(key, why)| format!("stall storm: key `{key}`: {why}"))?;
+        .map_err(|(key, why)| TuneError::StallStorm { key, why })?;
     Ok(s)
 }
 
@@ -82,7 +76,7 @@ pub fn run_checks(
     budget: &StallBudget,
     dir: &Path,
     mut done: impl FnMut(&StallCheck),
-) -> Result<Vec<StallCheck>, String> {
+) -> Result<Vec<StallCheck>, TuneError> {
     let mut checks = Vec::new();
     for factor in FACTORS {
         if bench.stopped() {
@@ -162,6 +156,6 @@ mod tests {
         b.phases[0].files = 10;
         b.phases[0].mix.clear();
         let e = stall_scenario(&b, 64, 100.0, 10).expect_err("refused");
-        assert!(e.contains("--no-stall-check"), "{e}");
+        assert!(e.to_string().contains("--no-stall-check"), "{e}");
     }
 }

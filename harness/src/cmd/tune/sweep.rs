@@ -3,23 +3,11 @@
 //! out `<date>-<host>-sweep-<scenario>/` with sweep.json (the latency-vs-rate curve, its
 //! knee, the sustainable ops/s), summary.md and each point's own results folder.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use crate::capacity::records::{SweepCurve, SweepPoint, SweepReport};
-use crate::cmd::tune::{cell, grid, knee, summary};
-
-pub struct SweepArgs {
-    pub scenario: PathBuf,
-    /// Empty: DEFAULT_RATES.
-    pub rates: Vec<f64>,
-    pub suts: Vec<String>,
-    /// Overrides the scenario's `[slo] p99_ms`.
-    pub slo_ms: Option<f64>,
-    pub out: PathBuf,
-    pub workdir: Option<PathBuf>,
-    pub command_line: String,
-}
+use crate::cli::SweepArgs;
+use crate::cmd::tune::{TuneError, cell, grid, knee, summary};
 
 /// Offered rates, creates/s: from an everyday 1,000 past the ceilings measured here (our
 /// syncer replicated 25,000-30,000 files/s; the generator alone made about 55,000), in
@@ -28,16 +16,14 @@ pub const DEFAULT_RATES: [f64; 10] = [
     1000.0, 2000.0, 4000.0, 8000.0, 12000.0, 16000.0, 24000.0, 32000.0, 40000.0, 48000.0,
 ];
 
-pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, String> {
-    let base = crate::scenario::load(&args.scenario).map_err(|e| e.to_string())?;
-    let slo_ms = args.slo_ms.or(base.slo.p99_ms).ok_or_else(|| {
-        format!(
-            "{}: no latency objective: add `[slo] p99_ms = ...` to the scenario or pass --slo-ms",
-            args.scenario.display()
-        )
-    })?;
+pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, TuneError> {
+    let base = crate::scenario::load(&args.scenario)?;
+    let slo_ms = args
+        .slo_ms
+        .or(base.slo.p99_ms)
+        .ok_or_else(|| TuneError::NoSlo(args.scenario.clone()))?;
     if !slo_ms.is_finite() || slo_ms <= 0.0 {
-        return Err(format!("--slo-ms {slo_ms}: give milliseconds above 0"));
+        return Err(TuneError::SloRange(slo_ms));
     }
     let slo_ns = (slo_ms * 1e6) as u64;
     let mut rates = if args.rates.is_empty() {
@@ -53,12 +39,13 @@ pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, String> {
         .cloned()
         .collect();
     if specs.is_empty() {
-        return Err("no syncer selected: every [[sut]] is disabled; pass --sut NAME".into());
+        return Err(TuneError::NoSut);
     }
+    let command_line = crate::cli::command_line();
     let bench = cell::Bench::new(
         args.workdir.as_deref(),
         &args.scenario,
-        args.command_line.clone(),
+        command_line.clone(),
         stop,
     )?;
     let root = crate::cmd::tune::results_root(&args.out, "sweep", &base)?;
@@ -67,7 +54,7 @@ pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, String> {
         machine: crate::capacity::facts::machine_facts(
             &bench.workdir,
             &bench.repo_root,
-            &args.command_line,
+            &command_line,
         ),
         slo_p99_ns: slo_ns,
         curves: Vec::new(),
@@ -87,10 +74,10 @@ pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, String> {
         let mut stepped = 0;
         for &rate in &rates {
             if bench.stopped() {
-                return Err(format!(
-                    "interrupted: sysctls restored; the points measured so far are in {}",
-                    root.display()
-                ));
+                return Err(TuneError::Interrupted {
+                    what: "points",
+                    root: root.clone(),
+                });
             }
             bar.set_message(format!("{label}: {rate} ops/s"));
             let mut s = cell::variant(&base, None, rate)?;
@@ -99,10 +86,10 @@ pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, String> {
             let r = bench.run(&s, spec, &root.join(&run_dir))?;
             if bench.stopped() {
                 // A point cut short is in its own folder, marked so, but not in sweep.json.
-                return Err(format!(
-                    "interrupted: sysctls restored; the points measured so far are in {}",
-                    root.display()
-                ));
+                return Err(TuneError::Interrupted {
+                    what: "points",
+                    root: root.clone(),
+                });
             }
             let p = SweepPoint {
                 offered_rate: rate,
@@ -139,7 +126,7 @@ pub fn sweep(args: &SweepArgs, stop: &AtomicBool) -> Result<bool, String> {
             let go_on = knee::keep_stepping(&curve.points, slo_ns);
             crate::cmd::tune::write_json(&root.join("sweep.json"), &report)?;
             std::fs::write(root.join("summary.md"), summary::sweep(&report, &notes))
-                .map_err(|e| format!("cannot write summary.md ({e})"))?;
+                .map_err(TuneError::io("write", "summary.md"))?;
             bar.inc(1);
             stepped += 1;
             if !go_on {
