@@ -3,9 +3,11 @@
 //! script and lsyncd, a replica broken on purpose that must fail the run, and a paused syncer
 //! whose tiny inotify queue overflows (the sysctl restored afterwards).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{RwLock, RwLockReadGuard};
+
+use crate::common::{alone, repo, results_dir, reuse_built_syncer, text};
 
 /// The overflow test shrinks a machine-wide sysctl: it runs alone (write lock) so that no
 /// other run's syncer or probe gets a tiny queue; the other tests share a read lock.
@@ -13,13 +15,6 @@ static SYSCTL: RwLock<()> = RwLock::new(());
 
 fn shared() -> RwLockReadGuard<'static, ()> {
     SYSCTL.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
 }
 
 fn harness(args: &[&str], out: &Path) -> Output {
@@ -36,33 +31,8 @@ fn harness_with(args: &[&str], out: &Path, envs: &[(&str, &str)]) -> Output {
         .arg("--workdir")
         .arg(out)
         .current_dir(repo());
-    // Reuse the syncer binary cargo already built for the workspace's tests, if any.
-    if std::env::var_os("HARNESS_SYNCER_BIN").is_none() {
-        if let Some(debug) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
-            cmd.env("HARNESS_SYNCER_BIN", debug);
-        }
-    }
+    reuse_built_syncer(&mut cmd);
     cmd.output().expect("harness runs")
-}
-
-fn results_dir(out: &Path, scenario: &str) -> PathBuf {
-    std::fs::read_dir(out)
-        .expect("results root")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().ends_with(&format!("-{scenario}")))
-        })
-        .expect("a results folder for the scenario")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn installed(tool: &str) -> bool {
@@ -357,6 +327,8 @@ args = ["--backend", "inotify"]
 
 #[test]
 fn a_paused_syncer_overflows_its_tiny_queue_recovers_and_the_sysctl_is_restored() {
+    // Alone among the serial tests (sysctls), and among this module's runs (write lock).
+    let _serial = alone();
     let _alone = SYSCTL.write().unwrap_or_else(|e| e.into_inner());
     let key = "/proc/sys/fs/inotify/max_queued_events";
     let before = std::fs::read_to_string(key).expect("inotify sysctl readable");

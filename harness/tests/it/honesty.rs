@@ -7,26 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// The debug syncer of this workspace, built when missing.
-fn debug_syncer() -> PathBuf {
-    if let Some(bin) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
-        return bin;
-    }
-    let ok = Command::new("cargo")
-        .args(["build", "-p", "syncer"])
-        .current_dir(repo())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cannot build the syncer: run `cargo build -p syncer`");
-    harness::host::cargo_target::built(&repo(), "debug", "syncer").expect("cargo built the syncer")
-}
+use crate::common::{debug_syncer, repo, results_dir};
 
 /// What one `harness run` did: its exit code and stdout and stderr as one stream, in the
 /// order a terminal shows them (both go to one file).
@@ -75,15 +56,7 @@ fn run(scenario: &Path, out: &Path, syncer: Option<&Path>, envs: &[(&str, &Path)
 }
 
 fn summary(out: &Path, scenario: &str) -> String {
-    let dir = std::fs::read_dir(out)
-        .expect("results root")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().ends_with(&format!("-{scenario}")))
-        })
-        .expect("a results folder for the scenario");
+    let dir = results_dir(out, scenario);
     std::fs::read_to_string(dir.join("summary.md")).expect("summary.md")
 }
 

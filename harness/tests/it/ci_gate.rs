@@ -6,28 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
+use crate::common::{alone, repo};
 
 /// The debug syncer `cargo test --workspace` built ($HARNESS_SYNCER_BIN overrides).
 fn syncer_bin() -> PathBuf {
-    if let Some(b) = std::env::var_os("HARNESS_SYNCER_BIN") {
-        return PathBuf::from(b);
-    }
-    let bin = harness::host::cargo_target::target_dir(&repo()).join("debug/syncer");
-    if !bin.is_file() {
-        let ok = Command::new("cargo")
-            .args(["build", "-p", "syncer"])
-            .current_dir(repo())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "cannot build the syncer: run `cargo build -p syncer`");
-    }
-    bin
+    crate::common::syncer().to_path_buf()
 }
 
 const SCENARIO: &str = r#"
@@ -105,6 +88,8 @@ fn p99_values(report: &serde_json::Value, side: &str) -> Vec<f64> {
 
 #[test]
 fn same_build_passes_and_an_injected_batch_delay_fails_the_gate() {
+    // Timing-sensitive: no sysctl-changing test runs beside it.
+    let _alone = alone();
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("ci-injected.toml");
     std::fs::write(&scenario, SCENARIO).expect("scenario");

@@ -3,40 +3,14 @@
 //! the real syncer on both backends, into a local directory and a real rsync daemon; the
 //! replica must equal SOURCE. Plus one small live campaign through the binary.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use harness::cmd::chaos::case::{self, Backend, CaseSpec, Target};
 use harness::cmd::chaos::op::OpLog;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// The syncer cargo built for the workspace's tests, else a debug build made now.
-fn syncer() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(bin) = std::env::var("HARNESS_SYNCER_BIN") {
-            return PathBuf::from(bin);
-        }
-        if let Some(bin) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
-            return bin;
-        }
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "syncer"])
-            .current_dir(repo())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cargo build -p syncer failed");
-        harness::host::cargo_target::built(&repo(), "debug", "syncer").expect("a debug syncer")
-    })
-}
+use crate::common::{repo, syncer};
 
 fn fixture(name: &str) -> OpLog {
     let path = repo().join(format!("harness/tests/fixtures/chaos/{name}.ops"));

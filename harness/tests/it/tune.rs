@@ -4,12 +4,10 @@
 //! harness is interrupted (SIGINT) in the middle of a cell.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::Mutex;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// Both tests shrink a machine-wide sysctl: one at a time.
-static ALONE: Mutex<()> = Mutex::new(());
+use crate::common::{alone, repo, reuse_built_syncer, text};
 
 const KEY: &str = "/proc/sys/fs/inotify/max_queued_events";
 
@@ -39,13 +37,6 @@ idle_s = 2
 kind = "syncer"
 "#;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 fn harness(args: &[&str], dir: &Path, save_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
     cmd.args(args)
@@ -55,12 +46,7 @@ fn harness(args: &[&str], dir: &Path, save_dir: &Path) -> Command {
         .arg(dir)
         .env("SYNCER_SYSCTL_SAVE_DIR", save_dir)
         .current_dir(repo());
-    // Reuse the syncer binary cargo already built for the workspace's tests, if any.
-    if std::env::var_os("HARNESS_SYNCER_BIN").is_none() {
-        if let Some(debug) = harness::host::cargo_target::built(&repo(), "debug", "syncer") {
-            cmd.env("HARNESS_SYNCER_BIN", debug);
-        }
-    }
+    reuse_built_syncer(&mut cmd);
     cmd
 }
 
@@ -78,14 +64,6 @@ fn settled_value() -> String {
     std::fs::read_to_string(KEY).expect("inotify sysctl readable")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn only_subdir(dir: &Path) -> PathBuf {
     let dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("results root")
@@ -98,7 +76,7 @@ fn only_subdir(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_tiny_queue_overflows_a_large_one_does_not_and_the_stall_checks_hold() {
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = alone();
     let before = settled_value();
     let dir = tempfile::tempdir().expect("tempdir");
     let saved = tempfile::tempdir().expect("tempdir");
@@ -241,7 +219,7 @@ fn logs(dir: &Path) -> String {
 
 #[test]
 fn an_interrupted_tune_restores_the_sysctl() {
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = alone();
     let dir = tempfile::tempdir().expect("tempdir");
     let saved = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("tune-e2e.toml");
