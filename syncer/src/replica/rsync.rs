@@ -944,6 +944,20 @@ impl RsyncTarget {
     /// entry instead, and the daemon keeps the old entries under it (`mv d e; echo > d`, then
     /// `rm d; mkdir d`, whose events say only "d changed"). Compared whole, those go. Checked
     /// after the runs, so a directory made later still has its own events to come.
+    /// The deleted names (the highest of each deleted subtree) that are directories in the
+    /// source again after the runs: re-created between their check and rsync's look, one went
+    /// as a bare directory entry (a sweep left it alone), and the daemon kept the old
+    /// directory's entries below it (chaos soak 7, seed 49: `rm -r d; mkdir d` while `d`'s
+    /// deletion was in flight). Compared whole.
+    fn back_as_dirs(&self, gone: &[PathBuf]) -> Vec<PathBuf> {
+        let all: HashSet<&Path> = gone.iter().map(PathBuf::as_path).collect();
+        gone.iter()
+            .filter(|p| !p.ancestors().skip(1).any(|a| all.contains(a)))
+            .filter(|p| matches!(self.check(p), Checked::Present(Kind::Dir, _)))
+            .cloned()
+            .collect()
+    }
+
     fn left_behind(&self, old_dir_names: Vec<PathBuf>) -> Vec<PathBuf> {
         old_dir_names
             .into_iter()
@@ -1153,6 +1167,7 @@ impl Target for RsyncTarget {
         failed.extend(self.execute(second, stats));
         // After the renamed directories' runs, which sent their linked files apart.
         failed.extend(self.execute(last, stats));
+        outcome.rescan.extend(self.back_as_dirs(&gone));
         self.note_replaced(gone, replaced, &failed);
         outcome.rescan.extend(self.left_behind(old_dir_names));
         self.note_health(!failed.is_empty(), &mut outcome);
