@@ -1,13 +1,15 @@
 //! Markdown tables: a header and rows of cells in, the pipe table out. Every table the
 //! harness writes (results summary, gate report, chaos summary, tune and sweep summaries,
 //! capacity report) goes through here, so they all look alike: `| a | b |`, a `|---|`
-//! alignment row (left-aligned, as GitHub renders it by default), an empty cell as `| |`.
+//! alignment row (left-aligned, as GitHub renders it by default), an empty cell as `| |`
+//! (or `|  |` for the tables that always wrote it so: `Table::spaced_empty_cells`).
 
 /// One markdown table, built row by row.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
+    spaced_empty: bool,
 }
 
 impl Table {
@@ -15,7 +17,16 @@ impl Table {
         Table {
             header: header.into_iter().map(|h| h.as_ref().to_string()).collect(),
             rows: Vec::new(),
+            spaced_empty: false,
         }
+    }
+
+    /// Renders an empty cell as `|  |`, a space either side like any other cell, instead of
+    /// `| |`. The tune and sweep summaries and report.md wrote their tables so before they
+    /// came here; this keeps their bytes.
+    pub fn spaced_empty_cells(mut self) -> Self {
+        self.spaced_empty = true;
+        self
     }
 
     /// Appends a row; its cells are rendered as given (missing ones are not padded).
@@ -30,7 +41,7 @@ impl Table {
 
     /// The header line and the alignment line, each ending in a newline.
     pub fn head(&self) -> String {
-        let mut out = line(&self.header);
+        let mut out = self.line(&self.header);
         out.push('|');
         out.push_str(&"---|".repeat(self.header.len()));
         out.push('\n');
@@ -41,24 +52,24 @@ impl Table {
     pub fn render(&self) -> String {
         let mut out = self.head();
         for row in &self.rows {
-            out.push_str(&line(row));
+            out.push_str(&self.line(row));
         }
         out
     }
-}
 
-/// `| a | b |` and a newline; an empty cell is `| |`.
-fn line(cells: &[String]) -> String {
-    let mut out = String::from("|");
-    for cell in cells {
-        if !cell.is_empty() {
-            out.push(' ');
-            out.push_str(cell);
+    /// `| a | b |` and a newline; an empty cell is `| |` (`|  |` if spaced).
+    fn line(&self, cells: &[String]) -> String {
+        let mut out = String::from("|");
+        for cell in cells {
+            if self.spaced_empty || !cell.is_empty() {
+                out.push(' ');
+                out.push_str(cell);
+            }
+            out.push_str(" |");
         }
-        out.push_str(" |");
+        out.push('\n');
+        out
     }
-    out.push('\n');
-    out
 }
 
 #[cfg(test)]
@@ -74,5 +85,12 @@ mod tests {
             "| syncer | p99 ms | note |\n|---|---|---|\n| ours | 1.5 | |\n| theirs | 9 | slow |\n"
         );
         assert_eq!(Table::new(["a"]).render(), "| a |\n|---|\n");
+    }
+
+    #[test]
+    fn spaced_empty_cells_keep_a_space_either_side() {
+        let mut t = Table::new(["a", "b"]).spaced_empty_cells();
+        t.row(["x", ""]);
+        assert_eq!(t.render(), "| a | b |\n|---|---|\n| x |  |\n");
     }
 }

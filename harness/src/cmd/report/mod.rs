@@ -7,6 +7,7 @@ pub mod error;
 pub mod hgrm;
 pub mod inputs;
 pub mod plots;
+mod recommendations;
 pub mod render;
 
 use std::path::{Component, Path, PathBuf};

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::capacity::records::{MachineFacts, SweepReport, TuneReport};
+use crate::capacity::records::{MachineFacts, SweepCurve, SweepReport, TuneReport};
+use crate::export::table::Table;
 
 fn ms(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e6)
@@ -59,30 +60,32 @@ pub fn tune(reports: &[TuneReport], notes: &[String]) -> String {
 
 /// A markdown table: a row per queue, a column per rate, `cell` in each.
 fn grid(out: &mut String, queues: &[f64], rates: &[f64], cell: impl Fn(f64, f64) -> String) {
-    out.push_str("| max_queued_events |");
-    for rate in rates {
-        let _ = write!(out, " {rate} ops/s |");
-    }
-    out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(rates.len()));
-    out.push('\n');
+    let header = std::iter::once("max_queued_events".to_string())
+        .chain(rates.iter().map(|rate| format!("{rate} ops/s")));
+    let mut table = Table::new(header).spaced_empty_cells();
     for &q in queues {
-        let _ = write!(out, "| {q} |");
-        for &rate in rates {
-            let _ = write!(out, " {} |", cell(q, rate));
-        }
-        out.push('\n');
+        table.row(std::iter::once(q.to_string()).chain(rates.iter().map(|&rate| cell(q, rate))));
     }
+    out.push_str(&table.render());
 }
 
 fn tune_section(out: &mut String, r: &TuneReport) {
     let _ = writeln!(out, "## {}\n", r.sut);
     let rates = distinct(r.cells.iter().map(|c| c.rate));
     let queues = distinct(r.cells.iter().map(|c| c.queue as f64));
+    overflow_grid(out, r, &queues, &rates);
+    smallest_queues(out, r);
+    stall_budgets(out, r, &queues, &rates);
+    stall_checks(out, r);
+    every_cell(out, r);
+}
+
+/// Overflows / p99 / lost per queue and rate.
+fn overflow_grid(out: &mut String, r: &TuneReport, queues: &[f64], rates: &[f64]) {
     out.push_str(
         "Each cell: overflows (the syncer's self-report) / p99 ms / lost files. **bold** = overflowed.\n\n",
     );
-    grid(out, &queues, &rates, |q, rate| {
+    grid(out, queues, rates, |q, rate| {
         match r
             .cells
             .iter()
@@ -95,56 +98,97 @@ fn tune_section(out: &mut String, r: &TuneReport) {
             None => "—".into(),
         }
     });
-    out.push_str("\n**Smallest queue with no overflow** (it and every larger queue ran clean):\n\n| rate ops/s | smallest max_queued_events |\n|---|---|\n");
+}
+
+fn smallest_queues(out: &mut String, r: &TuneReport) {
+    out.push_str(
+        "\n**Smallest queue with no overflow** (it and every larger queue ran clean):\n\n",
+    );
+    let mut table = Table::new(["rate ops/s", "smallest max_queued_events"]).spaced_empty_cells();
     for s in &r.smallest_queue {
         let q = s
             .smallest_queue
             .map_or_else(|| "none in the grid".into(), |q| q.to_string());
-        let _ = writeln!(out, "| {} | {q} |", s.rate);
+        table.row([s.rate.to_string(), q]);
     }
+    out.push_str(&table.render());
+}
+
+fn stall_budgets(out: &mut String, r: &TuneReport, queues: &[f64], rates: &[f64]) {
     out.push_str("\n**Stall budget**: how long the syncer may stop reading before its queue overflows (queue / (rate x events per op)).\n\n");
-    grid(out, &queues, &rates, |q, rate| {
+    grid(out, queues, rates, |q, rate| {
         r.stall_budgets
             .iter()
             .find(|b| b.queue as f64 == q && b.rate == rate)
             .map_or_else(|| "—".into(), |b| stall(b.tolerated_stall_ns))
     });
-    if !r.stall_checks.is_empty() {
-        out.push_str("\n**Stall checks** (syncer SIGSTOPped mid-storm while the storm goes on):\n\n| queue | rate ops/s | predicted stall | factor | paused | overflowed | as predicted | run |\n|---|---|---|---|---|---|---|---|\n");
-        for c in &r.stall_checks {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {}x | {} | {} | {} | {} |",
-                c.queue,
-                c.rate,
-                stall(c.predicted_stall_ns),
-                c.factor,
-                stall(c.paused_ns),
-                if c.overflowed { "yes" } else { "no" },
-                if c.as_predicted { "yes" } else { "**NO**" },
-                c.run_dir
-            );
-        }
+}
+
+fn stall_checks(out: &mut String, r: &TuneReport) {
+    if r.stall_checks.is_empty() {
+        return;
     }
-    out.push_str("\n<details><summary>Every cell</summary>\n\n| queue | rate | achieved ops/s | events/op | overflows (self) | reconciles (self) | p50 ms | p99 ms | converge s | CPU s | lost | run |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("\n**Stall checks** (syncer SIGSTOPped mid-storm while the storm goes on):\n\n");
+    let mut table = Table::new([
+        "queue",
+        "rate ops/s",
+        "predicted stall",
+        "factor",
+        "paused",
+        "overflowed",
+        "as predicted",
+        "run",
+    ])
+    .spaced_empty_cells();
+    for c in &r.stall_checks {
+        table.row([
+            c.queue.to_string(),
+            c.rate.to_string(),
+            stall(c.predicted_stall_ns),
+            format!("{}x", c.factor),
+            stall(c.paused_ns),
+            (if c.overflowed { "yes" } else { "no" }).to_string(),
+            (if c.as_predicted { "yes" } else { "**NO**" }).to_string(),
+            c.run_dir.clone(),
+        ]);
+    }
+    out.push_str(&table.render());
+}
+
+fn every_cell(out: &mut String, r: &TuneReport) {
+    out.push_str("\n<details><summary>Every cell</summary>\n\n");
+    let mut table = Table::new([
+        "queue",
+        "rate",
+        "achieved ops/s",
+        "events/op",
+        "overflows (self)",
+        "reconciles (self)",
+        "p50 ms",
+        "p99 ms",
+        "converge s",
+        "CPU s",
+        "lost",
+        "run",
+    ])
+    .spaced_empty_cells();
     for c in &r.cells {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
-            c.queue,
-            c.rate,
-            c.achieved_ops_s,
-            c.events_per_op,
-            c.overflows,
+        table.row([
+            c.queue.to_string(),
+            c.rate.to_string(),
+            format!("{:.0}", c.achieved_ops_s),
+            format!("{:.2}", c.events_per_op),
+            c.overflows.to_string(),
             c.reconciles.map_or_else(|| "—".into(), |n| n.to_string()),
             ms(c.p50_ns),
             ms(c.p99_ns),
             opt_s(c.converge_ns),
-            c.cpu_ns as f64 / 1e9,
-            c.lost,
-            c.run_dir
-        );
+            format!("{:.2}", c.cpu_ns as f64 / 1e9),
+            c.lost.to_string(),
+            c.run_dir.clone(),
+        ]);
     }
+    out.push_str(&table.render());
     out.push_str("\n</details>\n\n");
 }
 
@@ -157,59 +201,78 @@ pub fn sweep(r: &SweepReport, notes: &[String]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nSLO: p99 ≤ {} ms with nothing lost.\n\n| syncer | sustainable ops/s | knee (offered ops/s) | points |\n|---|---|---|---|",
+        "\nSLO: p99 ≤ {} ms with nothing lost.\n",
         ms(r.slo_p99_ns)
     );
+    let mut table = Table::new([
+        "syncer",
+        "sustainable ops/s",
+        "knee (offered ops/s)",
+        "points",
+    ])
+    .spaced_empty_cells();
     for c in &r.curves {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            c.sut,
+        table.row([
+            c.sut.clone(),
             c.sustainable_ops_s
                 .map_or_else(|| "none met the SLO".into(), |x| format!("{x:.0}")),
             c.knee_rate
                 .map_or_else(|| "none".into(), |x| format!("{x}")),
-            c.points.len()
-        );
+            c.points.len().to_string(),
+        ]);
     }
+    out.push_str(&table.render());
     for c in &r.curves {
-        let _ = writeln!(
-            out,
-            "\n## {}\n\n| offered ops/s | achieved ops/s | p50 ms | p99 ms | p99.9 ms | converge s | lost | SLO | run |\n|---|---|---|---|---|---|---|---|---|",
-            c.sut
-        );
-        for p in &c.points {
-            let _ = writeln!(
-                out,
-                "| {}{} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
-                p.offered_rate,
-                if c.knee_rate == Some(p.offered_rate) {
-                    " (knee)"
-                } else {
-                    ""
-                },
-                p.achieved_ops_s,
-                ms(p.p50_ns),
-                ms(p.p99_ns),
-                ms(p.p999_ns),
-                opt_s(p.converge_ns),
-                p.lost,
-                if crate::cmd::tune::knee::meets(p, r.slo_p99_ns) {
-                    "met"
-                } else {
-                    "**missed**"
-                },
-                p.run_dir
-            );
-        }
+        let _ = writeln!(out, "\n## {}\n", c.sut);
+        out.push_str(&curve(c, r.slo_p99_ns).render());
     }
     out
+}
+
+/// One syncer's sweep points, the knee marked.
+fn curve(c: &SweepCurve, slo_p99_ns: u64) -> Table {
+    let mut table = Table::new([
+        "offered ops/s",
+        "achieved ops/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "converge s",
+        "lost",
+        "SLO",
+        "run",
+    ])
+    .spaced_empty_cells();
+    for p in &c.points {
+        let knee = if c.knee_rate == Some(p.offered_rate) {
+            " (knee)"
+        } else {
+            ""
+        };
+        let slo = if crate::cmd::tune::knee::meets(p, slo_p99_ns) {
+            "met"
+        } else {
+            "**missed**"
+        };
+        table.row([
+            format!("{}{knee}", p.offered_rate),
+            format!("{:.0}", p.achieved_ops_s),
+            ms(p.p50_ns),
+            ms(p.p99_ns),
+            ms(p.p999_ns),
+            opt_s(p.converge_ns),
+            p.lost.to_string(),
+            slo.to_string(),
+            p.run_dir.clone(),
+        ]);
+    }
+    table
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capacity::records::{QueueForRate, StallBudget, SweepCurve, SweepPoint, TuneCell};
+    use crate::capacity::records::{QueueForRate, StallBudget, SweepPoint, TuneCell};
 
     #[test]
     fn the_tune_grid_marks_overflows_and_names_the_smallest_queue() {
