@@ -4,7 +4,7 @@
 //! (from a measured watchcost.json), the queue a stall needs, and /etc/sysctl.d/ lines.
 //! The walk never follows symlinks and stays on the tree's filesystem.
 
-use crate::host::watches::watches_in_use;
+use crate::host::watches::{InUse, watches_in_use};
 use crate::util::fmt::thousands;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -170,103 +170,155 @@ pub fn limits(args: &LimitsArgs, repo_root: &Path) -> Result<String, LimitsError
     let max_queue = read("fs.inotify.max_queued_events")?;
     let needed = count.dirs + in_use.watches;
     let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
-        "tree {}: {} directories, {} other entries (walked in {walk_s:.2} s; {} unreadable, {} mount points not entered)",
-        args.tree.display(),
-        thousands(count.dirs),
-        thousands(count.files),
-        count.unreadable,
-        count.other_fs
-    ));
-    line(format!(
-        "inotify watches needed: {} for the tree + {} already held by {} instance(s) of uid {euid} = {} of max_user_watches {} -> {}",
-        thousands(count.dirs),
-        thousands(in_use.watches),
-        in_use.instances,
-        thousands(needed),
-        thousands(max_watches),
-        if needed <= max_watches {
-            "fits".to_string()
-        } else {
-            format!("SHORT by {}", thousands(needed - max_watches))
-        }
-    ));
+    line(
+        &mut out,
+        format!(
+            "tree {}: {} directories, {} other entries (walked in {walk_s:.2} s; {} unreadable, {} mount points not entered)",
+            args.tree.display(),
+            thousands(count.dirs),
+            thousands(count.files),
+            count.unreadable,
+            count.other_fs
+        ),
+    );
+    watch_lines(&mut out, &count, &in_use, euid, max_watches);
+    memory_lines(&mut out, args, &count, repo_root)?;
+    let queue = rec::queue_needed(args.rate * args.events_per_op, args.stall_ms as f64);
+    queue_lines(&mut out, args, queue, max_queue);
+    line(&mut out, fanotify_line(&args.tree));
+    line(&mut out, String::new());
+    line(
+        &mut out,
+        sysctl_lines(
+            rec::max_user_watches(needed, max_watches),
+            queue_limit_for(queue, max_queue),
+        ),
+    );
+    Ok(out)
+}
+
+/// `s` and a newline.
+fn line(out: &mut String, s: String) {
+    out.push_str(&s);
+    out.push('\n');
+}
+
+/// Watches needed against max_user_watches, and the biggest holders.
+fn watch_lines(out: &mut String, count: &TreeCount, in_use: &InUse, euid: u32, max_watches: u64) {
+    let needed = count.dirs + in_use.watches;
+    line(
+        out,
+        format!(
+            "inotify watches needed: {} for the tree + {} already held by {} instance(s) of uid {euid} = {} of max_user_watches {} -> {}",
+            thousands(count.dirs),
+            thousands(in_use.watches),
+            in_use.instances,
+            thousands(needed),
+            thousands(max_watches),
+            if needed <= max_watches {
+                "fits".to_string()
+            } else {
+                format!("SHORT by {}", thousands(needed - max_watches))
+            }
+        ),
+    );
     for (pid, comm, n) in in_use.holders.iter().take(5) {
-        line(format!(
-            "  held: pid {pid} ({comm}): {} watches",
-            thousands(*n)
-        ));
+        line(
+            out,
+            format!("  held: pid {pid} ({comm}): {} watches", thousands(*n)),
+        );
     }
-    let cost_file = args.cost.clone().or_else(|| default_cost_file(repo_root));
-    match cost_file {
-        Some(path) => {
-            let cost = load_cost(&path)?;
-            match &cost.inotify {
-                Some(ino) => line(format!(
-                    "kernel memory for the tree's watches: {} x {:.0} B = {} (measured {} bytes per watched directory on {} ({}), {}; from {})",
-                    thousands(count.dirs),
-                    ino.bytes_per_directory,
-                    crate::util::fmt::human((count.dirs as f64 * ino.bytes_per_directory) as i64),
-                    ino.bytes_per_directory.round(),
-                    cost.machine.filesystem,
-                    cost.machine.kernel,
-                    cost.machine.measured_at,
-                    path.display()
-                )),
-                None => line(format!("{} has no inotify measurement", path.display())),
-            }
-            if let Some(fan) = &cost.fanotify {
-                let (median, lo, hi) = crate::util::stats::median_spread(&fan.samples_bytes);
-                line(format!(
-                    "  fanotify instead: one filesystem mark over {} directories pinned {} (rounds {}..{}: the machine's slab noise)",
-                    thousands(fan.directories),
-                    crate::util::fmt::human(median),
-                    crate::util::fmt::human(lo),
-                    crate::util::fmt::human(hi)
-                ));
-            }
-        }
-        None => line(
+}
+
+/// The kernel memory of the tree's watches (and of a fanotify mark), from watchcost.json.
+fn memory_lines(
+    out: &mut String,
+    args: &LimitsArgs,
+    count: &TreeCount,
+    repo_root: &Path,
+) -> Result<(), LimitsError> {
+    let Some(path) = args.cost.clone().or_else(|| default_cost_file(repo_root)) else {
+        line(
+            out,
             "kernel memory: no watchcost.json found under results/ (run `harness watchcost`, or pass --cost FILE)".into(),
+        );
+        return Ok(());
+    };
+    let cost = load_cost(&path)?;
+    match &cost.inotify {
+        Some(ino) => line(
+            out,
+            format!(
+                "kernel memory for the tree's watches: {} x {:.0} B = {} (measured {} bytes per watched directory on {} ({}), {}; from {})",
+                thousands(count.dirs),
+                ino.bytes_per_directory,
+                crate::util::fmt::human((count.dirs as f64 * ino.bytes_per_directory) as i64),
+                ino.bytes_per_directory.round(),
+                cost.machine.filesystem,
+                cost.machine.kernel,
+                cost.machine.measured_at,
+                path.display()
+            ),
+        ),
+        None => line(
+            out,
+            format!("{} has no inotify measurement", path.display()),
         ),
     }
-    let queue = rec::queue_needed(args.rate * args.events_per_op, args.stall_ms as f64);
-    line(format!(
-        "queue for {} ops/s and a {} ms stall: {} ops/s x {} events/op x {} s = {} events (max_queued_events now {}) -> {}",
-        args.rate,
-        args.stall_ms,
-        args.rate,
-        args.events_per_op,
-        args.stall_ms as f64 / 1000.0,
-        thousands(queue),
-        thousands(max_queue),
-        if queue <= max_queue {
-            "fits"
-        } else {
-            "raise it"
-        }
-    ));
-    line(format!(
-        "  assumption: {} queued events per op (create + modify + close-write of a written file; measured 2.0-2.5 in results/; pass --events-per-op to change)",
-        args.events_per_op
-    ));
-    line(match syncer::sys::fanotify::probe(&args.tree) {
+    if let Some(fan) = &cost.fanotify {
+        let (median, lo, hi) = crate::util::stats::median_spread(&fan.samples_bytes);
+        line(
+            out,
+            format!(
+                "  fanotify instead: one filesystem mark over {} directories pinned {} (rounds {}..{}: the machine's slab noise)",
+                thousands(fan.directories),
+                crate::util::fmt::human(median),
+                crate::util::fmt::human(lo),
+                crate::util::fmt::human(hi)
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The queue a stall at the given rate needs against max_queued_events, and the assumption.
+fn queue_lines(out: &mut String, args: &LimitsArgs, queue: u64, max_queue: u64) {
+    line(
+        out,
+        format!(
+            "queue for {} ops/s and a {} ms stall: {} ops/s x {} events/op x {} s = {} events (max_queued_events now {}) -> {}",
+            args.rate,
+            args.stall_ms,
+            args.rate,
+            args.events_per_op,
+            args.stall_ms as f64 / 1000.0,
+            thousands(queue),
+            thousands(max_queue),
+            if queue <= max_queue {
+                "fits"
+            } else {
+                "raise it"
+            }
+        ),
+    );
+    line(
+        out,
+        format!(
+            "  assumption: {} queued events per op (create + modify + close-write of a written file; measured 2.0-2.5 in results/; pass --events-per-op to change)",
+            args.events_per_op
+        ),
+    );
+}
+
+/// Whether fanotify can replace the watches on `tree`'s filesystem.
+fn fanotify_line(tree: &Path) -> String {
+    match syncer::sys::fanotify::probe(tree) {
         Ok(_) => "fanotify: usable here: one filesystem mark covers the tree, no inotify watches, no max_user_watches setting, no per-directory memory (syncer --backend fanotify or auto)".into(),
         Err(why) => format!(
             "fanotify: not usable here ({}), so inotify's watch count applies",
             why.reason
         ),
-    });
-    line(String::new());
-    line(sysctl_lines(
-        rec::max_user_watches(needed, max_watches),
-        queue_limit_for(queue, max_queue),
-    ));
-    Ok(out)
+    }
 }
 
 #[cfg(test)]

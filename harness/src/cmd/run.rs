@@ -8,9 +8,10 @@ use std::sync::atomic::AtomicBool;
 
 use crate::cli::RunArgs;
 use crate::export::{ResultsDir, RunInfo};
-use crate::scenario::{self, ScenarioError, UnknownSut};
+use crate::scenario::{self, Scenario, ScenarioError, SutSpec, UnknownSut};
 use crate::session::result::{Outcome, RunResult};
 use crate::session::{self, Ctx};
+use crate::storm::plan::Plan;
 
 /// Why `harness run` stopped before its verdict.
 #[derive(Debug, thiserror::Error)]
@@ -59,15 +60,61 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, RunError> {
     eprintln!("harness: planning {} (seed {})", s.name, s.seed);
     let plan = crate::storm::plan::plan(&s);
     let root = crate::host::env::repo_root();
-    // `temp_dir` deletes the work dir when dropped, unless --keep keeps it.
-    let (temp_dir, workdir) = match &args.workdir {
+    let (mut temp_dir, workdir) = work_dir(args)?;
+    let info = run_info(args, &s, &plan, &root, &workdir);
+    let results =
+        ResultsDir::create(&args.out, &info, &s).map_err(|source| RunError::ResultsDir {
+            path: args.out.clone(),
+            source,
+        })?;
+    let ctx = Ctx {
+        scenario: &s,
+        plan: &plan,
+        workdir: &workdir,
+        repo_root: &root,
+        stop,
+        keep: args.keep,
+        bars: None,
+    };
+    let calibration = calibrate(&ctx, &results)?;
+    let mut runs: Vec<RunResult> = Vec::new();
+    for repeat in 1..=repeats {
+        for spec in &suts {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(RunError::Interrupted);
+            }
+            runs.push(run_sut(&ctx, &results, spec, repeat, repeats)?);
+            results
+                .write_all(&info, &s, calibration.as_ref(), &runs)
+                .map_err(RunError::Results)?;
+        }
+    }
+    results
+        .write_all(&info, &s, calibration.as_ref(), &runs)
+        .map_err(RunError::Results)?;
+    clean_up(args, &mut temp_dir, &workdir);
+    println!(
+        "{}",
+        std::fs::read_to_string(results.path.join("summary.md")).unwrap_or_default()
+    );
+    eprintln!("harness: results in {}", results.path.display());
+    let (passed, line) = verdict(&runs);
+    // Last, on stdout after everything else: `harness run ... | tail -1` says why it failed.
+    println!("{line}");
+    Ok(passed)
+}
+
+/// The work dir: `harness-<pid>` under --workdir, else a temp dir. The `TempDir` deletes
+/// it when dropped, unless --keep keeps it.
+fn work_dir(args: &RunArgs) -> Result<(Option<tempfile::TempDir>, PathBuf), RunError> {
+    match &args.workdir {
         Some(dir) => {
             let w = dir.join(format!("harness-{}", std::process::id()));
             std::fs::create_dir_all(&w).map_err(|source| RunError::WorkDir {
                 path: w.clone(),
                 source,
             })?;
-            (None, w)
+            Ok((None, w))
         }
         None => {
             let t = tempfile::Builder::new()
@@ -75,22 +122,26 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, RunError> {
                 .tempdir()
                 .map_err(RunError::TempDir)?;
             let p = t.path().to_path_buf();
-            (Some(t), p)
+            Ok((Some(t), p))
         }
-    };
-    let info = RunInfo {
+    }
+}
+
+/// The facts of this run for the results README and run.json.
+fn run_info(args: &RunArgs, s: &Scenario, plan: &Plan, root: &Path, workdir: &Path) -> RunInfo {
+    RunInfo {
         command: crate::cli::command_line(),
         scenario_file: args.scenario.display().to_string(),
-        git_revision: crate::host::env::git_revision(&root),
+        git_revision: crate::host::env::git_revision(root),
         kernel: crate::host::env::kernel(),
         cpu: crate::host::env::cpu(),
         memory: crate::host::env::memory(),
         workdir_fs: match s.workdir_fs {
-            scenario::WorkdirFs::Shared => crate::host::env::filesystem(&workdir),
+            scenario::WorkdirFs::Shared => crate::host::env::filesystem(workdir),
             scenario::WorkdirFs::LoopExt4 => format!(
                 "each run on a fresh ext4 without journal, a loop-mounted {} MiB image in {}",
                 s.workdir_mib,
-                crate::host::env::filesystem(&workdir)
+                crate::host::env::filesystem(workdir)
             ),
         },
         replica_fs: match s.replica_fs {
@@ -107,99 +158,81 @@ pub fn run(args: &RunArgs, stop: &AtomicBool) -> Result<bool, RunError> {
         host: crate::host::env::hostname(),
         storm_ops: plan.storm_ops(),
         tree_dirs: plan.dirs.len() as u64,
-    };
-    let results =
-        ResultsDir::create(&args.out, &info, &s).map_err(|source| RunError::ResultsDir {
-            path: args.out.clone(),
-            source,
-        })?;
-    let ctx = Ctx {
-        scenario: &s,
-        plan: &plan,
-        workdir: &workdir,
-        repo_root: &root,
-        stop,
-        keep: args.keep,
-        bars: None,
-    };
-    let mut calibration = None;
-    if s.calibrate {
-        eprintln!("harness: calibration (generator writes straight into the replica)");
-        let (r, h) = session::run_one(&ctx, None, 1).map_err(RunError::Calibration)?;
-        results.write_hgrm(&r, &h).map_err(RunError::Export)?;
-        results.write_timeline(&r).map_err(RunError::Export)?;
-        calibration = Some(r);
     }
-    let mut runs: Vec<RunResult> = Vec::new();
-    for repeat in 1..=repeats {
-        for spec in &suts {
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(RunError::Interrupted);
+}
+
+/// The calibration run, if the scenario asks for one, its histogram and timeline written.
+fn calibrate(ctx: &Ctx, results: &ResultsDir) -> Result<Option<RunResult>, RunError> {
+    if !ctx.scenario.calibrate {
+        return Ok(None);
+    }
+    eprintln!("harness: calibration (generator writes straight into the replica)");
+    let (r, h) = session::run_one(ctx, None, 1).map_err(RunError::Calibration)?;
+    results.write_hgrm(&r, &h).map_err(RunError::Export)?;
+    results.write_timeline(&r).map_err(RunError::Export)?;
+    Ok(Some(r))
+}
+
+/// One syncer's run: its histogram and timeline written; a run error is a failed run, a
+/// Ctrl-C during it marks the figures partial.
+fn run_sut(
+    ctx: &Ctx,
+    results: &ResultsDir,
+    spec: &SutSpec,
+    repeat: u32,
+    repeats: u32,
+) -> Result<RunResult, RunError> {
+    eprintln!("harness: {} (repeat {repeat}/{repeats})", spec.label());
+    let mut r = match session::run_one(ctx, Some(spec), repeat) {
+        Ok((r, h)) => {
+            if r.outcome != Outcome::Skipped {
+                results.write_hgrm(&r, &h).map_err(RunError::Export)?;
+                results.write_timeline(&r).map_err(RunError::Export)?;
             }
-            eprintln!("harness: {} (repeat {repeat}/{repeats})", spec.label());
-            let r = match session::run_one(&ctx, Some(spec), repeat) {
-                Ok((r, h)) => {
-                    if r.outcome != Outcome::Skipped {
-                        results.write_hgrm(&r, &h).map_err(RunError::Export)?;
-                        results.write_timeline(&r).map_err(RunError::Export)?;
-                    }
-                    r
-                }
-                Err(e) => {
-                    let mut r = RunResult::skipped(
-                        spec.label(),
-                        format!("{:?}", spec.kind).to_lowercase(),
-                        repeat,
-                        format!("run error: {e}"),
-                    );
-                    r.outcome = Outcome::Failed;
-                    r
-                }
-            };
-            let mut r = r;
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // Cut short by Ctrl-C: the figures are partial, not the syncer's fault alone.
-                r.outcome = Outcome::Failed;
-                r.expect_fail = false;
-                r.reasons.insert(
-                    0,
-                    "interrupted (Ctrl-C): the figures below are partial".into(),
-                );
-            }
-            eprintln!(
-                "harness: {} r{repeat}: {:?} {}",
-                r.sut,
-                r.outcome,
-                r.reasons.join("; ")
-            );
-            runs.push(r);
-            results
-                .write_all(&info, &s, calibration.as_ref(), &runs)
-                .map_err(RunError::Results)?;
+            r
         }
+        Err(e) => {
+            let mut r = RunResult::skipped(
+                spec.label(),
+                format!("{:?}", spec.kind).to_lowercase(),
+                repeat,
+                format!("run error: {e}"),
+            );
+            r.outcome = Outcome::Failed;
+            r
+        }
+    };
+    if ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // Cut short by Ctrl-C: the figures are partial, not the syncer's fault alone.
+        r.outcome = Outcome::Failed;
+        r.expect_fail = false;
+        r.reasons.insert(
+            0,
+            "interrupted (Ctrl-C): the figures below are partial".into(),
+        );
     }
-    results
-        .write_all(&info, &s, calibration.as_ref(), &runs)
-        .map_err(RunError::Results)?;
+    eprintln!(
+        "harness: {} r{repeat}: {:?} {}",
+        r.sut,
+        r.outcome,
+        r.reasons.join("; ")
+    );
+    Ok(r)
+}
+
+/// Keeps the work dir (--keep) or removes the one we made under --workdir; a temp dir
+/// not kept removes itself when `temp_dir` drops, at the end of `run`.
+fn clean_up(args: &RunArgs, temp_dir: &mut Option<tempfile::TempDir>, workdir: &Path) {
     if args.keep {
         eprintln!("harness: kept the work dir {}", workdir.display());
-        if let Some(t) = temp_dir {
+        if let Some(t) = temp_dir.take() {
             // Its path is `workdir`, printed above.
             let _ = t.keep();
         }
     } else if args.workdir.is_some() {
         // Only the harness-<pid> folder we made; run folders inside were removed already.
-        let _ = std::fs::remove_dir_all(&workdir);
+        let _ = std::fs::remove_dir_all(workdir);
     }
-    println!(
-        "{}",
-        std::fs::read_to_string(results.path.join("summary.md")).unwrap_or_default()
-    );
-    eprintln!("harness: results in {}", results.path.display());
-    let (passed, line) = verdict(&runs);
-    // Last, on stdout after everything else: `harness run ... | tail -1` says why it failed.
-    println!("{line}");
-    Ok(passed)
 }
 
 /// Whether the runs pass, and the one line that says so: every run that counts as a failure

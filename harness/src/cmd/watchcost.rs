@@ -15,7 +15,7 @@ use syncer::sys::fanotify::{Fanotify, InitOptions};
 use syncer::sys::inotify::{Inotify, WATCH_MASK};
 
 use crate::capacity::facts::machine_facts;
-use crate::capacity::records::{MemoryCost, WatchCost};
+use crate::capacity::records::{MachineFacts, MemoryCost, WatchCost};
 use crate::host::kernel::KnobGuard;
 use crate::host::kernel::Knobs;
 use crate::host::kmem::{self, KmemReading};
@@ -205,14 +205,7 @@ pub fn watchcost(
     if args.dirs == 0 || args.rounds == 0 {
         return Err(WatchcostError::NothingToMeasure);
     }
-    let parent = args.parent();
-    let tree = tempfile::Builder::new()
-        .prefix("harness-watchcost-")
-        .tempdir_in(&parent)
-        .map_err(|source| WatchcostError::TreeDir {
-            path: parent.clone(),
-            source,
-        })?;
+    let tree = tree_dir(args)?;
     let facts = machine_facts(
         tree.path(),
         &crate::host::env::repo_root(),
@@ -227,81 +220,131 @@ pub fn watchcost(
     let dirs = make_dirs(tree.path(), args.dirs).map_err(WatchcostError::Mkdir)?;
     let _room = room_for_watches(args.dirs)?;
     let mut before = kmem::settled().map_err(WatchcostError::Kernel)?;
-    let (mut ino_slab, mut ino_info) = (Vec::new(), Vec::new());
-    for r in 1..=args.rounds {
-        if stop.load(Ordering::Relaxed) {
-            return Err(WatchcostError::Interrupted);
-        }
-        let (slab, info, after) = round(&before, || inotify_hold(&dirs))?;
-        eprintln!(
-            "harness: inotify round {r}/{}: {} pinned by {} watches ({:.0} B each; slabinfo {})",
-            args.rounds,
-            human(slab),
-            args.dirs,
-            slab as f64 / args.dirs as f64,
-            human(info)
-        );
-        ino_slab.push(slab);
-        ino_info.push(info);
-        before = after;
-    }
-    let (mut fan_slab, mut fan_info) = (Vec::new(), Vec::new());
-    for r in 1..=args.rounds {
-        if stop.load(Ordering::Relaxed) {
-            return Err(WatchcostError::Interrupted);
-        }
-        let (slab, info, after) = round(&before, || {
+    let (ino_slab, ino_info) = series(
+        args,
+        stop,
+        &mut before,
+        || inotify_hold(&dirs),
+        |r, slab, info| {
+            eprintln!(
+                "harness: inotify round {r}/{}: {} pinned by {} watches ({:.0} B each; slabinfo {})",
+                args.rounds,
+                human(slab),
+                args.dirs,
+                slab as f64 / args.dirs as f64,
+                human(info)
+            )
+        },
+    )?;
+    let (fan_slab, fan_info) = series(
+        args,
+        stop,
+        &mut before,
+        || {
             let hold = FanHold::new(tree.path())?;
             hold.drain();
             Ok(hold)
-        })?;
-        eprintln!(
-            "harness: fanotify round {r}/{}: {} pinned by one filesystem mark (slabinfo {})",
-            args.rounds,
-            human(slab),
-            human(info)
-        );
-        fan_slab.push(slab);
-        fan_info.push(info);
-        before = after;
-    }
-    let method = |what: &str| {
-        format!(
-            "{what}; per round: sync + drop_caches (twice, 300 ms apart) + SLUB shrink, then /proc/meminfo Slab \
-             (reclaimable + unreclaimable pages) held minus the mean of the released readings before and after; \
-             {} rounds, median; slabinfo_samples_bytes: the same from the sum of num_objs x objsize in /proc/slabinfo",
-            args.rounds
-        )
-    };
-    let record = WatchCost {
-        machine: facts,
-        inotify: Some(cost(
-            args.dirs,
-            args.dirs,
-            ino_slab,
-            ino_info,
-            method(&format!(
-                "one inotify instance, one watch on each of {} empty directories",
-                args.dirs
-            )),
-        )),
-        fanotify: Some(cost(
-            1,
-            args.dirs,
-            fan_slab,
-            fan_info,
-            method(&format!(
-                "one fanotify group (FAN_REPORT_DFID_NAME), one FAN_MARK_FILESYSTEM mark on the filesystem holding the {} directories, queue drained before each reading",
-                args.dirs
-            )),
-        )),
-    };
+        },
+        |r, slab, info| {
+            eprintln!(
+                "harness: fanotify round {r}/{}: {} pinned by one filesystem mark (slabinfo {})",
+                args.rounds,
+                human(slab),
+                human(info)
+            )
+        },
+    )?;
+    let record = record(args, facts, (ino_slab, ino_info), (fan_slab, fan_info));
     save(out, &record)?;
     let removing = bar(0, "cleanup");
     removing.set_message(format!("removing {} directories", args.dirs));
     drop(tree);
     removing.finish_and_clear();
     Ok(record)
+}
+
+/// The temp folder under --parent that holds the measured directories; removed on drop.
+fn tree_dir(args: &WatchcostArgs) -> Result<tempfile::TempDir, WatchcostError> {
+    let parent = args.parent();
+    tempfile::Builder::new()
+        .prefix("harness-watchcost-")
+        .tempdir_in(&parent)
+        .map_err(|source| WatchcostError::TreeDir {
+            path: parent.clone(),
+            source,
+        })
+}
+
+/// The record of both series: (slab, slabinfo) samples of inotify and of fanotify.
+fn record(
+    args: &WatchcostArgs,
+    facts: MachineFacts,
+    ino: (Vec<i64>, Vec<i64>),
+    fan: (Vec<i64>, Vec<i64>),
+) -> WatchCost {
+    WatchCost {
+        machine: facts,
+        inotify: Some(cost(
+            args.dirs,
+            args.dirs,
+            ino.0,
+            ino.1,
+            method(
+                args,
+                &format!(
+                    "one inotify instance, one watch on each of {} empty directories",
+                    args.dirs
+                ),
+            ),
+        )),
+        fanotify: Some(cost(
+            1,
+            args.dirs,
+            fan.0,
+            fan.1,
+            method(
+                args,
+                &format!(
+                    "one fanotify group (FAN_REPORT_DFID_NAME), one FAN_MARK_FILESYSTEM mark on the filesystem holding the {} directories, queue drained before each reading",
+                    args.dirs
+                ),
+            ),
+        )),
+    }
+}
+
+/// `args.rounds` rounds of `hold`, each logged by `log(round, slab, slabinfo)`: the samples
+/// of slab and slabinfo bytes. `before` is the released reading before the first round and
+/// is left the one after the last, for the next series.
+fn series<H>(
+    args: &WatchcostArgs,
+    stop: &AtomicBool,
+    before: &mut KmemReading,
+    mut hold: impl FnMut() -> Result<H, WatchcostError>,
+    log: impl Fn(u32, i64, i64),
+) -> Result<(Vec<i64>, Vec<i64>), WatchcostError> {
+    let (mut slabs, mut infos) = (Vec::new(), Vec::new());
+    for r in 1..=args.rounds {
+        if stop.load(Ordering::Relaxed) {
+            return Err(WatchcostError::Interrupted);
+        }
+        let (slab, info, after) = round(before, &mut hold)?;
+        log(r, slab, info);
+        slabs.push(slab);
+        infos.push(info);
+        *before = after;
+    }
+    Ok((slabs, infos))
+}
+
+/// How a cost was measured: `what` was held, then the common procedure.
+fn method(args: &WatchcostArgs, what: &str) -> String {
+    format!(
+        "{what}; per round: sync + drop_caches (twice, 300 ms apart) + SLUB shrink, then /proc/meminfo Slab \
+         (reclaimable + unreclaimable pages) held minus the mean of the released readings before and after; \
+         {} rounds, median; slabinfo_samples_bytes: the same from the sum of num_objs x objsize in /proc/slabinfo",
+        args.rounds
+    )
 }
 
 /// Writes watchcost.json and README.md into `out`.

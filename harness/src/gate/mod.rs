@@ -181,56 +181,8 @@ pub fn compare(a: &[RunRecord], b: &[RunRecord], sut: &str) -> Report {
             ));
             continue;
         }
-        for run in &rb {
-            if run["outcome"] == "failed" {
-                let why: Vec<&str> = run["reasons"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                report.notes.push(format!(
-                    "{sc}: B run {} failed: {}",
-                    run["repeat"],
-                    why.join("; ")
-                ));
-            }
-        }
-        for m in METRICS {
-            let va: Vec<f64> = ra.iter().filter_map(|r| (m.get)(r)).collect();
-            let vb: Vec<f64> = rb.iter().filter_map(|r| (m.get)(r)).collect();
-            if va.is_empty() && vb.is_empty() {
-                continue;
-            }
-            let judged = verdict::judge(&va, &vb, m.rule);
-            if judged.verdict.gates() {
-                report.regressions.push(format!(
-                    "{sc}: {} {} ({} → {} {}, B/A {}, noise {:.0}%)",
-                    m.label,
-                    if judged.verdict == Verdict::Fail {
-                        "not zero"
-                    } else {
-                        "worse"
-                    },
-                    render::num(judged.a_median),
-                    render::num(judged.b_median),
-                    m.unit,
-                    render::ratio(judged.ratio),
-                    judged.noise * 100.0
-                ));
-            }
-            report.rows.push(Row {
-                scenario: sc.to_string(),
-                metric: m.key,
-                label: m.label,
-                unit: m.unit,
-                self_report: m.self_report,
-                rule: m.rule,
-                a: va,
-                b: vb,
-                judged,
-            });
-        }
+        note_failed_runs(&mut report, sc, &rb);
+        judge_metrics(&mut report, sc, &ra, &rb);
     }
     if report.repeats == usize::MAX {
         report.repeats = 0;
@@ -240,6 +192,64 @@ pub fn compare(a: &[RunRecord], b: &[RunRecord], sut: &str) -> Report {
     }
     report.passed = report.regressions.is_empty();
     report
+}
+
+/// A note per B run that failed outright, with its reasons.
+fn note_failed_runs(report: &mut Report, sc: &str, rb: &[&Value]) {
+    for run in rb {
+        if run["outcome"] == "failed" {
+            let why: Vec<&str> = run["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            report.notes.push(format!(
+                "{sc}: B run {} failed: {}",
+                run["repeat"],
+                why.join("; ")
+            ));
+        }
+    }
+}
+
+/// Every metric of one scenario judged, A against B: a row each, a regression per gate.
+fn judge_metrics(report: &mut Report, sc: &str, ra: &[&Value], rb: &[&Value]) {
+    for m in METRICS {
+        let va: Vec<f64> = ra.iter().filter_map(|r| (m.get)(r)).collect();
+        let vb: Vec<f64> = rb.iter().filter_map(|r| (m.get)(r)).collect();
+        if va.is_empty() && vb.is_empty() {
+            continue;
+        }
+        let judged = verdict::judge(&va, &vb, m.rule);
+        if judged.verdict.gates() {
+            report.regressions.push(format!(
+                "{sc}: {} {} ({} → {} {}, B/A {}, noise {:.0}%)",
+                m.label,
+                if judged.verdict == Verdict::Fail {
+                    "not zero"
+                } else {
+                    "worse"
+                },
+                render::num(judged.a_median),
+                render::num(judged.b_median),
+                m.unit,
+                render::ratio(judged.ratio),
+                judged.noise * 100.0
+            ));
+        }
+        report.rows.push(Row {
+            scenario: sc.to_string(),
+            metric: m.key,
+            label: m.label,
+            unit: m.unit,
+            self_report: m.self_report,
+            rule: m.rule,
+            a: va,
+            b: vb,
+            judged,
+        });
+    }
 }
 
 #[cfg(test)]

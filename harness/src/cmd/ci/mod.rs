@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::CiArgs;
-use crate::gate::{self, render};
+use crate::gate::{self, RunRecord, render};
 pub use error::CiError;
 
 pub enum CiOutcome {
@@ -121,15 +121,14 @@ fn run_once(
     }
 }
 
+/// Each scenario's name and its two sides: A the baseline's syncer on the scenario as
+/// written, B the candidate's with the candidate's extra arguments.
+type Plan<'a> = Vec<(String, [Side<'a>; 2])>;
+
 pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, CiError> {
     let root = crate::host::env::repo_root();
     let candidate_args = a.candidate_extra();
-    std::fs::create_dir_all(&a.out).map_err(CiError::io_hint("create", &a.out, "pass --out"))?;
-    let out = a.out.canonicalize().map_err(CiError::Write)?;
-    let runs_dir = out.join("runs");
-    if runs_dir.exists() {
-        std::fs::remove_dir_all(&runs_dir).map_err(CiError::io("clear", &runs_dir))?;
-    }
+    let (out, runs_dir) = clear_out(a)?;
     let scenarios = if a.scenarios.is_empty() {
         default_scenarios(&root)?
     } else {
@@ -139,81 +138,21 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, CiError> {
         Ok(x) => x,
         Err(why) => return Ok(CiOutcome::Skipped(format!("baseline: {why}"))),
     };
-    // Absolute: each run's syncer starts in its own directory.
-    let given = |b: &PathBuf| {
-        b.canonicalize().map_err(|source| CiError::NoBinary {
-            path: b.clone(),
-            source,
-        })
-    };
-    let candidate_bin = match &a.candidate_bin {
-        Some(b) => given(b)?,
-        None => {
-            eprintln!("harness ci: building the candidate's syncer");
-            baseline::build_candidate(&root, &out)?
-        }
-    };
-    let baseline_bin = match &a.baseline_bin {
-        Some(b) => given(b)?,
-        None => {
-            eprintln!("harness ci: building the baseline's syncer ({rev} = {id:.12})");
-            let t = std::time::Instant::now();
-            match baseline::build(&root, &id, &out) {
-                Ok(b) => {
-                    eprintln!("harness ci: baseline built in {:.0?}", t.elapsed());
-                    b
-                }
-                Err(why) => {
-                    return Ok(CiOutcome::Skipped(format!(
-                        "baseline {rev} ({id:.12}) cannot be built: {why}"
-                    )));
-                }
-            }
-        }
+    let candidate_bin = candidate_bin(&root, a, &out)?;
+    let baseline_bin = match baseline_bin(&root, a, &out, &rev, &id)? {
+        Ok(b) => b,
+        Err(skipped) => return Ok(skipped),
     };
     let work = out.join("work");
     std::fs::create_dir_all(&work).map_err(CiError::io("create", &work))?;
-    let mut plan = Vec::new();
-    for s in &scenarios {
-        let name = crate::scenario::load(s)?.name;
-        let b_scenario = if candidate_args.is_empty() {
-            s.clone()
-        } else {
-            with_candidate_args(s, &candidate_args, &out)?
-        };
-        let sides = [
-            Side {
-                name: "A",
-                bin: &baseline_bin,
-                scenario: s.clone(),
-            },
-            Side {
-                name: "B",
-                bin: &candidate_bin,
-                scenario: b_scenario,
-            },
-        ];
-        plan.push((name, sides));
-    }
-    let pairs = a.pairs.max(3);
-    for pair in 1..=pairs {
-        for (name, sides) in &plan {
-            // A B, then B A, ...: whatever the run before leaves behind (a mass delete slows
-            // the next creates on ext4, caches warm up) falls on both sides alike.
-            let order: [&Side; 2] = if pair % 2 == 1 {
-                [&sides[0], &sides[1]]
-            } else {
-                [&sides[1], &sides[0]]
-            };
-            for side in order {
-                if stop.load(Ordering::Relaxed) {
-                    return Err(CiError::Interrupted);
-                }
-                eprintln!("harness ci: pair {pair}/{pairs} {name} {}", side.name);
-                run_once(&root, a, side, name, pair, &work)?;
-            }
-        }
-    }
+    let plan = plan(
+        &scenarios,
+        &candidate_args,
+        &out,
+        &baseline_bin,
+        &candidate_bin,
+    )?;
+    measure(&root, a, &plan, &work, stop)?;
     // Best effort: the work dir holds only the children's emptied harness-<pid> folders.
     let _ = std::fs::remove_dir_all(&work);
     let mut all_a = Vec::new();
@@ -237,39 +176,176 @@ pub fn ci(a: &CiArgs, stop: &AtomicBool) -> Result<CiOutcome, CiError> {
             format!(" with `{}`", candidate_args.join(" "))
         }
     );
-    let md = render::markdown(&report);
-    std::fs::write(out.join("report.md"), &md).map_err(CiError::Write)?;
-    std::fs::write(out.join("report.json"), render::json(&report)).map_err(CiError::Write)?;
-    print!("{md}");
-    eprintln!(
-        "harness ci: report in {} and report.json; runs under {}",
-        out.join("report.md").display(),
-        runs_dir.display()
-    );
+    write_report(&report, &out, &runs_dir)?;
     if a.record {
-        let (date, host, cpu) = (
-            crate::util::fmt::today(),
-            crate::host::env::hostname(),
-            crate::host::env::cpu(),
-        );
-        // The runs' own folders name the harness's checkout (the candidate's); the baseline's
-        // syncer was built from `id`.
-        for run in &mut all_a {
-            run.revision = format!("{id:.12}");
-        }
-        let text = crate::gate::history::rows(&all_a, "baseline", &date, &host, &cpu)
-            + &crate::gate::history::rows(&all_b, "candidate", &date, &host, &cpu);
-        let path = root.join("results/history.csv");
-        crate::gate::history::append(&path, &text).map_err(CiError::io("append to", &path))?;
-        eprintln!(
-            "harness ci: recorded {} runs in {}",
-            all_a.len() + all_b.len(),
-            path.display()
-        );
+        record(&root, &id, &mut all_a, &all_b)?;
     }
     Ok(if report.passed {
         CiOutcome::Passed
     } else {
         CiOutcome::Regressed
     })
+}
+
+/// Creates OUT and empties OUT/runs of an earlier gate; returns both, OUT made absolute.
+fn clear_out(a: &CiArgs) -> Result<(PathBuf, PathBuf), CiError> {
+    std::fs::create_dir_all(&a.out).map_err(CiError::io_hint("create", &a.out, "pass --out"))?;
+    let out = a.out.canonicalize().map_err(CiError::Write)?;
+    let runs_dir = out.join("runs");
+    if runs_dir.exists() {
+        std::fs::remove_dir_all(&runs_dir).map_err(CiError::io("clear", &runs_dir))?;
+    }
+    Ok((out, runs_dir))
+}
+
+/// A binary given on the command line, absolute: each run's syncer starts in its own
+/// directory.
+fn given(b: &Path) -> Result<PathBuf, CiError> {
+    b.canonicalize().map_err(|source| CiError::NoBinary {
+        path: b.to_path_buf(),
+        source,
+    })
+}
+
+/// The candidate's syncer: --candidate-bin, else built from the work tree.
+fn candidate_bin(root: &Path, a: &CiArgs, out: &Path) -> Result<PathBuf, CiError> {
+    match &a.candidate_bin {
+        Some(b) => given(b),
+        None => {
+            eprintln!("harness ci: building the candidate's syncer");
+            baseline::build_candidate(root, out)
+        }
+    }
+}
+
+/// The baseline's syncer: --baseline-bin, else built from `id`; `Ok(Err(skipped))` when
+/// it cannot be built.
+fn baseline_bin(
+    root: &Path,
+    a: &CiArgs,
+    out: &Path,
+    rev: &str,
+    id: &str,
+) -> Result<Result<PathBuf, CiOutcome>, CiError> {
+    if let Some(b) = &a.baseline_bin {
+        return given(b).map(Ok);
+    }
+    eprintln!("harness ci: building the baseline's syncer ({rev} = {id:.12})");
+    let t = std::time::Instant::now();
+    Ok(match baseline::build(root, id, out) {
+        Ok(b) => {
+            eprintln!("harness ci: baseline built in {:.0?}", t.elapsed());
+            Ok(b)
+        }
+        Err(why) => Err(CiOutcome::Skipped(format!(
+            "baseline {rev} ({id:.12}) cannot be built: {why}"
+        ))),
+    })
+}
+
+/// The two sides of every scenario (the candidate's scenario rewritten under `out` when
+/// it has extra arguments).
+fn plan<'a>(
+    scenarios: &[PathBuf],
+    candidate_args: &[String],
+    out: &Path,
+    baseline_bin: &'a Path,
+    candidate_bin: &'a Path,
+) -> Result<Plan<'a>, CiError> {
+    let mut plan = Vec::new();
+    for s in scenarios {
+        let name = crate::scenario::load(s)?.name;
+        let b_scenario = if candidate_args.is_empty() {
+            s.clone()
+        } else {
+            with_candidate_args(s, candidate_args, out)?
+        };
+        let sides = [
+            Side {
+                name: "A",
+                bin: baseline_bin,
+                scenario: s.clone(),
+            },
+            Side {
+                name: "B",
+                bin: candidate_bin,
+                scenario: b_scenario,
+            },
+        ];
+        plan.push((name, sides));
+    }
+    Ok(plan)
+}
+
+/// Every pair of runs of every scenario, the sides interleaved.
+fn measure(
+    root: &Path,
+    a: &CiArgs,
+    plan: &Plan,
+    work: &Path,
+    stop: &AtomicBool,
+) -> Result<(), CiError> {
+    let pairs = a.pairs.max(3);
+    for pair in 1..=pairs {
+        for (name, sides) in plan {
+            // A B, then B A, ...: whatever the run before leaves behind (a mass delete slows
+            // the next creates on ext4, caches warm up) falls on both sides alike.
+            let order: [&Side; 2] = if pair % 2 == 1 {
+                [&sides[0], &sides[1]]
+            } else {
+                [&sides[1], &sides[0]]
+            };
+            for side in order {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(CiError::Interrupted);
+                }
+                eprintln!("harness ci: pair {pair}/{pairs} {name} {}", side.name);
+                run_once(root, a, side, name, pair, work)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// report.md and report.json into `out`, the markdown on stdout.
+fn write_report(report: &gate::Report, out: &Path, runs_dir: &Path) -> Result<(), CiError> {
+    let md = render::markdown(report);
+    std::fs::write(out.join("report.md"), &md).map_err(CiError::Write)?;
+    std::fs::write(out.join("report.json"), render::json(report)).map_err(CiError::Write)?;
+    print!("{md}");
+    eprintln!(
+        "harness ci: report in {} and report.json; runs under {}",
+        out.join("report.md").display(),
+        runs_dir.display()
+    );
+    Ok(())
+}
+
+/// --record: both sides' runs appended to results/history.csv.
+fn record(
+    root: &Path,
+    id: &str,
+    all_a: &mut [RunRecord],
+    all_b: &[RunRecord],
+) -> Result<(), CiError> {
+    let (date, host, cpu) = (
+        crate::util::fmt::today(),
+        crate::host::env::hostname(),
+        crate::host::env::cpu(),
+    );
+    // The runs' own folders name the harness's checkout (the candidate's); the baseline's
+    // syncer was built from `id`.
+    for run in all_a.iter_mut() {
+        run.revision = format!("{id:.12}");
+    }
+    let text = crate::gate::history::rows(all_a, "baseline", &date, &host, &cpu)
+        + &crate::gate::history::rows(all_b, "candidate", &date, &host, &cpu);
+    let path = root.join("results/history.csv");
+    crate::gate::history::append(&path, &text).map_err(CiError::io("append to", &path))?;
+    eprintln!(
+        "harness ci: recorded {} runs in {}",
+        all_a.len() + all_b.len(),
+        path.display()
+    );
+    Ok(())
 }
