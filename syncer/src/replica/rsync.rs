@@ -98,7 +98,14 @@ pub struct RsyncTarget {
     daemon_links: Mutex<DaemonLinks>,
     /// `--max-delete`: what the daemon deleted is spent from it.
     budget: Arc<DeleteBudget>,
+    /// Names a failed run carried as anything but a directory: the daemon may still hold an
+    /// old directory there, with everything below it. Retried by name only, such a name that
+    /// is a directory by then is compared whole, not sent as a bare entry.
+    unsettled: Mutex<HashSet<PathBuf>>,
 }
+
+/// Most names `unsettled` keeps; past it a whole-tree compare settles them all.
+const UNSETTLED_MAX: usize = 65_536;
 
 struct WarmClient {
     kind: ListKind,
@@ -161,6 +168,7 @@ impl RsyncTarget {
             excludes,
             options: RwLock::new(Arc::new(options)),
             down_since: Mutex::new(None),
+            unsettled: Mutex::new(HashSet::new()),
             warm: Mutex::new(Vec::new()),
             daemon_links: Mutex::new(DaemonLinks::new(source.links.cap())),
             source,
@@ -958,6 +966,53 @@ impl RsyncTarget {
             .collect()
     }
 
+    fn unsettled(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the names a failed run carried as anything but a directory (deleted, or a
+    /// file or symlink that may replace a directory on the daemon), and forgets the batch's
+    /// other names, settled now. A failed run is retried by its names only: without this, a
+    /// name made again as a directory before the retry went as a bare entry, and the daemon
+    /// kept the old directory's entries below it (fault campaign, daemon-restart seeds 7 and
+    /// 9: `rm -r current; mkdir current`, or a directory swapped for a file and back, while
+    /// the daemon was down).
+    fn note_unsettled(
+        &self,
+        batch_paths: &[PathBuf],
+        dirs: &HashSet<PathBuf>,
+        failed: &[(RunPlan, Failure)],
+        outcome: &mut Outcome,
+    ) {
+        let failed: HashSet<&Path> = failed
+            .iter()
+            .flat_map(|(plan, _)| plan.list.iter().map(PathBuf::as_path))
+            .collect();
+        let mut unsettled = self.unsettled();
+        if failed.is_empty() && unsettled.is_empty() {
+            return;
+        }
+        for path in batch_paths {
+            if !failed.contains(path.as_path()) {
+                unsettled.remove(path);
+            }
+        }
+        unsettled.extend(
+            failed
+                .iter()
+                .filter(|p| !dirs.contains(**p))
+                .map(|p| p.to_path_buf()),
+        );
+        if unsettled.len() > UNSETTLED_MAX {
+            crate::warn!(
+                "{}: more than {UNSETTLED_MAX} names not applied; comparing the whole tree once the daemon answers",
+                self.name
+            );
+            unsettled.clear();
+            outcome.rescan.push(PathBuf::new());
+        }
+    }
+
     fn left_behind(&self, old_dir_names: Vec<PathBuf>) -> Vec<PathBuf> {
         old_dir_names
             .into_iter()
@@ -1048,6 +1103,8 @@ impl Target for RsyncTarget {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut settle = Vec::new();
         let mut files = Vec::new();
+        // The batch's names that go as directories: never unsettled by a failed run.
+        let mut dirs = HashSet::new();
         {
             let mut daemon = self.daemon_links();
             for rename in &batch.renames {
@@ -1113,6 +1170,13 @@ impl Target for RsyncTarget {
                         changed.push(path.clone());
                     }
                 }
+                Checked::Present(Kind::Dir, _) if self.unsettled().remove(path) => {
+                    subtrees.push(path.clone());
+                }
+                Checked::Present(Kind::Dir, _) => {
+                    dirs.insert(path.clone());
+                    other.push(path.clone());
+                }
                 Checked::Present(..) => other.push(path.clone()),
                 Checked::Missing => {
                     self.source.links.forget(path);
@@ -1168,6 +1232,7 @@ impl Target for RsyncTarget {
         // After the renamed directories' runs, which sent their linked files apart.
         failed.extend(self.execute(last, stats));
         outcome.rescan.extend(self.back_as_dirs(&gone));
+        self.note_unsettled(&batch.paths, &dirs, &failed, &mut outcome);
         self.note_replaced(gone, replaced, &failed);
         outcome.rescan.extend(self.left_behind(old_dir_names));
         self.note_health(!failed.is_empty(), &mut outcome);

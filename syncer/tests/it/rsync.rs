@@ -183,6 +183,50 @@ fn daemon_killed_in_a_storm_and_restarted_converges() {
 }
 
 #[test]
+fn a_directory_replaced_while_the_daemon_is_down_keeps_none_of_its_old_entries() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let mut daemon = Daemon::start(&s.dir.path().join("daemon"));
+    for dir in ["current", "swapped"] {
+        fs::create_dir_all(s.src.join(dir).join("sub")).unwrap();
+        write(&s.src.join(dir).join("old"), b"old");
+        write(&s.src.join(dir).join("sub/old"), b"old");
+    }
+    let syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+    daemon.kill();
+    // The killed daemon's open connections live on (warm clients use them): changes until
+    // runs fail for good, boundedly.
+    let failures = || syncer.log().matches("retrying with backoff").count();
+    for tick in 0..100 {
+        if failures() > 0 {
+            break;
+        }
+        write(&s.src.join(format!("tick{tick}")), b"t");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = failures();
+    assert!(before > 0, "the outage was not reported:\n{}", syncer.log());
+    // `rm -r current` and `swapped` swapped for a file: runs that fail while the daemon is down.
+    fs::remove_dir_all(s.src.join("current")).unwrap();
+    fs::remove_dir_all(s.src.join("swapped")).unwrap();
+    write(&s.src.join("swapped"), b"a file for a while");
+    assert!(
+        wait_until(CONVERGE, || failures() > before),
+        "the failed runs were not reported:\n{}",
+        syncer.log()
+    );
+    // Both names directories again before the daemon is back: retried by name, they must be
+    // compared whole, not sent as bare directory entries over the daemon's old ones.
+    fs::create_dir(s.src.join("current")).unwrap();
+    write(&s.src.join("current/new"), b"new");
+    fs::remove_file(s.src.join("swapped")).unwrap();
+    fs::create_dir(s.src.join("swapped")).unwrap();
+    daemon.restart();
+    converges(&s, &daemon, &syncer);
+}
+
+#[test]
 fn a_directory_swapped_for_a_symlink_never_sends_the_secret() {
     let _k = shared_kernel();
     let s = Scratch::new();
