@@ -55,3 +55,13 @@ pub fn rekey(path: &Path, from: &Path, to: &Path) -> PathBuf {
         Err(_) => path.to_path_buf(),
     }
 }
+
+/// `path` with the prefixes `a` and `b` swapped: where an entry went through an exchange of
+/// the two (RENAME_EXCHANGE, reported as `a -> b` then `b -> a`).
+pub fn swap(path: &Path, a: &Path, b: &Path) -> PathBuf {
+    if path.starts_with(a) {
+        rekey(path, a, b)
+    } else {
+        rekey(path, b, a)
+    }
+}

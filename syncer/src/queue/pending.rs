@@ -8,17 +8,18 @@
 //!
 //! Work reported back by an applier (retries, subtrees to rescan, paths a rescan found) names
 //! paths as they were when its batch was taken; renames that arrived meanwhile are kept in a
-//! log while anything is in flight, and that work is re-keyed through them. Without this a
-//! rescan aimed at `d1` after `d1` became `d2` would check the wrong name and lose `d2`.
+//! log while anything is in flight, and that work is re-keyed through them (an exchange's two
+//! halves as one swap, as `rename` pairs them). Without this a rescan aimed at `d1` after `d1`
+//! became `d2` would check the wrong name and lose `d2`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use super::pathkey::{PathKey, cmp_paths};
-use crate::change::{Mark, Rename, rekey};
+use crate::change::{Mark, Rename, rekey, swap};
 
 /// A subtree to compare, as handed to the applier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,9 @@ pub struct Pending {
     /// Those of `last_moved` that landed on a mark already there (both objects had an entry
     /// of that name): the reversed half must leave a copy at its old name too.
     last_merged: Vec<PathKey>,
+    /// The vanished paths the last rename moved, as `last_moved` for marks: the reversed half
+    /// leaves them where the first put them.
+    last_vanished: Vec<PathBuf>,
     in_flight: BTreeMap<PathKey, Flight>,
     /// Renames seen while something was in flight, numbered; cleared once nothing is.
     rename_log: Vec<(u64, Rename)>,
@@ -407,6 +411,13 @@ impl Pending {
         } else {
             (HashSet::new(), HashSet::new())
         };
+        // Counted: a path of each side may have the same name.
+        let mut vanished_in: HashMap<PathBuf, usize> = HashMap::new();
+        if exchange {
+            for path in std::mem::take(&mut self.last_vanished) {
+                *vanished_in.entry(path).or_default() += 1;
+            }
+        }
         let mut moved = Vec::new();
         let mut landed_on_mark = Vec::new();
         for old in keys_under(&self.dirty, &rename.from) {
@@ -457,11 +468,19 @@ impl Pending {
         self.vanished.retain(|(_, until)| *until > now_ns);
         let mut found = Vec::new();
         for (path, _) in self.vanished.iter_mut() {
-            if path.starts_with(&rename.from) {
-                *path = rekey(path, &rename.from, &rename.to);
-                found.push(path.clone());
+            if !path.starts_with(&rename.from) {
+                continue;
             }
+            if let Some(count) = vanished_in.get_mut(path.as_path())
+                && *count > 0
+            {
+                *count -= 1;
+                continue;
+            }
+            *path = rekey(path, &rename.from, &rename.to);
+            found.push(path.clone());
         }
+        self.last_vanished = if exchange { Vec::new() } else { found.clone() };
         for path in found {
             let key = PathKey::from(path.as_path());
             if self.dirty.contains_key(&key) {
@@ -550,21 +569,39 @@ impl Pending {
         Some(batch)
     }
 
+    /// `path` named through every rename logged after `since_seq` (work reported for a
+    /// batch names paths as they were when it was taken).
+    fn renamed_since(&self, path: PathBuf, since_seq: u64) -> PathBuf {
+        let mut log = self
+            .rename_log
+            .iter()
+            .filter(|(seq, _)| *seq > since_seq)
+            .map(|(_, rename)| rename)
+            .peekable();
+        let mut path = path;
+        while let Some(rename) = log.next() {
+            // RENAME_EXCHANGE arrives as a -> b, b -> a. Folded one after the other, the two
+            // halves cancel out: a path below either name is left at its old name, where the
+            // other object stands now. A compare in flight during `exchange d0 f; mv f/d3/x c`
+            // reported what it found missing below d0 (a file now), the rename of x never
+            // matched it, and it was never copied (soak 7 seed 427). The pair is one swap, as
+            // `rename` and the targets pair it.
+            let exchange = log
+                .next_if(|next| next.from == rename.to && next.to == rename.from)
+                .is_some();
+            path = if exchange {
+                swap(&path, &rename.from, &rename.to)
+            } else {
+                rekey(&path, &rename.from, &rename.to)
+            };
+        }
+        path
+    }
+
     /// Paths of an in-flight `batch` its applier found under a vanished source ancestor
     /// (named as when the batch was taken). The ancestor may have been renamed after their
     /// event was read and before the applier looked: a rename still to come marks them again
     /// under its new name, or the change is lost (the replica's entry moves unchanged).
-    /// `path` named through every rename logged after `since_seq` (work reported for a
-    /// batch names paths as they were when it was taken).
-    fn renamed_since(&self, path: PathBuf, since_seq: u64) -> PathBuf {
-        self.rename_log
-            .iter()
-            .filter(|(seq, _)| *seq > since_seq)
-            .fold(path, |path, (_, rename)| {
-                rekey(&path, &rename.from, &rename.to)
-            })
-    }
-
     pub fn vanished(&mut self, batch: &Batch, paths: Vec<PathBuf>, now_ns: u64) {
         self.vanished.retain(|(_, until)| *until > now_ns);
         for path in paths {
@@ -824,6 +861,76 @@ mod tests {
             paths,
             vec![p("a"), p("a/x"), p("b"), p("b/only_a"), p("b/x")]
         );
+    }
+
+    /// A compare in flight during `exchange d0 f; mv f/d3/x c/lead` (soak 7 seed 427): what
+    /// it reports below d0, named as when its batch was taken, is below f after the exchange
+    /// and follows x to its new name (folded as two renames, it stayed below d0, now a file).
+    #[test]
+    fn work_reported_for_a_batch_follows_an_exchange_then_a_rename_below_it() {
+        let mut pending = Pending::new(Timing::default());
+        let compare = Mark::Rescan {
+            changed_since_ns: None,
+        };
+        pending.mark(p("d0"), compare, 0);
+        let batch = pending.take_batch(0).unwrap();
+        let rename = |from: &str, to: &str, is_dir: bool| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir,
+        };
+        pending.rename(rename("d0", "f", true), 1);
+        pending.rename(rename("f", "d0", false), 1);
+        pending.rename(rename("f/d3/x", "c/lead", true), 1);
+        let found = pending.mark_since(vec![p("d0/d3/x/new")], Mark::Changed, &batch, 2);
+        assert_eq!(found, vec![p("c/lead/new")]);
+        pending.vanished(&batch, vec![p("d0/d3/y")], 2);
+        // The file that stood at f is at d0 now.
+        pending.finish(&batch, vec![p("d0/d3/x/retry"), p("f")], 2, 0);
+        let next = pending.take_batch(3).unwrap();
+        for path in ["c/lead/new", "c/lead/retry", "d0"] {
+            assert!(next.paths.contains(&p(path)), "{path}: {:?}", next.paths);
+        }
+        assert!(
+            !next
+                .paths
+                .iter()
+                .any(|path| path.starts_with("d0") && path != Path::new("d0")),
+            "{:?}",
+            next.paths
+        );
+        pending.finish(&next, vec![], 4, 0);
+        // The vanished path follows a later rename of its ancestor from where it is now.
+        pending.rename(rename("f/d3", "g", true), 5);
+        let last = pending.take_batch(6).unwrap();
+        assert!(last.paths.contains(&p("g/y")), "{:?}", last.paths);
+    }
+
+    /// A vanished path stays where an exchange's first half put it (the reversed half moved
+    /// it back), so a later rename of its new ancestor still finds it.
+    #[test]
+    fn a_vanished_path_follows_an_exchange_then_a_rename_below_it() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("a/d/f"), Mark::Changed, 0);
+        pending.mark(p("b/d/g"), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        pending.vanished(&batch, vec![p("a/d/f"), p("b/d/g")], 1);
+        pending.finish(&batch, vec![], 1, 0);
+        let rename = |from: &str, to: &str| Rename {
+            from: p(from),
+            to: p(to),
+            is_dir: true,
+        };
+        pending.rename(rename("a", "b"), 2);
+        pending.rename(rename("b", "a"), 2);
+        let exchanged = pending.take_batch(3).unwrap();
+        pending.finish(&exchanged, vec![], 4, 0);
+        pending.rename(rename("b/d", "c"), 5);
+        pending.rename(rename("a/d", "e"), 5);
+        let next = pending.take_batch(6).unwrap();
+        for path in ["c/f", "e/g"] {
+            assert!(next.paths.contains(&p(path)), "{path}: {:?}", next.paths);
+        }
     }
 
     #[test]

@@ -696,7 +696,7 @@ impl Target for LocalTarget {
             // they move with it (an exchange a<->b then `mv dir_of_b c` settles c/b).
             for path in extra.iter_mut().chain(outcome.rescan.iter_mut()) {
                 *path = if exchange {
-                    swap_prefix(path, &rename.from, &rename.to)
+                    crate::change::swap(path, &rename.from, &rename.to)
                 } else {
                     crate::change::rekey(path, &rename.from, &rename.to)
                 };
@@ -790,13 +790,4 @@ fn cannot_link(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EXDEV | libc::EMLINK | libc::EPERM | libc::EOPNOTSUPP)
     )
-}
-
-/// `path` with the prefixes `a` and `b` swapped (an exchange of the two).
-fn swap_prefix(path: &Path, a: &Path, b: &Path) -> PathBuf {
-    if path.starts_with(a) {
-        crate::change::rekey(path, a, b)
-    } else {
-        crate::change::rekey(path, b, a)
-    }
 }
