@@ -21,6 +21,8 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+#[cfg(test)]
+mod prop;
 pub mod queue;
 pub mod reconcile;
 pub mod reload;

@@ -21,7 +21,10 @@ pub const CHECKPOINT_MARGIN_NS: i128 = 2_000_000_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Document {
-    source: PathBuf,
+    /// SOURCE as text, lossily for a name that is not UTF-8 (serde refuses such a path, so
+    /// no checkpoint could be saved); the file name, a hash of the exact bytes, still tells
+    /// two such sources apart.
+    source: String,
     target: String,
     caught_up_unix_ns: u64,
     /// Absent in files written before the guard existed.
@@ -87,12 +90,19 @@ impl StateFile {
 
     /// The stored checkpoint (ns since the epoch) and identity, if any.
     pub fn load(&self) -> Option<Recorded> {
-        let body = std::fs::read(&self.path).ok()?;
-        let doc: Document = serde_json::from_slice(&body).ok()?;
-        (doc.source == self.source && doc.target == self.target).then_some(Recorded {
-            checkpoint: doc.caught_up_unix_ns,
-            identity: doc.source_identity,
-        })
+        self.read(&std::fs::read(&self.path).ok()?)
+    }
+
+    /// A file's body, if it is a checkpoint of this pair; anything else (torn, garbage, of
+    /// another pair) is no checkpoint, and the start compares every file.
+    fn read(&self, body: &[u8]) -> Option<Recorded> {
+        let doc: Document = serde_json::from_slice(body).ok()?;
+        (doc.source == self.source.to_string_lossy() && doc.target == self.target).then_some(
+            Recorded {
+                checkpoint: doc.caught_up_unix_ns,
+                identity: doc.source_identity,
+            },
+        )
     }
 
     /// Stores the checkpoint atomically (temp file + rename).
@@ -101,7 +111,7 @@ impl StateFile {
             std::fs::create_dir_all(dir)?;
         }
         let doc = Document {
-            source: self.source.clone(),
+            source: self.source.to_string_lossy().into_owned(),
             target: self.target.clone(),
             caught_up_unix_ns,
             source_identity: self.identity,
@@ -151,5 +161,120 @@ mod tests {
                 identity: None
             })
         );
+    }
+
+    /// Found by the round-trip property: a SOURCE whose name is not UTF-8 failed every save
+    /// ("path contains invalid UTF-8 characters"), so it never had a checkpoint.
+    #[test]
+    fn a_source_named_in_other_bytes_than_utf8_saves_and_loads() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let source = Path::new(std::ffi::OsStr::from_bytes(b"/\x80"));
+        let state = StateFile::new(dir.path(), source, "/dst");
+        state.save(7).unwrap();
+        assert_eq!(state.load().map(|r| r.checkpoint), Some(7));
+        let other = StateFile::new(
+            dir.path(),
+            Path::new(std::ffi::OsStr::from_bytes(b"/\x81")),
+            "/dst",
+        );
+        assert_ne!(other.path, state.path);
+        assert_eq!(other.load(), None);
+    }
+
+    mod prop {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn state(source: &[u8], target: &str) -> StateFile {
+            StateFile::new(
+                Path::new("/nonexistent"),
+                Path::new(OsStr::from_bytes(source)),
+                target,
+            )
+        }
+
+        /// JSON-ish text: a checkpoint with its fields mixed, retyped, dropped and cut.
+        fn document() -> impl Strategy<Value = String> {
+            let value = prop_oneof![
+                Just("\"/src\"".to_string()),
+                Just("\"/dst\"".to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                Just("1e400".to_string()),
+                Just("null".to_string()),
+                Just("{}".to_string()),
+                Just("{\"fsid\":1,\"root_ino\":2,\"mount_id\":3}".to_string()),
+                Just("[1,2]".to_string()),
+                "\\PC{0,8}".prop_map(|s| format!("{s:?}")),
+            ];
+            let key = prop_oneof![
+                Just("source"),
+                Just("target"),
+                Just("caught_up_unix_ns"),
+                Just("source_identity"),
+                Just("other"),
+            ];
+            (
+                proptest::collection::vec((key, value), 0..6),
+                any::<proptest::sample::Index>(),
+            )
+                .prop_map(|(fields, cut)| {
+                    let body: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    let text = format!("{{{}}}", body.join(","));
+                    // Sometimes torn, as a crash in the middle of a write would leave it.
+                    let at = cut.index(text.len() * 2 + 1);
+                    if at < text.len() && text.is_char_boundary(at) {
+                        text[..at].to_string()
+                    } else {
+                        text
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            #[test]
+            fn prop_state_any_bytes_never_panic(
+                body in proptest::collection::vec(any::<u8>(), 0..256),
+            ) {
+                prop_assert_eq!(state(b"/src", "/dst").read(&body), None);
+            }
+
+            #[test]
+            fn prop_state_any_document_never_panics(text in document()) {
+                if state(b"/src", "/dst").read(text.as_bytes()).is_some() {
+                    prop_assert!(text.contains("caught_up_unix_ns"));
+                }
+            }
+
+            /// What `save` writes, `load` reads back, for any source path and target name.
+            #[test]
+            fn prop_state_save_then_load_round_trips(
+                source in proptest::collection::vec(1u8..=255, 1..24),
+                target in "\\PC{1,24}",
+                checkpoint in any::<u64>(),
+                identity in proptest::option::of(any::<(u64, u64, u64)>()),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let mut path = b"/".to_vec();
+                path.extend_from_slice(&source);
+                let source = Path::new(OsStr::from_bytes(&path));
+                let mut state = StateFile::new(dir.path(), source, &target);
+                if let Some((fsid, root_ino, mount_id)) = identity {
+                    state.set_identity(SourceIdentity { fsid, root_ino, mount_id });
+                }
+                state.save(checkpoint).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let loaded = state.load();
+                prop_assert_eq!(loaded.map(|r| r.checkpoint), Some(checkpoint));
+                prop_assert_eq!(loaded.and_then(|r| r.identity), state.identity);
+            }
+        }
     }
 }

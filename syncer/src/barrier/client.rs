@@ -195,4 +195,54 @@ mod tests {
                 .ends_with("reached 1 target (/a) in 0.012 s")
         );
     }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::super::super::TargetAck;
+        use super::super::*;
+
+        /// Reads `body` as the ack file and writes both messages `syncer wait` may print.
+        fn take(body: &[u8]) -> Option<Ack> {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), body).unwrap();
+            let ack = read_ack(file.path());
+            if let Some(ack) = &ack {
+                passed_line(Path::new("/src"), ack, Duration::from_millis(5));
+                timeout_line(Path::new("/src"), Path::new("/state"), Some(ack), 1.0);
+            }
+            ack
+        }
+
+        fn ack() -> impl Strategy<Value = Ack> {
+            let target = (any::<String>(), any::<bool>())
+                .prop_map(|(name, passed)| TargetAck { name, passed });
+            (any::<bool>(), proptest::collection::vec(target, 0..4))
+                .prop_map(|(passed, targets)| Ack { passed, targets })
+        }
+
+        proptest! {
+            // Two files a case: fewer cases keep it well under a second.
+            #![proptest_config(crate::prop::config(128))]
+
+            #[test]
+            fn prop_ack_file_any_bytes_never_panic(
+                body in proptest::collection::vec(any::<u8>(), 0..256),
+            ) {
+                take(&body);
+            }
+
+            /// What the syncer writes, `syncer wait` reads; cut short, it is no ack yet.
+            #[test]
+            fn prop_ack_file_round_trips_and_a_torn_one_is_none(
+                ack in ack(),
+                cut in any::<proptest::sample::Index>(),
+            ) {
+                let body = serde_json::to_vec(&ack).unwrap();
+                prop_assert_eq!(take(&body), Some(ack));
+                let at = cut.index(body.len());
+                prop_assert_eq!(take(&body[..at]), None);
+            }
+        }
+    }
 }

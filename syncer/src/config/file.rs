@@ -142,8 +142,18 @@ pub fn load(path: &Path, command_line: CommandLine) -> Result<Config, Error> {
         ))
     })?;
     let file = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    parse(&text, &file, command_line).map_err(|r| {
-        let (line, column) = line_col(&text, r.span.start);
+    from_text(&text, path, &file, command_line)
+}
+
+/// Validates the text of `path` (named in errors); `file` is kept for SIGHUP.
+fn from_text(
+    text: &str,
+    path: &Path,
+    file: &Path,
+    command_line: CommandLine,
+) -> Result<Config, Error> {
+    parse(text, file, command_line).map_err(|r| {
+        let (line, column) = line_col(text, r.span.start);
         let key = if r.key.is_empty() {
             String::new()
         } else {
@@ -428,8 +438,8 @@ fn toml_refusal(text: &str, err: &toml::de::Error) -> Refusal {
 /// The key a TOML error's span points at: an unknown key spans the key itself, a type error
 /// spans the value, whose key stands before `=` on that line.
 fn key_at(text: &str, span: Range<usize>) -> String {
-    let start = span.start.min(text.len());
-    let end = span.end.clamp(start, text.len());
+    let start = boundary(text, span.start);
+    let end = boundary(text, span.end).max(start);
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
     let line = &text[line_start..line_end];
@@ -444,9 +454,19 @@ fn key_at(text: &str, span: Range<usize>) -> String {
     String::new()
 }
 
+/// `at`, moved back to the end of the text or the start of its character: the reader's spans
+/// are not ours to trust with a slice.
+fn boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
+    let offset = boundary(text, offset);
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(offset, |i| offset - i - 1) + 1;
@@ -615,11 +635,205 @@ mod tests {
         assert!(config.targets[1].excludes.covers(Path::new("logs/x")));
     }
 
+    /// Found by `prop_config_error_position_never_panics`: a span inside a character panicked
+    /// on slicing.
+    #[test]
+    fn a_span_inside_a_character_gives_a_position() {
+        assert_eq!(line_col("é", 1), (1, 1));
+        assert_eq!(key_at("x = é", 5..6), "x");
+    }
+
     #[test]
     fn key_and_position_of_a_span() {
         let text = "a = 1\nbwlimit = \"x\"\n";
         assert_eq!(line_col(text, 16), (2, 11));
         assert_eq!(key_at(text, 16..19), "bwlimit");
         assert_eq!(key_at(text, 6..13), "bwlimit");
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn refusal_is_placed(
+            result: &Result<Config, Error>,
+            text: &str,
+        ) -> Result<(), TestCaseError> {
+            match result {
+                Ok(_) => {}
+                Err(Error::Usage(message)) => {
+                    let rest = message.strip_prefix("/cfg/syncer.toml:");
+                    prop_assert!(rest.is_some(), "{}", message);
+                    let line: usize = rest.unwrap().split(':').next().unwrap().parse().unwrap();
+                    prop_assert!(line >= 1 && line <= text.lines().count() + 1, "{}", message);
+                }
+                Err(other) => prop_assert!(false, "not a usage error: {other:?}"),
+            }
+            Ok(())
+        }
+
+        const CFG: &str = "/cfg/syncer.toml";
+
+        const KEYS: &[&str] = &[
+            "source",
+            "backend",
+            "exclude",
+            "state-dir",
+            "status",
+            "metrics",
+            "strict",
+            "fanotify-unlimited-queue",
+            "batch-delay",
+            "max-batch",
+            "modify-quiet",
+            "modify-max-age",
+            "rescan-interval",
+            "max-links",
+            "path",
+            "url",
+            "bwlimit",
+            "max-delete",
+            "fsync",
+            "jobs",
+            "password-file",
+            "compress",
+            "inplace",
+            "streams",
+            "warm-clients",
+            "run-interval",
+            "rsync-timeout",
+            "backup-dir",
+            "backup-keep",
+            "password",
+            "targets",
+            "bogus",
+        ];
+
+        const VALUES: &[&str] = &[
+            "\"ROOT/src\"",
+            "\"ROOT/a\"",
+            "\"ROOT/src/in\"",
+            "\"ROOT/secret\"",
+            "\"ROOT/state\"",
+            "\"rsync://u@127.0.0.1:8873/m\"",
+            "\"h::m\"",
+            "\"rsync://[::1]/m\"",
+            "\"\"",
+            "\"/\"",
+            "\"..\"",
+            "\".syncer-backup\"",
+            "\"*.tmp\"",
+            "[\"*.tmp\", \"/logs\"]",
+            "[\"[\"]",
+            "[]",
+            "[1]",
+            "0",
+            "1",
+            "-1",
+            "9223372036854775807",
+            "1.5",
+            "nan",
+            "inf",
+            "true",
+            "\"10M\"",
+            "\"0.5K\"",
+            "\"1e300G\"",
+            "\"fast\"",
+            "{}",
+            "\"inotify\"",
+            "\"kqueue\"",
+            "\"\\u0000\"",
+            "\"é\"",
+        ];
+
+        /// One edit of a good file: a line replaced by a key and value, a line removed, a
+        /// table added, or the text cut (as a half-written file would be).
+        #[derive(Debug, Clone)]
+        enum Edit {
+            Set(usize, &'static str, &'static str),
+            Remove(usize),
+            Table(usize, &'static str),
+            Cut(usize),
+        }
+
+        fn edit() -> impl Strategy<Value = Edit> {
+            let at = any::<usize>();
+            prop_oneof![
+                4 => (at, proptest::sample::select(KEYS), proptest::sample::select(VALUES))
+                    .prop_map(|(i, k, v)| Edit::Set(i, k, v)),
+                1 => at.prop_map(Edit::Remove),
+                1 => (at, proptest::sample::select(&["[[target]]", "[target]", "[x]", "[["][..]))
+                    .prop_map(|(i, t)| Edit::Table(i, t)),
+                1 => at.prop_map(Edit::Cut),
+            ]
+        }
+
+        const GOOD: &str = "source = \"ROOT/src\"\nstate-dir = \"ROOT/state\"\n[[target]]\n\
+                            path = \"ROOT/a\"\n[[target]]\nurl = \"rsync://u@127.0.0.1:8873/m\"\n\
+                            password-file = \"ROOT/secret\"\n";
+
+        fn apply(text: &str, edits: &[Edit]) -> String {
+            let mut lines: Vec<String> = text.lines().map(String::from).collect();
+            for e in edits {
+                let n = lines.len().max(1);
+                match *e {
+                    Edit::Set(i, k, v) if !lines.is_empty() => lines[i % n] = format!("{k} = {v}"),
+                    Edit::Set(_, k, v) => lines.push(format!("{k} = {v}")),
+                    Edit::Remove(i) if !lines.is_empty() => {
+                        lines.remove(i % n);
+                    }
+                    Edit::Remove(_) => {}
+                    Edit::Table(i, t) => lines.insert(i % (lines.len() + 1), t.to_string()),
+                    Edit::Cut(i) => {
+                        let joined = lines.join("\n");
+                        let mut at = i % (joined.len() + 1);
+                        while !joined.is_char_boundary(at) {
+                            at -= 1;
+                        }
+                        lines = joined[..at].lines().map(String::from).collect();
+                    }
+                }
+            }
+            lines.join("\n")
+        }
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            #[test]
+            fn prop_config_any_text_never_panics(text in any::<String>()) {
+                let result = from_text(&text, CFG.as_ref(), CFG.as_ref(), CommandLine::default());
+                refusal_is_placed(&result, &text)?;
+            }
+
+            /// A good file with a few edits: accepted, or refused with a line inside it.
+            #[test]
+            fn prop_config_edited_file_never_panics(
+                edits in proptest::collection::vec(edit(), 1..5),
+            ) {
+                let (dir, _) = dirs();
+                let secret = dir.path().join("secret");
+                std::fs::write(&secret, "pw").unwrap();
+                let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+                std::fs::set_permissions(&secret, private).unwrap();
+                let text = apply(GOOD, &edits).replace("ROOT", &dir.path().display().to_string());
+                let result = from_text(&text, CFG.as_ref(), CFG.as_ref(), CommandLine::default());
+                refusal_is_placed(&result, &text)?;
+            }
+
+            /// The TOML reader's spans are taken as they come: any span, even one not on a
+            /// character boundary or past the end, gives a position and a key.
+            #[test]
+            fn prop_config_error_position_never_panics(
+                text in "\\PC{0,40}",
+                a in 0usize..64,
+                b in 0usize..64,
+            ) {
+                let (line, column) = line_col(&text, a);
+                prop_assert!(line >= 1 && column >= 1);
+                key_at(&text, a..b);
+            }
+        }
     }
 }

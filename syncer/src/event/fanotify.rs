@@ -461,4 +461,229 @@ mod tests {
         assert_eq!(event.pid, 9);
         assert_eq!(event.record(InfoKind::DfidName).unwrap().name, b"d");
     }
+
+    mod prop {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        use super::super::*;
+
+        type Walked<'b> = (Event<'b>, Vec<InfoRecord<'b>>);
+
+        /// Walks every event and every info record, checking that each step consumes at least
+        /// a header (so both walks end) and that handles and names lie inside their event.
+        fn walk(buf: &[u8]) -> (Vec<Walked<'_>>, usize) {
+            let mut events = Events::new(buf);
+            let mut out = Vec::new();
+            let mut left = buf.len();
+            while let Some(event) = events.next() {
+                let now = events.trailing_bytes();
+                assert!(now + METADATA_LEN <= left, "no progress over events");
+                let mut records = event.records();
+                let info_len = records.trailing_bytes();
+                assert!(info_len <= left - now - METADATA_LEN);
+                let mut rec_left = info_len;
+                let mut parsed = Vec::new();
+                while let Some(record) = records.next() {
+                    let rec_now = records.trailing_bytes();
+                    assert!(
+                        rec_now + INFO_HEADER_LEN <= rec_left,
+                        "no progress over records"
+                    );
+                    assert!(record.handle.len() + record.name.len() <= rec_left - rec_now);
+                    assert!(!record.name.contains(&0));
+                    rec_left = rec_now;
+                    parsed.push(record);
+                }
+                left = now;
+                out.push((event, parsed));
+            }
+            assert_eq!(events.trailing_bytes(), left);
+            (out, left)
+        }
+
+        #[derive(Debug, Clone)]
+        struct Rec {
+            info_type: u8,
+            fsid: [i32; 2],
+            handle_type: i32,
+            handle: Vec<u8>,
+            name: Vec<u8>,
+        }
+
+        #[derive(Debug, Clone)]
+        struct Ev {
+            mask: u64,
+            pid: i32,
+            records: Vec<Rec>,
+        }
+
+        fn rec() -> impl Strategy<Value = Rec> {
+            (
+                prop_oneof![
+                    Just(INFO_FID),
+                    Just(INFO_DFID_NAME),
+                    Just(INFO_DFID),
+                    Just(INFO_OLD_DFID_NAME),
+                    Just(INFO_NEW_DFID_NAME),
+                    any::<u8>(),
+                ],
+                any::<[i32; 2]>(),
+                any::<i32>(),
+                vec(any::<u8>(), 0..=64),
+                vec(1u8..=255, 0..40),
+            )
+                .prop_map(|(info_type, fsid, handle_type, handle, name)| Rec {
+                    info_type,
+                    fsid,
+                    handle_type,
+                    handle,
+                    name,
+                })
+        }
+
+        fn ev() -> impl Strategy<Value = Ev> {
+            (any::<u64>(), any::<i32>(), vec(rec(), 0..4)).prop_map(|(mask, pid, records)| Ev {
+                mask,
+                pid,
+                records,
+            })
+        }
+
+        /// The buffer, where each event starts, and where each event's records start.
+        fn encoded(events: &[Ev]) -> (Vec<u8>, Vec<usize>, Vec<Vec<usize>>) {
+            let mut buf = Vec::new();
+            let (mut starts, mut record_starts) = (Vec::new(), Vec::new());
+            for e in events {
+                let start = buf.len();
+                let records: Vec<EncodeRecord<'_>> = e
+                    .records
+                    .iter()
+                    .map(|r| EncodeRecord {
+                        info_type: r.info_type,
+                        fsid: r.fsid,
+                        handle_type: r.handle_type,
+                        handle: &r.handle,
+                        name: &r.name,
+                    })
+                    .collect();
+                encode(&mut buf, e.mask, e.pid, &records);
+                let mut at = start + METADATA_LEN;
+                let mut recs = Vec::new();
+                while at < buf.len() {
+                    recs.push(at);
+                    at += usize::from(u16_at(&buf, at + 2));
+                }
+                starts.push(start);
+                record_starts.push(recs);
+            }
+            (buf, starts, record_starts)
+        }
+
+        fn same_event(parsed: &Walked<'_>, e: &Ev) -> bool {
+            let (event, records) = parsed;
+            event.mask == e.mask
+                && event.pid == e.pid
+                && event.fd == -1
+                && records.len() == e.records.len()
+                && records.iter().zip(&e.records).all(|(p, r)| {
+                    let kind = InfoKind::from_type(r.info_type);
+                    let expected = match kind {
+                        InfoKind::Other(_) => ([0, 0], 0, &[][..], &[][..]),
+                        _ if kind.has_name() => (r.fsid, r.handle_type, &r.handle[..], &r.name[..]),
+                        _ => (r.fsid, r.handle_type, &r.handle[..], &[][..]),
+                    };
+                    p.kind == kind && (p.fsid, p.handle_type, p.handle, p.name) == expected
+                })
+        }
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            #[test]
+            fn prop_fanotify_any_bytes_never_panic(buf in vec(any::<u8>(), 0..2048)) {
+                walk(&buf);
+            }
+
+            /// Random bytes behind a valid metadata header, so the info-record walk is reached.
+            #[test]
+            fn prop_fanotify_any_info_records_never_panic(
+                info in vec(any::<u8>(), 0..512),
+                metadata_len in prop_oneof![Just(METADATA_LEN as u16), any::<u16>()],
+            ) {
+                let mut buf = Vec::new();
+                encode(&mut buf, 0, 0, &[]);
+                buf.extend_from_slice(&info);
+                let len = buf.len() as u32;
+                buf[..4].copy_from_slice(&len.to_ne_bytes());
+                buf[6..8].copy_from_slice(&metadata_len.to_ne_bytes());
+                walk(&buf);
+            }
+
+            #[test]
+            fn prop_fanotify_encoded_events_round_trip(events in vec(ev(), 0..8)) {
+                let (buf, _, _) = encoded(&events);
+                let (parsed, left) = walk(&buf);
+                prop_assert_eq!(left, 0);
+                prop_assert_eq!(parsed.len(), events.len());
+                for (p, e) in parsed.iter().zip(&events) {
+                    prop_assert!(same_event(p, e), "{:?} vs {:?}", p, e);
+                    let mut records = p.0.records();
+                    records.by_ref().for_each(drop);
+                    prop_assert_eq!(records.trailing_bytes(), 0);
+                }
+            }
+
+            /// A buffer cut anywhere keeps the whole events before the cut and reports the
+            /// torn one as trailing bytes.
+            #[test]
+            fn prop_fanotify_truncated_buffer_keeps_whole_events(
+                events in vec(ev(), 1..6),
+                cut in any::<Index>(),
+            ) {
+                let (buf, mut starts, _) = encoded(&events);
+                starts.push(buf.len());
+                let cut = cut.index(buf.len() + 1);
+                let whole = starts[1..].iter().filter(|&&end| end <= cut).count();
+                let (parsed, left) = walk(&buf[..cut]);
+                prop_assert_eq!(parsed.len(), whole);
+                prop_assert_eq!(left, cut - starts[whole]);
+            }
+
+            /// One corrupt length or version field (event_len, vers, metadata_len, a record's
+            /// len or handle_bytes) never panics, and the events before it parse as before.
+            #[test]
+            fn prop_fanotify_bogus_fields_never_panic(
+                events in vec(ev(), 1..6),
+                which_event in any::<Index>(),
+                which_record in any::<Index>(),
+                field in 0..5usize,
+                value in prop_oneof![
+                    Just(0u32), Just(1), Just(3), Just(4), Just(23), Just(24), Just(25),
+                    Just(u32::from(u16::MAX)), Just(u32::MAX), 0u32..600, any::<u32>(),
+                ],
+            ) {
+                let (mut buf, starts, record_starts) = encoded(&events);
+                let k = which_event.index(events.len());
+                let at = starts[k];
+                let records = &record_starts[k];
+                let rec = (!records.is_empty()).then(|| records[which_record.index(records.len())]);
+                match (field, rec) {
+                    (1, _) => buf[at + 4] = value as u8,
+                    (2, _) => buf[at + 6..at + 8].copy_from_slice(&(value as u16).to_ne_bytes()),
+                    (3, Some(r)) => {
+                        buf[r + 2..r + 4].copy_from_slice(&(value as u16).to_ne_bytes());
+                    }
+                    (4, Some(r)) => buf[r + 12..r + 16].copy_from_slice(&value.to_ne_bytes()),
+                    _ => buf[at..at + 4].copy_from_slice(&value.to_ne_bytes()),
+                }
+                let (parsed, _) = walk(&buf);
+                prop_assert!(parsed.len() >= k);
+                for (p, e) in parsed.iter().zip(&events).take(k) {
+                    prop_assert!(same_event(p, e));
+                }
+            }
+        }
+    }
 }

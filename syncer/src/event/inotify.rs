@@ -133,4 +133,119 @@ mod tests {
         assert_eq!(records[0].wd, 9);
         assert_eq!(records[0].cookie, 3);
     }
+
+    mod prop {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        use super::super::*;
+
+        /// Walks every record, checking that each step consumes at least a header and the
+        /// name (so the walk ends) and that `trailing_bytes` is what is left.
+        fn walk(buf: &[u8]) -> (Vec<RawEvent<'_>>, usize) {
+            let mut records = Records::new(buf);
+            let mut out = Vec::new();
+            let mut left = buf.len();
+            while let Some(event) = records.next() {
+                let now = records.trailing_bytes();
+                assert!(now + HEADER_LEN + event.name.len() <= left, "no progress");
+                assert!(!event.name.contains(&0));
+                left = now;
+                out.push(event);
+            }
+            assert_eq!(records.trailing_bytes(), left);
+            (out, left)
+        }
+
+        type Rec = (i32, u32, u32, Vec<u8>);
+
+        /// Names as the kernel gives them: any bytes but NUL, empty for the directory itself.
+        fn record() -> impl Strategy<Value = Rec> {
+            (
+                any::<i32>(),
+                any::<u32>(),
+                any::<u32>(),
+                vec(1u8..=255, 0..40),
+            )
+        }
+
+        /// The buffer and where each record starts.
+        fn encoded(records: &[Rec]) -> (Vec<u8>, Vec<usize>) {
+            let mut buf = Vec::new();
+            let mut starts = Vec::new();
+            for (wd, mask, cookie, name) in records {
+                starts.push(buf.len());
+                encode(&mut buf, *wd, *mask, *cookie, name);
+            }
+            (buf, starts)
+        }
+
+        fn same(parsed: &RawEvent<'_>, rec: &Rec) -> bool {
+            (parsed.wd, parsed.mask, parsed.cookie, parsed.name)
+                == (rec.0, rec.1, rec.2, &rec.3[..])
+        }
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            #[test]
+            fn prop_inotify_any_bytes_never_panic(buf in vec(any::<u8>(), 0..2048)) {
+                let (_, left) = walk(&buf);
+                // What is left cannot hold the record its header announces.
+                if left >= HEADER_LEN {
+                    let name_len = u32_at(&buf, buf.len() - left + 12) as usize;
+                    prop_assert!(HEADER_LEN + name_len > left);
+                }
+            }
+
+            #[test]
+            fn prop_inotify_encoded_records_round_trip(records in vec(record(), 0..20)) {
+                let (buf, _) = encoded(&records);
+                let (parsed, left) = walk(&buf);
+                prop_assert_eq!(left, 0);
+                prop_assert_eq!(parsed.len(), records.len());
+                for (p, r) in parsed.iter().zip(&records) {
+                    prop_assert!(same(p, r), "{:?} vs {:?}", p, r);
+                }
+            }
+
+            /// A buffer cut anywhere keeps the whole records before the cut and reports the
+            /// torn one as trailing bytes.
+            #[test]
+            fn prop_inotify_truncated_buffer_keeps_whole_records(
+                records in vec(record(), 1..10),
+                cut in any::<Index>(),
+            ) {
+                let (buf, mut starts) = encoded(&records);
+                starts.push(buf.len());
+                let cut = cut.index(buf.len() + 1);
+                let whole = starts[1..].iter().filter(|&&end| end <= cut).count();
+                let (parsed, left) = walk(&buf[..cut]);
+                prop_assert_eq!(parsed.len(), whole);
+                prop_assert_eq!(left, cut - starts[whole]);
+            }
+
+            /// A corrupt `len` (zero, unaligned, past the buffer, near u32::MAX) never panics,
+            /// and the records before it parse as before.
+            #[test]
+            fn prop_inotify_bogus_len_never_panics(
+                records in vec(record(), 1..10),
+                which in any::<Index>(),
+                len in prop_oneof![
+                    Just(0u32), Just(1), Just(15), Just(u32::MAX), Just(u32::MAX - 15),
+                    0u32..4096, any::<u32>(),
+                ],
+            ) {
+                let (mut buf, starts) = encoded(&records);
+                let k = which.index(records.len());
+                buf[starts[k] + 12..starts[k] + 16].copy_from_slice(&len.to_ne_bytes());
+                let (parsed, _) = walk(&buf);
+                prop_assert!(parsed.len() >= k);
+                for (p, r) in parsed.iter().zip(&records).take(k) {
+                    prop_assert!(same(p, r));
+                }
+            }
+        }
+    }
 }

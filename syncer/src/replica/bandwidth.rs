@@ -134,4 +134,28 @@ mod tests {
         );
         assert_eq!(limit.chunk(), 104_857);
     }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            /// Any text, and text shaped like a rate: a rate of at least 1 KiB/s or the hint.
+            #[test]
+            fn prop_bwlimit_any_text_never_panics(
+                text in prop_oneof![
+                    any::<String>(),
+                    "[ +-]?[0-9.eE]{0,12}[kKmMgGtTé]?(iB|B|b)?(/s)?",
+                ],
+            ) {
+                match parse_rate(&text) {
+                    Ok(bytes) => prop_assert!((1024..1_000_000_000_000_000).contains(&bytes)),
+                    Err(message) => prop_assert!(message.contains("e.g. 500K"), "{}", message),
+                }
+            }
+        }
+    }
 }
