@@ -13,6 +13,8 @@ pub mod gate;
 pub mod host;
 pub mod measure;
 pub mod probe;
+#[cfg(test)]
+mod prop;
 pub mod scenario;
 pub mod session;
 pub mod storm;

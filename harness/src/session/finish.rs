@@ -155,3 +155,81 @@ pub fn judge(s: &Scenario, calibration: bool, r: &mut RunResult) {
         Outcome::Failed
     };
 }
+
+#[cfg(test)]
+mod tests {
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Reads `body` as the status file and takes from it what a run takes: readiness,
+        /// overflows, start-up times.
+        fn take(body: &[u8]) -> Result<(), TestCaseError> {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), body).unwrap();
+            let status = read_status(file.path());
+            prop_assert_eq!(
+                status.is_some(),
+                serde_json::from_slice::<serde_json::Value>(body).is_ok()
+            );
+            let mut r = RunResult::skipped("syncer".into(), "syncer".into(), 1, String::new());
+            if let Some(v) = &status {
+                let _ready = v["ready"] == serde_json::Value::Bool(true);
+                r.self_overflows = v["overflows"].as_u64();
+            }
+            r.self_report = status;
+            startup_times(&mut r);
+            if let (Some(capture), Some(reconcile)) = (r.capture_ns, r.reconcile_ns) {
+                prop_assert!(capture > 0);
+                prop_assert!(reconcile < u64::MAX);
+            }
+            Ok(())
+        }
+
+        /// A status object with its keys set to values of any type, sometimes cut short (a
+        /// reader that races a writer without the rename would see that).
+        fn status() -> impl Strategy<Value = String> {
+            let key = proptest::sample::select(
+                &["ready", "capture_ns", "ready_ns", "overflows", "other"][..],
+            );
+            let value = prop_oneof![
+                Just("true".to_string()),
+                Just("null".to_string()),
+                Just("-1".to_string()),
+                Just("1e30".to_string()),
+                Just("[]".to_string()),
+                Just("{}".to_string()),
+                Just("\"x\"".to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+            ];
+            (
+                proptest::collection::vec((key, value), 0..6),
+                any::<proptest::sample::Index>(),
+            )
+                .prop_map(|(fields, cut)| {
+                    let body: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    let text = format!("{{{}}}", body.join(","));
+                    let at = cut.index(text.len() * 2 + 1).min(text.len());
+                    text[..at].to_string()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            #[test]
+            fn prop_status_file_any_bytes_never_panic(
+                body in proptest::collection::vec(any::<u8>(), 0..256),
+            ) {
+                take(&body)?;
+            }
+
+            #[test]
+            fn prop_status_file_any_object_never_panics(text in status()) {
+                take(text.as_bytes())?;
+            }
+        }
+    }
+}

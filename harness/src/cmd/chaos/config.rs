@@ -2,7 +2,7 @@
 //! validated `ChaosConfig` out (command-line values override the file's).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -111,15 +111,26 @@ impl ChaosConfig {
             .scenario
             .clone()
             .unwrap_or_else(|| repo_root.join("scenarios/chaos.toml"));
-        let file: File = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|source| ChaosError::Toml {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if args.scenario.is_none() && e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ChaosError::io("read", &path)(e)),
+        };
+        Self::from_text(args, text.as_deref(), path)
+    }
+
+    /// The settings from the scenario text read from `path` (None: no file, the defaults).
+    fn from_text(
+        args: &ChaosArgs,
+        text: Option<&str>,
+        path: PathBuf,
+    ) -> Result<ChaosConfig, ChaosError> {
+        let file: File = match text {
+            Some(text) => toml::from_str(text).map_err(|source| ChaosError::Toml {
                 path: path.clone(),
                 source,
             })?,
-            Err(e) if args.scenario.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
-                File::default()
-            }
-            Err(e) => return Err(ChaosError::io("read", &path)(e)),
+            None => File::default(),
         };
         let mut pause = file.pause.unwrap_or_default();
         if let Some(us) = args.pause_us {
@@ -168,15 +179,11 @@ impl ChaosConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
-    #[test]
-    fn the_shipped_chaos_scenario_loads() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let args = ChaosArgs {
-            scenario: Some(root.join("scenarios/chaos.toml")),
+    fn args(scenario: PathBuf) -> ChaosArgs {
+        ChaosArgs {
+            scenario: Some(scenario),
             seeds: None,
             seed_range: None,
             ops: None,
@@ -196,7 +203,13 @@ mod tests {
             print_ops: false,
             syncer_args: None,
             merge: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn the_shipped_chaos_scenario_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let args = args(root.join("scenarios/chaos.toml"));
         let config = ChaosConfig::load(&args, root).expect("chaos.toml is valid");
         assert!(config.ops > 0 && config.seeds.1 > config.seeds.0);
         let bad = tempfile::NamedTempFile::new().unwrap();
@@ -207,5 +220,126 @@ mod tests {
         };
         let err = ChaosConfig::load(&args, root).unwrap_err();
         assert!(err.to_string().contains("frobnicate"), "{err}");
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::storm::ops::Rng;
+
+        const VALUES: &[&str] = &[
+            "0",
+            "1",
+            "-1",
+            "9223372036854775807",
+            "4294967295",
+            "1073741824",
+            "1e308",
+            "nan",
+            "inf",
+            "-0.0",
+            "0.5",
+            "1.5",
+            "3600",
+            "true",
+            "\"\"",
+            "\"inotify\"",
+            "\"rsync\"",
+            "\"kqueue\"",
+            "[]",
+            "[\"local\", \"local\"]",
+            "[\"fanotify\"]",
+            "{}",
+            "\"é\"",
+        ];
+
+        const KEYS: &[&str] = &[
+            "seeds",
+            "ops",
+            "setup_ops",
+            "converge_s",
+            "mean_us",
+            "burst_chance",
+            "burst_len",
+            "backends",
+            "targets",
+            "create",
+            "chown",
+            "link",
+            "unlink",
+            "remove-tree",
+            "move-out",
+            "swap",
+            "frobnicate",
+        ];
+
+        /// The shipped chaos.toml with a few lines replaced by a key and a value, or removed,
+        /// or a key set to a value (added at the end, in `[mix]`, when the file lacks it).
+        fn edited() -> impl Strategy<Value = String> {
+            let shipped = include_str!("../../../../scenarios/chaos.toml");
+            let edit = (
+                any::<usize>(),
+                proptest::option::of(proptest::sample::select(KEYS)),
+                prop_oneof![
+                    proptest::sample::select(VALUES).prop_map(String::from),
+                    any::<u32>().prop_map(|n| n.to_string()),
+                ],
+            );
+            proptest::collection::vec(edit, 1..6).prop_map(move |edits| {
+                let mut lines: Vec<String> = shipped.lines().map(String::from).collect();
+                let mut added = Vec::new();
+                for (i, key, value) in edits {
+                    let at = i % lines.len();
+                    match key {
+                        Some(key) if i % 2 == 0 => lines[at] = format!("{key} = {value}"),
+                        // A key the file has is set where it stands (twice is a TOML error).
+                        Some(key) => match lines.iter().position(|l| {
+                            l.strip_prefix(key)
+                                .is_some_and(|rest| rest.trim_start().starts_with('='))
+                        }) {
+                            Some(at) => lines[at] = format!("{key} = {value}"),
+                            None => added.push(format!("{key} = {value}")),
+                        },
+                        None => lines[at].clear(),
+                    }
+                }
+                lines.extend(added);
+                lines.join("\n")
+            })
+        }
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            let args = args(PathBuf::from("chaos.toml"));
+            match ChaosConfig::from_text(&args, Some(text), PathBuf::from("chaos.toml")) {
+                // What the storm does with the settings must not panic either.
+                Ok(config) => {
+                    let mut rng = Rng::new(1);
+                    let mut burst = 0;
+                    for crowded in [false, true, false, true] {
+                        config.mix.pick(&mut rng, crowded);
+                        config.mix.pick_setup(&mut rng);
+                        config.mix.pause_us(&mut rng, &mut burst);
+                    }
+                    prop_assert!(config.converge > Duration::ZERO);
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            #[test]
+            fn prop_chaos_config_any_text_never_panics(text in any::<String>()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn prop_chaos_config_edited_file_never_panics(text in edited()) {
+                check(&text)?;
+            }
+        }
     }
 }

@@ -118,21 +118,19 @@ impl Mix {
     }
 
     pub fn pick(&self, rng: &mut Rng, crowded: bool) -> Kind {
+        // In u64: a weight the file may give (up to u32::MAX) times 4 does not fit a u32.
         let weight = |k: Kind, w: u32| {
+            let w = u64::from(w);
             if crowded && SHRINKING.contains(&k) {
                 w * 4
             } else {
                 w
             }
         };
-        let total: u64 = self
-            .weights
-            .iter()
-            .map(|&(k, w)| u64::from(weight(k, w)))
-            .sum();
+        let total: u64 = self.weights.iter().map(|&(k, w)| weight(k, w)).sum();
         let mut at = rng.below(total.max(1));
         for &(k, w) in &self.weights {
-            let w = u64::from(weight(k, w));
+            let w = weight(k, w);
             if at < w {
                 return k;
             }
@@ -189,6 +187,18 @@ mod tests {
         assert!(creates > swaps * 3, "{creates} creates vs {swaps} swaps");
         let none: Vec<(Kind, u32)> = DEFAULT_WEIGHTS.iter().map(|&(k, _)| (k, 0)).collect();
         assert!(Mix::with_weights(&none, Pause::default()).is_err());
+    }
+
+    /// Found by `prop_chaos_config_edited_file_never_panics`: `unlink = 4294967295` in
+    /// `[mix]` overflowed (u32 weight times 4) at the first pick in a crowded tree.
+    #[test]
+    fn a_huge_weight_of_a_shrinking_kind_is_picked_in_a_crowded_tree() {
+        let mix = Mix::with_weights(&[(Kind::Unlink, u32::MAX)], Pause::default()).unwrap();
+        let mut rng = Rng::new(3);
+        let unlinks = (0..100)
+            .filter(|_| mix.pick(&mut rng, true) == Kind::Unlink)
+            .count();
+        assert!(unlinks > 95, "{unlinks} of 100");
     }
 
     #[test]

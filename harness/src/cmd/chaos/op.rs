@@ -785,4 +785,128 @@ mod tests {
         };
         assert!(op.apply(roots).is_err());
     }
+
+    mod prop {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn rel() -> impl Strategy<Value = Rel> {
+            vec(any::<u8>(), 0..12)
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let (p, n) = (rel, any::<u32>);
+            prop_oneof![
+                (p(), n(), n()).prop_map(|(path, size, seed)| Op::Create { path, size, seed }),
+                (p(), n(), n()).prop_map(|(path, seed, back_s)| Op::Rewrite { path, seed, back_s }),
+                (p(), n(), n()).prop_map(|(path, size, seed)| Op::Append { path, size, seed }),
+                (p(), n()).prop_map(|(path, size)| Op::Truncate { path, size }),
+                p().prop_map(|path| Op::Unlink { path }),
+                p().prop_map(|path| Op::Mkdir { path }),
+                p().prop_map(|path| Op::RemoveTree { path }),
+                (p(), p()).prop_map(|(from, to)| Op::Rename { from, to }),
+                (p(), p()).prop_map(|(a, b)| Op::Exchange { a, b }),
+                (p(), p()).prop_map(|(path, slot)| Op::MoveOut { path, slot }),
+                (p(), p()).prop_map(|(slot, path)| Op::MoveIn { slot, path }),
+                (p(), p(), n()).prop_map(|(path, slot, seed)| Op::MoveOutRecreate {
+                    path,
+                    slot,
+                    seed
+                }),
+                (p(), n()).prop_map(|(path, seed)| Op::Swap { path, seed }),
+                (p(), p()).prop_map(|(path, target)| Op::Symlink { path, target }),
+                (p(), n()).prop_map(|(path, mode)| Op::Chmod { path, mode }),
+                (p(), n(), n()).prop_map(|(path, uid, gid)| Op::Chown { path, uid, gid }),
+                (p(), any::<i64>(), n()).prop_map(|(path, secs, nsec)| Op::Touch {
+                    path,
+                    secs,
+                    nsec
+                }),
+                (p(), n(), n()).prop_map(|(path, size, seed)| Op::TmpfileLink { path, size, seed }),
+                (p(), p()).prop_map(|(from, to)| Op::Link { from, to }),
+                n().prop_map(|us| Op::Sleep { us }),
+            ]
+        }
+
+        /// Lines shaped like the op log's: a verb, then quoted paths (with good and bad
+        /// escapes) and words, so most cases get past the verb.
+        fn line() -> impl Strategy<Value = String> {
+            let verbs = proptest::sample::select(
+                &[
+                    "create",
+                    "rewrite",
+                    "append",
+                    "truncate",
+                    "unlink",
+                    "mkdir",
+                    "rmtree",
+                    "rename",
+                    "exchange",
+                    "moveout",
+                    "movein",
+                    "moveout-recreate",
+                    "swap",
+                    "symlink",
+                    "chmod",
+                    "chown",
+                    "touch",
+                    "tmpfile",
+                    "link",
+                    "sleep",
+                    "# setup",
+                    "#",
+                    "frobnicate",
+                    "",
+                ][..],
+            );
+            let token = prop_oneof![
+                "\"([a-z ]|\\\\x[0-9a-fA-Fg]{0,2}|\\\\[\"\\\\n]|é|\\t)*\"?",
+                "-?[0-9]{1,20}",
+                "[0-7]{1,12}",
+                "\\PC{0,6}",
+                Just("\"\\x".to_string()),
+                Just("\"\\".to_string()),
+            ];
+            (verbs, vec(token, 0..5))
+                .prop_map(|(verb, tokens)| format!("{verb} {}", tokens.join(" ")))
+        }
+
+        fn placed(text: &str) -> Result<(), TestCaseError> {
+            match OpLog::parse(text) {
+                Ok(log) => prop_assert!(log.setup <= log.ops.len()),
+                Err(e) => {
+                    prop_assert!(e.line >= 1 && e.line <= text.lines().count(), "{}", e);
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(crate::prop::config(256))]
+
+            #[test]
+            fn prop_oplog_any_text_never_panics(text in any::<String>()) {
+                placed(&text)?;
+            }
+
+            #[test]
+            fn prop_oplog_shaped_lines_never_panic(lines in vec(line(), 0..8)) {
+                placed(&lines.join("\n"))?;
+            }
+
+            /// What `render` writes, `parse` reads back: every op, any path bytes, any numbers.
+            #[test]
+            fn prop_oplog_render_then_parse_round_trips(
+                ops in vec(op(), 0..12),
+                setup in any::<proptest::sample::Index>(),
+                header in "seed-[a-z0-9 (),:-]{0,30}(\n[0-9 ]{0,10}){0,2}",
+            ) {
+                let log = OpLog { setup: setup.index(ops.len() + 1), ops };
+                prop_assert_eq!(OpLog::parse(&log.render(&header)), Ok(log));
+            }
+        }
+    }
 }
