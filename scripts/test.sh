@@ -52,3 +52,30 @@ started=$SECONDS
 chaos --seeds "${HARNESS_CHAOS_SEEDS:-40}" --target local --out "$chaos_out/local"
 chaos --seeds "${HARNESS_CHAOS_RSYNC_SEEDS:-10}" --target rsync --out "$chaos_out/rsync"
 echo "== chaos: $((SECONDS - started)) s" >&2
+
+# Fault scenarios (scenarios/faults/: the storm with SIGKILLed and SIGSTOPped syncers and a
+# SIGKILLed daemon): every case must converge with nothing lost. After each, nothing the
+# harness started may be left running or lying in its work dir. HARNESS_FAULT_SEEDS changes
+# the budget.
+echo "== fault scenarios (harness chaos scenarios/faults/)" >&2
+started=$SECONDS
+for scenario in scenarios/faults/*.toml; do
+  name="$(basename "$scenario" .toml)"
+  work="$chaos_out/work-$name"
+  mkdir -p "$work"
+  HARNESS_SYNCER_BIN="$target_dir/release/syncer" "$target_dir/release/harness" chaos \
+    "$scenario" --seeds "${HARNESS_FAULT_SEEDS:-2}" --jobs 4 --workdir "$work" \
+    --out "$chaos_out/faults-$name"
+  # pgrep only looks: a process whose command line names the work dir was left behind.
+  if pgrep -f -- "$work" >/dev/null; then
+    echo "fault scenario $name left processes running:" >&2
+    pgrep -a -f -- "$work" >&2
+    exit 1
+  fi
+  if [ -n "$(ls -A "$work")" ]; then
+    echo "fault scenario $name left files in its work dir $work:" >&2
+    ls -A "$work" >&2
+    exit 1
+  fi
+done
+echo "== fault scenarios: $((SECONDS - started)) s" >&2

@@ -19,8 +19,8 @@ impl From<ListError> for crate::Error {
     }
 }
 
-/// `harness list`: each scenario file in `dir` with its description.
-pub fn list(dir: &Path) -> Result<String, ListError> {
+/// The `.toml` files in `dir`, sorted.
+fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, ListError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| ListError {
             dir: dir.to_path_buf(),
@@ -31,12 +31,34 @@ pub fn list(dir: &Path) -> Result<String, ListError> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// `harness list`: each scenario file in `dir`, and in its folders one level down (such as
+/// `faults/`), with its description.
+pub fn list(dir: &Path) -> Result<String, ListError> {
+    let mut files = toml_files(dir)?;
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    for folder in folders {
+        files.extend(toml_files(&folder)?);
+    }
     let mut out = String::new();
     for f in files {
+        // `kill9` in `faults/` is listed as `faults/kill9`.
+        let stem = f
+            .strip_prefix(dir)
+            .unwrap_or(&f)
+            .with_extension("")
+            .to_string_lossy()
+            .into_owned();
         if let Some(description) = chaos_description(&f) {
-            let stem = f
-                .file_stem()
-                .map_or(String::new(), |x| x.to_string_lossy().into_owned());
             out.push_str(&format!("{stem:<16} (harness chaos) {description}\n"));
             continue;
         }
@@ -46,11 +68,7 @@ pub fn list(dir: &Path) -> Result<String, ListError> {
                 s.name,
                 s.description.lines().next().unwrap_or("")
             )),
-            Err(e) => out.push_str(&format!(
-                "{:<16} INVALID: {e}\n",
-                f.file_stem()
-                    .map_or(String::new(), |x| x.to_string_lossy().into_owned())
-            )),
+            Err(e) => out.push_str(&format!("{stem:<16} INVALID: {e}\n")),
         }
     }
     Ok(out)

@@ -87,31 +87,73 @@ impl RsyncDaemon {
         let mut last_err = None;
         // The free port may be taken between probing and binding: try a few.
         for _ in 0..5 {
-            let port = free_port()?;
-            let child = Command::new("rsync")
-                .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
-                .arg(format!("--port={port}"))
-                .arg(format!("--config={}", config_file.display()))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(fs::File::create(dir.join("rsyncd.stderr"))?))
-                .spawn()
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start rsync --daemon ({e}): install it with scripts/install-deps.sh (apt-get install rsync)")))?;
             let mut daemon = Self {
-                child: Some(child),
-                port,
+                child: None,
+                port: free_port()?,
                 dir: replica.to_path_buf(),
                 password_file: password_file.clone(),
                 log_file: log_file.clone(),
                 config_file: config_file.clone(),
             };
-            match daemon.wait_listening(Duration::from_secs(10)) {
+            match daemon.spawn(dir) {
                 Ok(()) => return Ok(daemon),
                 Err(e) => last_err = Some(e),
             }
             daemon.stop();
         }
         Err(last_err.unwrap_or_else(|| std::io::Error::other("rsync daemon did not start")))
+    }
+
+    /// Starts `rsync --daemon` on `self.port` with the config in `dir`, and waits until it
+    /// listens.
+    fn spawn(&mut self, dir: &Path) -> std::io::Result<()> {
+        let child = Command::new("rsync")
+            .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--config={}", self.config_file.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("rsyncd.stderr"))?,
+            ))
+            .spawn()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start rsync --daemon ({e}): install it with scripts/install-deps.sh (apt-get install rsync)")))?;
+        self.child = Some(child);
+        self.wait_listening(Duration::from_secs(10))
+    }
+
+    /// A crash: SIGKILL by PID and reap. Connections already accepted live on in their own
+    /// processes until their client is done, as after a real crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Fails only when it is gone already; wait reaps it either way.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same port and config (after `kill`).
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        let dir = self
+            .config_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        // The old listener's port can stay busy for a moment: retry for a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.spawn(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => {
+                    self.kill();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
     }
 
     fn wait_listening(&mut self, timeout: Duration) -> std::io::Result<()> {

@@ -7,6 +7,7 @@ mod common;
 mod chaos;
 mod ci_gate;
 mod e2e;
+mod faults;
 mod honesty;
 mod planning_tools;
 mod report;

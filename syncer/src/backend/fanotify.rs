@@ -201,7 +201,7 @@ impl FanotifyBackend {
         let count = self.stats.overflows.fetch_add(1, Relaxed) + 1;
         // Lost events may include directory renames: the map could be stale.
         resolver.clear();
-        if pacer.overflow(Instant::now()) {
+        if pacer.overflow(Instant::now()) && super::overflow_reconciled() {
             crate::warn!(
                 "fanotify queue overflowed ({count} so far; raise /proc/sys/fs/fanotify/max_queued_events, or see --fanotify-unlimited-queue); reconciling the whole tree"
             );

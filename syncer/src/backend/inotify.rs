@@ -314,7 +314,9 @@ impl InotifyBackend {
                 "inotify queue overflowed (fs.inotify.max_queued_events); reconciling the whole tree"
             );
             self.drop_orphans(table, unpaired);
-            sink.rescan(PathBuf::new(), true);
+            if super::overflow_reconciled() {
+                sink.rescan(PathBuf::new(), true);
+            }
             return;
         }
         if ev.mask & IN_IGNORED != 0 {

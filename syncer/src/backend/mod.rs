@@ -21,6 +21,17 @@ pub mod handles;
 pub mod inotify;
 pub mod watch;
 
+/// The environment variable of a test hook: set to 1, a queue overflow is counted and logged
+/// but not reconciled, so changes it lost stay lost. The harness's fault tests set it to show
+/// that a syncer mishandling an overflow fails them; nothing else should.
+pub const IGNORE_OVERFLOW_ENV: &str = "SYNCER_TEST_IGNORE_OVERFLOW";
+
+/// Whether an overflow is reconciled (always, unless the test hook above is set).
+fn overflow_reconciled() -> bool {
+    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !*IGNORED.get_or_init(|| std::env::var_os(IGNORE_OVERFLOW_ENV).is_some_and(|v| v == "1"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
     /// fanotify when it works for SOURCE's filesystem (root, fsid, file handles), else inotify.

@@ -54,14 +54,16 @@ pub fn op_log(config: &ChaosConfig, seed: u64, workdir: &Path) -> Result<OpLog, 
         .prefix("chaos-gen-")
         .tempdir_in(workdir)
         .map_err(ChaosError::io("make a scratch folder in", workdir))?;
-    generate(
+    let mut log = generate(
         seed,
         config.setup_ops,
         config.ops,
         &config.mix,
         scratch.path(),
     )
-    .map_err(|source| ChaosError::Generate { seed, source })
+    .map_err(|source| ChaosError::Generate { seed, source })?;
+    super::fault::place(&mut log, &config.faults, seed);
+    Ok(log)
 }
 
 /// The command that replays one case.
@@ -481,7 +483,7 @@ mod tests {
             },
             problem: None,
             syncer_started: true,
-            storm_ms: 0,
+            ..CaseOutcome::default()
         };
         let lines = suspects(&log, &outcome);
         assert_eq!(lines.len(), 4, "{lines:#?}");
@@ -501,7 +503,7 @@ mod tests {
             },
             problem: None,
             syncer_started: true,
-            storm_ms: 0,
+            ..CaseOutcome::default()
         };
         assert!(FailureKind::of(&outcome) == Some(FailureKind::Differs));
         outcome.problem = Some("the syncer panicked: ...".into());

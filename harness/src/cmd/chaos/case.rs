@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::error::ChaosError;
-use super::op::{OpLog, Roots};
+use super::inject::Injector;
+use super::op::{Op, OpLog, Roots};
 use crate::measure::verify::{self, CompareOptions, TreeDiff};
 use crate::sut::daemon::{MODULE, PASSWORD, RsyncDaemon};
 
@@ -33,7 +34,7 @@ pub struct CaseSpec {
 }
 
 /// What one case found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CaseOutcome {
     pub passed: bool,
     /// ms from the last operation to the first equal compare.
@@ -47,19 +48,59 @@ pub struct CaseOutcome {
     /// The syncer was started, so a `problem` is about its exit, not its start-up.
     pub syncer_started: bool,
     pub storm_ms: u64,
+    /// Faults injected (fault entries of the op log carried out).
+    pub faults: u32,
+    /// ms from the end of the last fault (the syncer or daemon running again) to the first
+    /// equal compare.
+    pub recover_ms: Option<u64>,
+    /// The syncer's overflow and reconcile counters, summed over its lives.
+    pub overflows: u64,
+    pub reconciles: u64,
 }
 
 const READY_LIMIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(25);
 const STOP_GRACE: Duration = Duration::from_secs(20);
 
-struct Running {
+/// The syncer under test, with the command that started it (a fault restarts it the same way).
+pub struct Running {
     child: Child,
+    command: Command,
+    status: PathBuf,
 }
 
 impl Running {
-    fn pid(&self) -> nix::unistd::Pid {
+    pub fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// A crash: SIGKILL by PID, and reap. Its rsync clients live on in their own process
+    /// groups, as after a real crash; the restarted syncer must deal with them.
+    pub fn kill9(&mut self) {
+        // Fails only when it exited already; wait reaps it either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the syncer again with the same arguments; its status file is removed first, so
+    /// `ready` is the new process's.
+    pub fn respawn(&mut self) -> Result<(), ChaosError> {
+        // Gone already is fine: the old process is dead.
+        let _ = fs::remove_file(&self.status);
+        self.child = self.command.spawn().map_err(ChaosError::io(
+            "restart",
+            Path::new(self.command.get_program()),
+        ))?;
+        Ok(())
+    }
+
+    /// The status file's numbers, when it can be read (0 for a missing one).
+    pub fn counter(&self, key: &str) -> u64 {
+        fs::read_to_string(&self.status)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v[key].as_u64())
+            .unwrap_or(0)
     }
 
     /// SIGTERM, then the exit status; SIGKILL after the grace period.
@@ -125,13 +166,15 @@ fn start_syncer(
         Some(d) => cmd.arg(d.url(MODULE)).env("RSYNC_PASSWORD", PASSWORD),
         None => cmd.arg(replica),
     };
-    let child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(ChaosError::io("start", &spec.syncer))?;
-    let mut running = Running { child };
+        .stderr(Stdio::from(log));
+    let child = cmd.spawn().map_err(ChaosError::io("start", &spec.syncer))?;
+    let mut running = Running {
+        child,
+        command: cmd,
+        status: status.clone(),
+    };
     let deadline = Instant::now() + READY_LIMIT;
     while !ready(&status) {
         if let Ok(Some(exit)) = running.child.try_wait() {
@@ -147,15 +190,7 @@ fn start_syncer(
 
 /// Runs one case. Never panics on I/O: every failure is in the outcome.
 pub fn run(log: &OpLog, spec: &CaseSpec) -> CaseOutcome {
-    let mut outcome = CaseOutcome {
-        passed: false,
-        converge_ms: None,
-        op_errors: 0,
-        diff: TreeDiff::default(),
-        problem: None,
-        syncer_started: false,
-        storm_ms: 0,
-    };
+    let mut outcome = CaseOutcome::default();
     if let Err(problem) = run_into(log, spec, &mut outcome) {
         outcome.problem = Some(problem.to_string());
     }
@@ -179,19 +214,25 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     for op in &log.ops[..log.setup] {
         outcome.op_errors += u64::from(op.apply(roots).is_err());
     }
-    let daemon = match spec.target {
+    let mut daemon = match spec.target {
         Target::Local => None,
         Target::Rsync => Some(
             RsyncDaemon::start(&spec.dir.join("daemon"), &replica, &spec.dir.join("floor"))
                 .map_err(ChaosError::Daemon)?,
         ),
     };
-    let syncer = start_syncer(spec, &src, &replica, daemon.as_ref())?;
+    let mut syncer = start_syncer(spec, &src, &replica, daemon.as_ref())?;
     outcome.syncer_started = true;
     let started = Instant::now();
+    let mut faults = Injector::new(&src);
     for op in log.live() {
-        outcome.op_errors += u64::from(op.apply(roots).is_err());
+        faults.tick(&mut syncer, daemon.as_mut())?;
+        match op {
+            Op::Fault(fault) => faults.inject(*fault, &mut syncer, daemon.as_mut())?,
+            op => outcome.op_errors += u64::from(op.apply(roots).is_err()),
+        }
     }
+    faults.finish(&mut syncer, daemon.as_mut())?;
     let storm_end = Instant::now();
     outcome.storm_ms = (storm_end - started).as_millis() as u64;
     // Hard links are compared on both target kinds: local replicas must keep them, and the
@@ -206,6 +247,10 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
         let diff = verify::compare(&src, &replica, opts);
         if diff.is_equal() {
             outcome.converge_ms = Some(storm_end.elapsed().as_millis() as u64);
+            outcome.recover_ms = faults
+                .done
+                .last_end
+                .map(|end| end.elapsed().as_millis() as u64);
             outcome.diff = diff;
             break;
         }
@@ -215,6 +260,10 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
         }
         std::thread::sleep(POLL);
     }
+    faults.count_lives(&syncer);
+    let done = faults.done;
+    (outcome.faults, outcome.overflows, outcome.reconciles) =
+        (done.faults, done.overflows, done.reconciles);
     let stopped = syncer.stop();
     drop(daemon);
     stopped?;

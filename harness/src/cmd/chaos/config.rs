@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::ChaosError;
+use super::fault::{self, Fault, FaultFile};
 use super::mix::{Kind, Mix, Pause};
 use crate::cli::chaos::UnknownName;
 use crate::cli::{Backend, ChaosArgs, Target};
@@ -25,6 +26,8 @@ struct File {
     mix: BTreeMap<Kind, u32>,
     #[serde(default)]
     matrix: MatrixFile,
+    #[serde(default)]
+    fault: Vec<FaultFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +106,8 @@ pub struct ChaosConfig {
     pub converge: Duration,
     pub jobs: usize,
     pub syncer_args: Vec<String>,
+    /// Faults placed in every case's op log, each with its count (`[[fault]]` tables).
+    pub faults: Vec<(Fault, u32)>,
 }
 
 impl ChaosConfig {
@@ -158,6 +163,10 @@ impl ChaosConfig {
         if args.jobs == 0 {
             return Err(ChaosError::NoJobs);
         }
+        let faults = fault::parse(&file.fault).map_err(|source| ChaosError::Fault {
+            path: path.clone(),
+            source,
+        })?;
         Ok(ChaosConfig {
             description: file.description,
             seeds,
@@ -173,6 +182,7 @@ impl ChaosConfig {
                 .as_deref()
                 .map(|s| s.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
+            faults,
         })
     }
 }

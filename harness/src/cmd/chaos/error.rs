@@ -75,6 +75,16 @@ pub enum ChaosError {
     NoExit(Duration),
     #[error("the syncer panicked: {0}")]
     Panicked(String),
+    #[error("cannot send {signal} to the syncer: {source}")]
+    Signal {
+        signal: &'static str,
+        source: io::Error,
+    },
+    #[error("{path}: {source}", path = path.display())]
+    Fault {
+        path: PathBuf,
+        source: super::fault::FaultError,
+    },
     /// Ctrl-C; the text says how to go on.
     #[error("{0}")]
     Interrupted(&'static str),
@@ -106,7 +116,8 @@ impl From<ChaosError> for crate::Error {
             | Mix { .. }
             | Converge(_)
             | NoJobs
-            | OpLog { .. } => crate::Error::usage(e),
+            | OpLog { .. }
+            | Fault { .. } => crate::Error::usage(e),
             Io { .. } | File { .. } | CsvFile { .. } | CsvRow { .. } | CsvWrite(_) => {
                 crate::Error::io(e)
             }

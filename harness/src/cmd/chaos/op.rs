@@ -17,6 +17,8 @@ use nix::fcntl::{AT_FDCWD, OFlag, RenameFlags};
 use nix::sys::stat::{Mode, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
+use super::fault::Fault;
+
 /// A path relative to SOURCE or OUTSIDE, as raw bytes.
 pub type Rel = Vec<u8>;
 
@@ -123,6 +125,9 @@ pub enum Op {
     Sleep {
         us: u32,
     },
+    /// A fault the case injects into the syncer or the daemon (fault.rs); no operation on the
+    /// tree.
+    Fault(Fault),
 }
 
 /// Where operations act.
@@ -327,6 +332,8 @@ impl Op {
                 std::thread::sleep(std::time::Duration::from_micros(u64::from(*us)));
                 Ok(())
             }
+            // The case injects faults itself (inject.rs); on the tree alone they do nothing.
+            Op::Fault(_) => Ok(()),
         }
     }
 
@@ -351,7 +358,7 @@ impl Op {
             | Op::TmpfileLink { path, .. } => vec![path],
             Op::Rename { from, to } | Op::Link { from, to } => vec![from, to],
             Op::Exchange { a, b } => vec![a, b],
-            Op::Sleep { .. } => vec![],
+            Op::Sleep { .. } | Op::Fault(_) => vec![],
         }
     }
 
@@ -378,6 +385,7 @@ impl Op {
             Op::TmpfileLink { .. } => "tmpfile",
             Op::Link { .. } => "link",
             Op::Sleep { .. } => "sleep",
+            Op::Fault(_) => "fault",
         }
     }
 }
@@ -428,6 +436,7 @@ impl fmt::Display for Op {
             Op::Chown { path, uid, gid } => write!(f, " {} {uid} {gid}", q(path)),
             Op::Touch { path, secs, nsec } => write!(f, " {} {secs} {nsec}", q(path)),
             Op::Sleep { us } => write!(f, " {us}"),
+            Op::Fault(fault) => write!(f, " {fault}"),
         }
     }
 }
@@ -472,6 +481,10 @@ enum LineError {
     UnknownOperation(String),
     #[error("extra arguments")]
     ExtraArguments,
+    #[error("expected a fault kind")]
+    ExpectedFaultKind,
+    #[error("bad fault {0:?} (kill9 DOWN_MS, sigstop STOP_MS FLOOD or daemon-restart DOWN_MS)")]
+    BadFault(String),
 }
 
 enum Token {
@@ -639,6 +652,17 @@ fn parse_line(line: &str) -> Result<Op, LineError> {
             to: a.path()?,
         },
         "sleep" => Op::Sleep { us: a.num()? },
+        "fault" => {
+            let kind = match a.tokens.next() {
+                Some(Token::Word(w)) => w,
+                _ => return Err(LineError::ExpectedFaultKind),
+            };
+            let mut params = Vec::new();
+            while a.tokens.len() > 0 {
+                params.push(a.num()?);
+            }
+            Op::Fault(Fault::from_parts(&kind, &params).ok_or(LineError::BadFault(kind))?)
+        }
         other => return Err(LineError::UnknownOperation(other.into())),
     };
     if a.tokens.next().is_some() {
@@ -705,7 +729,15 @@ impl OpLog {
     pub fn live_operations(&self) -> usize {
         self.live()
             .iter()
-            .filter(|op| !matches!(op, Op::Sleep { .. }))
+            .filter(|op| !matches!(op, Op::Sleep { .. } | Op::Fault(_)))
+            .count()
+    }
+
+    /// Faults among the live operations.
+    pub fn faults(&self) -> usize {
+        self.live()
+            .iter()
+            .filter(|op| matches!(op, Op::Fault(_)))
             .count()
     }
 }

@@ -34,6 +34,17 @@ pub struct Row {
     pub mismatched: u64,
     /// The first differing paths, or the problem (start-up, exit status).
     pub detail: String,
+    /// Faults injected (runs.csv files of campaigns without faults lack the last columns).
+    #[serde(default)]
+    pub faults: u32,
+    /// ms from the end of the last fault to convergence.
+    #[serde(default)]
+    pub recover_ms: Option<u64>,
+    /// The syncer's overflow and reconcile counters, summed over its lives.
+    #[serde(default)]
+    pub overflows: u64,
+    #[serde(default)]
+    pub reconciles: u64,
 }
 
 impl Row {
@@ -59,6 +70,10 @@ impl Row {
             extra: diff.extra,
             mismatched: diff.mismatched,
             detail,
+            faults: outcome.faults,
+            recover_ms: outcome.recover_ms,
+            overflows: outcome.overflows,
+            reconciles: outcome.reconciles,
         }
     }
 }
@@ -117,6 +132,9 @@ struct Tally {
     seeds: (u64, u64),
     ops: usize,
     converge_ms: Vec<u64>,
+    faults: u64,
+    recover_ms: Vec<u64>,
+    overflows: u64,
 }
 
 fn tallies(rows: &[Row]) -> BTreeMap<(String, String), Tally> {
@@ -133,6 +151,9 @@ fn tallies(rows: &[Row]) -> BTreeMap<(String, String), Tally> {
         t.seeds = (t.seeds.0.min(r.seed), t.seeds.1.max(r.seed));
         t.ops = t.ops.max(r.ops);
         t.converge_ms.extend(r.converge_ms);
+        t.faults += u64::from(r.faults);
+        t.recover_ms.extend(r.recover_ms);
+        t.overflows += r.overflows;
     }
     out
 }
@@ -146,7 +167,8 @@ fn pct(sorted: &[u64], p: f64) -> String {
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut table = Table::new([
+    let with_faults = rows.iter().any(|r| r.faults > 0);
+    let mut header = vec![
         "backend",
         "target",
         "seeds",
@@ -154,10 +176,19 @@ fn table(rows: &[Row]) -> String {
         "passed",
         "failed",
         "converge ms p50 / p99 / max",
-    ]);
+    ];
+    if with_faults {
+        header.extend([
+            "faults",
+            "syncer overflows",
+            "recover ms p50 / max (after the last fault)",
+        ]);
+    }
+    let mut table = Table::new(header);
     for ((backend, target), mut t) in tallies(rows) {
         t.converge_ms.sort_unstable();
-        table.row([
+        t.recover_ms.sort_unstable();
+        let mut row = vec![
             backend,
             target,
             format!("{}..={} ({})", t.seeds.0, t.seeds.1, t.cases),
@@ -170,7 +201,15 @@ fn table(rows: &[Row]) -> String {
                 pct(&t.converge_ms, 0.99),
                 pct(&t.converge_ms, 1.0)
             ),
-        ]);
+        ];
+        if with_faults {
+            row.extend([
+                t.faults.to_string(),
+                t.overflows.to_string(),
+                format!("{} / {}", pct(&t.recover_ms, 0.5), pct(&t.recover_ms, 1.0)),
+            ]);
+        }
+        table.row(row);
     }
     table.render()
 }
@@ -227,6 +266,17 @@ pub fn summary(config: &ChaosConfig, rows: &[Row], scenario: &str, out: &Path) -
         })
         .collect();
     text.push_str(&format!("- op mix (weights): {}\n", mix.join(", ")));
+    if !config.faults.is_empty() {
+        let faults: Vec<String> = config
+            .faults
+            .iter()
+            .map(|(fault, count)| format!("{count} x `{fault}`"))
+            .collect();
+        text.push_str(&format!(
+            "- faults per case, at seeded moments of the live storm: {}\n",
+            faults.join(", ")
+        ));
+    }
     text.push_str(&format!(
         "- machine: {}, {}, {}, kernel {}; work dir {}\n\n",
         crate::host::env::hostname(),

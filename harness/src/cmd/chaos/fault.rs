@@ -1,0 +1,274 @@
+//! Faults injected into a chaos case: the `[[fault]]` tables of a chaos scenario file in, fault
+//! entries placed at seeded moments among the live operations of an op log out. A fault is an
+//! op-log line like any operation (`fault kill9 0`), so a failing case replays and shrinks with
+//! its faults where they were; the case (inject.rs) carries them out against the syncer and
+//! the daemon, since they act on processes, not on the tree.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::op::{Op, OpLog};
+use crate::storm::ops::Rng;
+
+/// One fault, with its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL the syncer, then start it again with the same arguments after `down_ms`
+    /// (the storm goes on meanwhile).
+    Kill9 { down_ms: u32 },
+    /// SIGSTOP the syncer for `stop_ms`, creating `flood` empty files in a folder of their own
+    /// meanwhile (enough to overflow a default kernel queue of 16,384 events), then SIGCONT.
+    Sigstop { stop_ms: u32, flood: u32 },
+    /// Kill the rsync daemon (SIGKILL), start it again on the same port after `down_ms`.
+    /// Only for daemon targets: a case into a local directory skips it.
+    DaemonRestart { down_ms: u32 },
+}
+
+impl Fault {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Kill9 { .. } => "kill9",
+            Fault::Sigstop { .. } => "sigstop",
+            Fault::DaemonRestart { .. } => "daemon-restart",
+        }
+    }
+
+    /// The numbers of the op-log form, in order.
+    fn params(&self) -> Vec<u32> {
+        match *self {
+            Fault::Kill9 { down_ms } | Fault::DaemonRestart { down_ms } => vec![down_ms],
+            Fault::Sigstop { stop_ms, flood } => vec![stop_ms, flood],
+        }
+    }
+
+    /// From the op-log form's kind and numbers; `None` for an unknown kind or a wrong count.
+    pub fn from_parts(kind: &str, params: &[u32]) -> Option<Fault> {
+        match (kind, params) {
+            ("kill9", &[down_ms]) => Some(Fault::Kill9 { down_ms }),
+            ("sigstop", &[stop_ms, flood]) => Some(Fault::Sigstop { stop_ms, flood }),
+            ("daemon-restart", &[down_ms]) => Some(Fault::DaemonRestart { down_ms }),
+            _ => None,
+        }
+    }
+}
+
+/// The op-log form after the `fault` verb: `kill9 0`, `sigstop 1500 20000`.
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind())?;
+        for n in self.params() {
+            write!(f, " {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A `[[fault]]` table of a chaos scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultFile {
+    pub kind: String,
+    /// Times per case, at seeded moments of the live storm.
+    #[serde(default = "one")]
+    pub count: u32,
+    pub down_ms: Option<u32>,
+    pub stop_ms: Option<u32>,
+    pub flood: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What is wrong with a `[[fault]]` table.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("[[fault]] {index}: unknown kind {kind:?}: give one of kill9, sigstop, daemon-restart")]
+    UnknownKind { index: usize, kind: String },
+    #[error("[[fault]] {index} ({kind}): {key} does not apply to this kind (it takes {takes})")]
+    Foreign {
+        index: usize,
+        kind: &'static str,
+        key: &'static str,
+        takes: &'static str,
+    },
+    #[error("[[fault]] {index}: count 0 injects nothing: give at least 1, or drop the table")]
+    NoCount { index: usize },
+}
+
+/// The faults to place in every case, each with its count.
+pub fn parse(tables: &[FaultFile]) -> Result<Vec<(Fault, u32)>, FaultError> {
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let index = i + 1;
+            if t.count == 0 {
+                return Err(FaultError::NoCount { index });
+            }
+            let foreign = |kind, key, takes| FaultError::Foreign {
+                index,
+                kind,
+                key,
+                takes,
+            };
+            let fault = match t.kind.as_str() {
+                "kill9" | "daemon-restart" => {
+                    let kind = if t.kind == "kill9" {
+                        "kill9"
+                    } else {
+                        "daemon-restart"
+                    };
+                    if t.stop_ms.is_some() {
+                        return Err(foreign(kind, "stop_ms", "down_ms"));
+                    }
+                    if t.flood.is_some() {
+                        return Err(foreign(kind, "flood", "down_ms"));
+                    }
+                    let down_ms = t.down_ms.unwrap_or(0);
+                    if kind == "kill9" {
+                        Fault::Kill9 { down_ms }
+                    } else {
+                        Fault::DaemonRestart { down_ms }
+                    }
+                }
+                "sigstop" => {
+                    if t.down_ms.is_some() {
+                        return Err(foreign("sigstop", "down_ms", "stop_ms and flood"));
+                    }
+                    Fault::Sigstop {
+                        stop_ms: t.stop_ms.unwrap_or(1000),
+                        flood: t.flood.unwrap_or(20_000),
+                    }
+                }
+                other => {
+                    return Err(FaultError::UnknownKind {
+                        index,
+                        kind: other.to_string(),
+                    });
+                }
+            };
+            Ok((fault, t.count))
+        })
+        .collect()
+}
+
+/// Inserts `faults` at seeded moments of `log`'s live part: before live operations drawn
+/// uniformly from the second tenth on (the syncer has settled in by then), never two at one
+/// moment. The tree the operations build is unchanged, so the generator's model still holds.
+pub fn place(log: &mut OpLog, faults: &[(Fault, u32)], seed: u64) {
+    let live: Vec<usize> = (log.setup..log.ops.len())
+        .filter(|&i| !matches!(log.ops[i], Op::Sleep { .. }))
+        .collect();
+    if live.is_empty() || faults.is_empty() {
+        return;
+    }
+    let mut rng = Rng::new(seed ^ 0xFA17_FA17);
+    let first = live.len() / 10;
+    let mut at: Vec<(usize, Fault)> = Vec::new();
+    for &(fault, count) in faults {
+        for _ in 0..count {
+            // Bounded retries for a free moment; a crowded log takes what it can.
+            for _ in 0..16 {
+                let k = first + rng.below((live.len() - first) as u64) as usize;
+                if !at.iter().any(|&(i, _)| i == live[k]) {
+                    at.push((live[k], fault));
+                    break;
+                }
+            }
+        }
+    }
+    // From the back, so earlier indices stay valid.
+    at.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
+    for (i, fault) in at {
+        log.ops.insert(i, Op::Fault(fault));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(kind: &str) -> FaultFile {
+        FaultFile {
+            kind: kind.into(),
+            count: 1,
+            down_ms: None,
+            stop_ms: None,
+            flood: None,
+        }
+    }
+
+    #[test]
+    fn tables_parse_with_defaults_and_refuse_what_does_not_fit() {
+        let faults = parse(&[
+            FaultFile {
+                count: 5,
+                ..table("kill9")
+            },
+            table("sigstop"),
+        ])
+        .unwrap();
+        assert_eq!(
+            faults,
+            vec![
+                (Fault::Kill9 { down_ms: 0 }, 5),
+                (
+                    Fault::Sigstop {
+                        stop_ms: 1000,
+                        flood: 20_000
+                    },
+                    1
+                )
+            ]
+        );
+        let err = parse(&[table("reboot")]).unwrap_err().to_string();
+        assert!(err.contains("kill9, sigstop"), "{err}");
+        let err = parse(&[FaultFile {
+            flood: Some(3),
+            ..table("kill9")
+        }])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("flood does not apply"), "{err}");
+        let err = parse(&[FaultFile {
+            count: 0,
+            ..table("kill9")
+        }])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("count 0"), "{err}");
+    }
+
+    #[test]
+    fn faults_land_among_live_operations_seeded_and_round_trip() {
+        let ops: Vec<Op> = (0..50)
+            .map(|i| Op::Mkdir {
+                path: format!("d{i}").into_bytes(),
+            })
+            .collect();
+        let base = OpLog { setup: 10, ops };
+        let faults = [
+            (Fault::Kill9 { down_ms: 0 }, 5),
+            (Fault::DaemonRestart { down_ms: 300 }, 1),
+        ];
+        let mut one = base.clone();
+        place(&mut one, &faults, 7);
+        let mut two = base.clone();
+        place(&mut two, &faults, 7);
+        assert_eq!(one, two, "seeded");
+        let placed: Vec<usize> = one
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| matches!(op, Op::Fault(_)))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(placed.len(), 6);
+        assert!(placed.iter().all(|&i| i > one.setup), "{placed:?}");
+        let text = one.render("test");
+        assert!(text.contains("fault kill9 0\n") && text.contains("fault daemon-restart 300\n"));
+        assert_eq!(OpLog::parse(&text).unwrap(), one);
+    }
+}

@@ -1,0 +1,176 @@
+//! Carrying out a case's faults (fault.rs) against the live syncer and the rsync daemon, in
+//! the storm's own thread: a fault entry of the op log acts when the storm reaches it, and
+//! what it must undo later (a restart after `down_ms`) is due at a moment `tick`, called
+//! before every operation, checks. Counts what was injected and when the last fault ended,
+//! for the case's time to recover.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+
+use super::case::Running;
+use super::error::ChaosError;
+use super::fault::Fault;
+use crate::sut::daemon::RsyncDaemon;
+
+/// How long a new flood folder gets before the syncer is stopped, for its inotify watch.
+const WATCH_GRACE: Duration = Duration::from_millis(300);
+
+/// What the case's faults did, for its outcome.
+#[derive(Debug, Default)]
+pub struct Injected {
+    /// Faults carried out.
+    pub faults: u32,
+    /// Faults that did not apply to this case (a daemon fault into a local directory).
+    pub skipped: u32,
+    /// When the last fault ended: the syncer or the daemon running again.
+    pub last_end: Option<Instant>,
+    /// The syncer's overflow and reconcile counters, summed over its lives.
+    pub overflows: u64,
+    pub reconciles: u64,
+}
+
+/// The faults of one case in progress.
+pub struct Injector<'a> {
+    src: &'a Path,
+    syncer_due: Option<Instant>,
+    daemon_due: Option<Instant>,
+    floods: u32,
+    pub done: Injected,
+}
+
+impl<'a> Injector<'a> {
+    pub fn new(src: &'a Path) -> Self {
+        Self {
+            src,
+            syncer_due: None,
+            daemon_due: None,
+            floods: 0,
+            done: Injected::default(),
+        }
+    }
+
+    /// Carries out `fault` now.
+    pub fn inject(
+        &mut self,
+        fault: Fault,
+        syncer: &mut Running,
+        daemon: Option<&mut RsyncDaemon>,
+    ) -> Result<(), ChaosError> {
+        match fault {
+            Fault::Kill9 { down_ms } => {
+                // A restart still due: the syncer is down already; this crash is the next one.
+                self.restart_syncer(syncer)?;
+                self.count_lives(syncer);
+                syncer.kill9();
+                self.syncer_due = Some(Instant::now() + ms(down_ms));
+            }
+            Fault::Sigstop { stop_ms, flood } => {
+                if self.syncer_due.is_some() {
+                    self.done.skipped += 1;
+                    return Ok(());
+                }
+                // The flood's folder first, and time for an inotify watch on it: files made
+                // in a folder nobody watches yet raise no events (its scan finds them), so
+                // they could not overflow anything.
+                let dir = self.flood_dir()?;
+                std::thread::sleep(WATCH_GRACE);
+                let started = Instant::now();
+                signal(syncer, Signal::SIGSTOP)?;
+                let flooded = flood_files(&dir, flood);
+                std::thread::sleep(ms(stop_ms).saturating_sub(started.elapsed()));
+                signal(syncer, Signal::SIGCONT)?;
+                flooded?;
+                self.done.last_end = Some(Instant::now());
+            }
+            Fault::DaemonRestart { down_ms } => {
+                let Some(daemon) = daemon else {
+                    self.done.skipped += 1;
+                    return Ok(());
+                };
+                if self.daemon_due.take().is_some() {
+                    daemon.restart().map_err(ChaosError::Daemon)?;
+                }
+                daemon.kill();
+                self.daemon_due = Some(Instant::now() + ms(down_ms));
+            }
+        }
+        self.done.faults += 1;
+        Ok(())
+    }
+
+    /// Ends the faults whose time is up; called before every operation.
+    pub fn tick(
+        &mut self,
+        syncer: &mut Running,
+        daemon: Option<&mut RsyncDaemon>,
+    ) -> Result<(), ChaosError> {
+        let now = Instant::now();
+        if self.syncer_due.is_some_and(|due| due <= now) {
+            self.restart_syncer(syncer)?;
+        }
+        if let Some(daemon) = daemon
+            && self.daemon_due.is_some_and(|due| due <= now)
+        {
+            self.daemon_due = None;
+            daemon.restart().map_err(ChaosError::Daemon)?;
+            self.done.last_end = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// At the storm's end: whatever is still down comes back now.
+    pub fn finish(
+        &mut self,
+        syncer: &mut Running,
+        daemon: Option<&mut RsyncDaemon>,
+    ) -> Result<(), ChaosError> {
+        self.syncer_due = self.syncer_due.map(|_| Instant::now());
+        self.daemon_due = self.daemon_due.map(|_| Instant::now());
+        self.tick(syncer, daemon)
+    }
+
+    /// The last life's counters, added once the case is over.
+    pub fn count_lives(&mut self, syncer: &Running) {
+        self.done.overflows += syncer.counter("overflows");
+        self.done.reconciles += syncer.counter("reconciles");
+    }
+
+    fn restart_syncer(&mut self, syncer: &mut Running) -> Result<(), ChaosError> {
+        if self.syncer_due.take().is_some() {
+            syncer.respawn()?;
+            self.done.last_end = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// A folder of its own for the next flood: `flood-K`.
+    fn flood_dir(&mut self) -> Result<PathBuf, ChaosError> {
+        self.floods += 1;
+        let dir = self.src.join(format!("flood-{}", self.floods));
+        fs::create_dir(&dir).map_err(ChaosError::io("create", &dir))?;
+        Ok(dir)
+    }
+}
+
+/// `n` empty files in `dir`, made while the syncer is stopped.
+fn flood_files(dir: &Path, n: u32) -> Result<(), ChaosError> {
+    for i in 0..n {
+        let path = dir.join(format!("f{i}"));
+        fs::File::create(&path).map_err(ChaosError::io("create", &path))?;
+    }
+    Ok(())
+}
+
+fn ms(n: u32) -> Duration {
+    Duration::from_millis(u64::from(n))
+}
+
+fn signal(syncer: &Running, signal: Signal) -> Result<(), ChaosError> {
+    kill(syncer.pid(), signal).map_err(|e| ChaosError::Signal {
+        signal: signal.as_str(),
+        source: std::io::Error::from(e),
+    })
+}

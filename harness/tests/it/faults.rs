@@ -1,0 +1,93 @@
+//! Fault injection (`[[fault]]` in chaos scenario files, scenarios/faults/): the shipped fault
+//! scenarios run through the binary, and a syncer that mishandles the fault is caught.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::{alone, repo, syncer, text};
+
+/// `harness chaos SCENARIO --seeds 1 EXTRA...` for one backend and target, into `out`.
+fn chaos(
+    scenario: &str,
+    (backend, target): (&str, &str),
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["chaos", scenario, "--seeds", "1", "--jobs", "1"])
+        .args(extra)
+        .args(["--backend", backend, "--target", target])
+        .arg("--out")
+        .arg(out)
+        .env("HARNESS_SYNCER_BIN", syncer())
+        .envs(env.iter().copied())
+        .current_dir(repo())
+        .output()
+        .expect("harness runs")
+}
+
+#[test]
+fn an_overflow_while_stopped_is_recovered_and_a_syncer_that_ignores_it_is_caught() {
+    // The flood must overflow the default queue: no test may raise max_queued_events meanwhile.
+    let _alone = alone();
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = "scenarios/faults/sigstop.toml";
+    let good = chaos(
+        scenario,
+        ("inotify", "local"),
+        &out.path().join("good"),
+        &[],
+        &[],
+    );
+    let said = text(&good);
+    assert!(good.status.success(), "{said}");
+    let rows = std::fs::read_to_string(out.path().join("good/runs.csv")).expect("runs.csv");
+    let mut reader = csv::Reader::from_reader(rows.as_bytes());
+    let header = reader.headers().expect("a header").clone();
+    let row = reader.records().next().expect("one case").expect("a row");
+    let field = |name: &str| {
+        let i = header.iter().position(|h| h == name).expect(name);
+        row.get(i).unwrap_or_default().to_string()
+    };
+    assert_eq!(field("faults"), "1", "{rows}");
+    assert_ne!(
+        field("overflows"),
+        "0",
+        "the flood overflowed the queue: {rows}"
+    );
+    assert!(!field("recover_ms").is_empty(), "{rows}");
+
+    // The test hook: overflows are counted but not reconciled, so the flood's lost events stay
+    // lost, and the case must say which paths.
+    let bad = chaos(
+        scenario,
+        ("inotify", "local"),
+        &out.path().join("bad"),
+        &["--converge-s", "5"],
+        &[("SYNCER_TEST_IGNORE_OVERFLOW", "1")],
+    );
+    let said = text(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{said}");
+    assert!(said.contains("missing"), "{said}");
+    assert!(said.contains("flood-1/"), "names the lost paths: {said}");
+}
+
+#[test]
+fn a_killed_syncer_and_a_killed_daemon_lose_nothing() {
+    let out = tempfile::tempdir().expect("tempdir");
+    for (scenario, target) in [
+        ("scenarios/faults/kill9.toml", "rsync"),
+        ("scenarios/faults/daemon-restart.toml", "rsync"),
+    ] {
+        let dir = out
+            .path()
+            .join(target)
+            .join(Path::new(scenario).file_stem().expect("a file name"));
+        let run = chaos(scenario, ("fanotify", target), &dir, &[], &[]);
+        let said = text(&run);
+        assert!(run.status.success(), "{scenario}: {said}");
+        let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary.md");
+        assert!(summary.contains("faults per case"), "{summary}");
+    }
+}
