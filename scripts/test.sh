@@ -64,7 +64,7 @@ for scenario in scenarios/faults/*.toml; do
   work="$chaos_out/work-$name"
   mkdir -p "$work"
   HARNESS_SYNCER_BIN="$target_dir/release/syncer" "$target_dir/release/harness" chaos \
-    "$scenario" --seeds "${HARNESS_FAULT_SEEDS:-2}" --jobs 4 --workdir "$work" \
+    "$scenario" --seeds "${HARNESS_FAULT_SEEDS:-2}" --jobs 3 --workdir "$work" \
     --out "$chaos_out/faults-$name"
   # pgrep only looks: a process whose command line names the work dir was left behind.
   if pgrep -f -- "$work" >/dev/null; then
