@@ -106,17 +106,22 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
         None => Err(Failure::Transient(format!(
             "{target}: rsync was killed by a signal"
         ))),
-        Some(5) => {
-            let why = daemon_error(&result.stderr).unwrap_or("no @ERROR line");
-            // "max connections" is the one code-5 case that passes by itself.
-            if why.contains("max connections") {
+        Some(5) => match daemon_error(&result.stderr) {
+            // "max connections" is the one refusal that passes by itself.
+            Some(why) if why.contains("max connections") => {
                 Err(Failure::Transient(format!("{target}: daemon busy: {why}")))
-            } else {
-                Err(Failure::Fatal(format!(
-                    "{target}: the daemon refused the session: {why} (check the module name, the user and --password-file / RSYNC_PASSWORD)"
-                )))
             }
-        }
+            Some(why) => Err(Failure::Fatal(format!(
+                "{target}: the daemon refused the session: {why} (check the module name, the user and --password-file / RSYNC_PASSWORD)"
+            ))),
+            // No refusal from the daemon: the connection broke while the session started, as
+            // when the daemon is killed or restarted then (fault campaign, daemon-restart seed
+            // 4: taken as a refusal, it made the syncer exit 1 after it had recovered).
+            None => Err(Failure::Transient(format!(
+                "{target}: rsync exit 5, the session broke off before it started (daemon restarting?){}",
+                detail()
+            ))),
+        },
         // The source moved on under the run (see `source_moved_on`): plan the work again.
         Some(2) if source_moved_on(&result.stderr) => Err(Failure::Again(format!(
             "{target}: rsync exit 2, the source changed under the run{}",
@@ -426,6 +431,17 @@ mod tests {
             "t",
         );
         assert!(matches!(busy, Err(Failure::Transient(_))));
+        let cut = classify(
+            &result(
+                5,
+                "rsync: did not see server greeting\nrsync error: error starting client-server protocol (code 5)",
+            ),
+            "t",
+        );
+        assert!(
+            matches!(&cut, Err(Failure::Transient(m)) if m.contains("did not see server greeting")),
+            "{cut:?}"
+        );
         assert!(
             matches!(classify(&result(10, "Connection refused"), "t"), Err(Failure::Transient(m)) if m.contains("socket I/O"))
         );

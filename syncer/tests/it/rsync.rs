@@ -227,6 +227,51 @@ fn a_directory_replaced_while_the_daemon_is_down_keeps_none_of_its_old_entries()
 }
 
 #[test]
+fn a_daemon_back_with_another_password_stops_the_syncer_and_the_right_one_loses_nothing() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let mut daemon = Daemon::start(&s.dir.path().join("daemon"));
+    write(&s.src.join("before"), b"before");
+    let mut syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+    // The daemon comes back with another password (its secrets file rewritten, mode kept).
+    daemon.kill();
+    let secrets = daemon.dir.join("rsync.password");
+    fs::write(
+        &secrets,
+        format!("{}:changed-on-the-server\n", crate::daemon::USER),
+    )
+    .unwrap();
+    daemon.restart();
+    // Changes until a run meets the new password (a warm client of the old daemon may still
+    // take one), boundedly.
+    for tick in 0..100 {
+        if syncer.exited() {
+            break;
+        }
+        write(&s.src.join(format!("during{tick}")), b"during");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        wait_until(CONVERGE, || syncer.exited()),
+        "the syncer went on with a refused password:\n{}",
+        syncer.log()
+    );
+    let log = syncer.log();
+    assert_eq!(syncer.stop(), Some(1), "{log}");
+    assert!(log.contains("auth failed on module backup"), "{log}");
+    // The right password again: the restarted syncer (same state dir) loses nothing.
+    fs::write(
+        &secrets,
+        format!("{}:{}\n", crate::daemon::USER, crate::daemon::PASSWORD),
+    )
+    .unwrap();
+    write(&s.src.join("after"), b"after");
+    let syncer = start(&s, &[&daemon], false, &[]);
+    converges(&s, &daemon, &syncer);
+}
+
+#[test]
 fn a_directory_swapped_for_a_symlink_never_sends_the_secret() {
     let _k = shared_kernel();
     let s = Scratch::new();
