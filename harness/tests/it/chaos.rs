@@ -10,7 +10,7 @@ use std::time::Duration;
 use harness::cmd::chaos::case::{self, Backend, CaseSpec, Target};
 use harness::cmd::chaos::op::OpLog;
 
-use crate::common::{repo, syncer};
+use crate::common::{repo, syncer, sysctls_as_they_are};
 
 fn fixture(name: &str) -> OpLog {
     let path = repo().join(format!("harness/tests/fixtures/chaos/{name}.ops"));
@@ -20,6 +20,7 @@ fn fixture(name: &str) -> OpLog {
 
 /// Replays `name` on every backend and target kind; fails with each case's differences.
 fn replays_exactly(name: &str) {
+    let _sysctls = sysctls_as_they_are();
     let log = fixture(name);
     let work = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();
@@ -117,6 +118,7 @@ fn written_then_parent_renamed_before_read() {
 /// (one that exits at once after a copy) is caught with its seed and replay command.
 #[test]
 fn a_small_campaign_passes_and_a_broken_syncer_is_caught() {
+    let _sysctls = sysctls_as_they_are();
     let out = tempfile::tempdir().expect("tempdir");
     let run = |bin: &Path, dir: &Path| {
         Command::new(env!("CARGO_BIN_EXE_harness"))

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Taken by every test that changes a machine-wide sysctl, an environment variable or times
 /// the CI gate: they run one at a time (the other tests still run beside them).
@@ -13,6 +13,22 @@ pub static LOCK: Mutex<()> = Mutex::new(());
 /// The serial lock; a test that panicked while holding it left nothing to repair.
 pub fn alone() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The inotify sysctls as they are: a test that shrinks or raises one machine-wide takes it
+/// for writing (with `alone()`), and every test that starts a syncer takes it for reading, so
+/// no syncer under test gets another test's queue (a chaos fixture failed once in CI while
+/// the overflow test had the queue at 32 events; the two share one binary now).
+static SYSCTLS: RwLock<()> = RwLock::new(());
+
+/// For a test that starts syncers: no sysctl changes beside it.
+pub fn sysctls_as_they_are() -> RwLockReadGuard<'static, ()> {
+    SYSCTLS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For a test that changes an inotify sysctl: no syncer of another test beside it.
+pub fn changing_sysctls() -> RwLockWriteGuard<'static, ()> {
+    SYSCTLS.write().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn repo() -> PathBuf {

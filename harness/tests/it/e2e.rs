@@ -5,16 +5,15 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{RwLock, RwLockReadGuard};
 
-use crate::common::{alone, repo, results_dir, reuse_built_syncer, text};
+use crate::common::{
+    alone, changing_sysctls, repo, results_dir, reuse_built_syncer, sysctls_as_they_are, text,
+};
 
-/// The overflow test shrinks a machine-wide sysctl: it runs alone (write lock) so that no
-/// other run's syncer or probe gets a tiny queue; the other tests share a read lock.
-static SYSCTL: RwLock<()> = RwLock::new(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    SYSCTL.read().unwrap_or_else(|e| e.into_inner())
+/// The overflow test shrinks a machine-wide sysctl: it takes the sysctl lock for writing, the
+/// other runs share it (common.rs).
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    sysctls_as_they_are()
 }
 
 fn harness(args: &[&str], out: &Path) -> Output {
@@ -329,7 +328,7 @@ args = ["--backend", "inotify"]
 fn a_paused_syncer_overflows_its_tiny_queue_recovers_and_the_sysctl_is_restored() {
     // Alone among the serial tests (sysctls), and among this module's runs (write lock).
     let _serial = alone();
-    let _alone = SYSCTL.write().unwrap_or_else(|e| e.into_inner());
+    let _alone = changing_sysctls();
     let key = "/proc/sys/fs/inotify/max_queued_events";
     let before = std::fs::read_to_string(key).expect("inotify sysctl readable");
     let out = tempfile::tempdir().expect("tempdir");

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{alone, repo, syncer, text};
+use crate::common::{repo, syncer, sysctls_as_they_are, text};
 
 /// `harness chaos SCENARIO --seeds 1 EXTRA...` for one backend and target, into `out`.
 fn chaos(
@@ -30,7 +30,7 @@ fn chaos(
 #[test]
 fn an_overflow_while_stopped_is_recovered_and_a_syncer_that_ignores_it_is_caught() {
     // The flood must overflow the default queue: no test may raise max_queued_events meanwhile.
-    let _alone = alone();
+    let _sysctls = sysctls_as_they_are();
     let out = tempfile::tempdir().expect("tempdir");
     let scenario = "scenarios/faults/sigstop.toml";
     let good = chaos(
@@ -75,6 +75,7 @@ fn an_overflow_while_stopped_is_recovered_and_a_syncer_that_ignores_it_is_caught
 
 #[test]
 fn a_killed_syncer_and_a_killed_daemon_lose_nothing() {
+    let _sysctls = sysctls_as_they_are();
     let out = tempfile::tempdir().expect("tempdir");
     for (scenario, target) in [
         ("scenarios/faults/kill9.toml", "rsync"),

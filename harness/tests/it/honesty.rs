@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{debug_syncer, repo, results_dir};
+use crate::common::{debug_syncer, repo, results_dir, sysctls_as_they_are};
 
 /// What one `harness run` did: its exit code and stdout and stderr as one stream, in the
 /// order a terminal shows them (both go to one file).
@@ -28,6 +28,7 @@ impl Ran {
 /// `harness run SCENARIO` with results and work dir in `out`, `envs` set and
 /// HARNESS_SYNCER_BIN set to `syncer` (None: unset, the harness finds the binary itself).
 fn run(scenario: &Path, out: &Path, syncer: Option<&Path>, envs: &[(&str, &Path)]) -> Ran {
+    let _sysctls = sysctls_as_they_are();
     let log = out.join("harness-output.txt");
     let file = std::fs::File::create(&log).expect("output file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::common::{alone, repo, reuse_built_syncer, text};
+use crate::common::{alone, changing_sysctls, repo, reuse_built_syncer, text};
 
 const KEY: &str = "/proc/sys/fs/inotify/max_queued_events";
 
@@ -77,6 +77,7 @@ fn only_subdir(dir: &Path) -> PathBuf {
 #[test]
 fn a_tiny_queue_overflows_a_large_one_does_not_and_the_stall_checks_hold() {
     let _alone = alone();
+    let _sysctls = changing_sysctls();
     let before = settled_value();
     let dir = tempfile::tempdir().expect("tempdir");
     let saved = tempfile::tempdir().expect("tempdir");
@@ -220,6 +221,7 @@ fn logs(dir: &Path) -> String {
 #[test]
 fn an_interrupted_tune_restores_the_sysctl() {
     let _alone = alone();
+    let _sysctls = changing_sysctls();
     let dir = tempfile::tempdir().expect("tempdir");
     let saved = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("tune-e2e.toml");
