@@ -1,6 +1,7 @@
 //! The machine: facts for the results README (env.rs), the inotify sysctls and their guard
-//! (kernel.rs), loop-mounted filesystems, the process tree and its /proc readers (CPU, RSS,
-//! I/O, watches), kernel memory, and where cargo put our binaries.
+//! (kernel.rs), loop-mounted filesystems, small tmpfs mounts for fault cases, the process tree
+//! and its /proc readers (CPU, RSS, I/O, watches), kernel memory, and where cargo put our
+//! binaries.
 
 pub mod cargo_target;
 pub mod env;
@@ -9,4 +10,5 @@ pub mod kmem;
 pub mod loopfs;
 pub mod procio;
 pub mod proctree;
+pub mod tmpfs;
 pub mod watches;

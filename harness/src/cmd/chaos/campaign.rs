@@ -228,8 +228,7 @@ fn shrink_failure(
             let case_dir = env.workdir.join(format!("{}-shrink-{n}", id.name()));
             let spec = case_spec(&shrink_config, env, id, case_dir.clone());
             let outcome = case::run(sub, &spec);
-            // Best effort: a leftover tree in the work dir is not worth failing over.
-            let _ = fs::remove_dir_all(&case_dir);
+            case::remove_case_dir(&case_dir);
             FailureKind::of(&outcome) == Some(kind)
         })
     };
@@ -363,7 +362,7 @@ fn run_case(
     let log = op_log(config, id.seed, env.workdir)?;
     let case_dir = env.workdir.join(id.name());
     // A leftover of an interrupted earlier run would be merged into this case's trees.
-    let _ = fs::remove_dir_all(&case_dir);
+    case::remove_case_dir(&case_dir);
     let spec = case_spec(config, env, id, case_dir.clone());
     let outcome = case::run(&log, &spec);
     let mut note = String::new();
@@ -388,7 +387,7 @@ fn run_case(
             }
         }
     }
-    let _ = fs::remove_dir_all(&case_dir);
+    case::remove_case_dir(&case_dir);
     Ok((Row::new(id, config, &log, &outcome), note))
 }
 
@@ -417,7 +416,7 @@ pub fn replay(
                 target,
             };
             let dir = env.workdir.join(format!("replay-{backend}-{target}"));
-            let _ = fs::remove_dir_all(&dir);
+            case::remove_case_dir(&dir);
             let outcome = case::run(&log, &case_spec(config, env, id, dir.clone()));
             let verdict = if outcome.passed {
                 "converged"
@@ -455,7 +454,7 @@ pub fn replay(
                 println!("  {shrunk} -> {}/minimal.ops", env.out.display());
             }
             all &= outcome.passed;
-            let _ = fs::remove_dir_all(&dir);
+            case::remove_case_dir(&dir);
         }
     }
     Ok(all)

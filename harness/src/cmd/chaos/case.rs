@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::error::ChaosError;
 use super::inject::Injector;
 use super::op::{Op, OpLog, Roots};
+use crate::host::tmpfs::{self, TmpfsMount};
 use crate::measure::verify::{self, CompareOptions, TreeDiff};
 use crate::sut::daemon::{MODULE, PASSWORD, RsyncDaemon};
 
@@ -57,6 +58,10 @@ pub struct CaseOutcome {
     pub overflows: u64,
     pub reconciles: u64,
 }
+
+/// The replica's own filesystem for disk faults: ten times what a 400-op storm's tree holds
+/// at most (a few MiB), small enough that filling it takes milliseconds.
+const REPLICA_FS_MIB: u64 = 64;
 
 const READY_LIMIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(25);
@@ -135,6 +140,18 @@ impl Drop for Running {
     }
 }
 
+/// Removes a case's folder, unmounting first what a killed earlier run left mounted below it
+/// (a removal must never walk into a live filesystem). Best effort: a leftover tree in the
+/// work dir is not worth failing over.
+pub fn remove_case_dir(dir: &Path) {
+    if dir.exists() {
+        if let Err(e) = tmpfs::sweep_below(dir) {
+            eprintln!("harness chaos: {e}");
+        }
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
 fn ready(status: &Path) -> bool {
     fs::read_to_string(status)
         .ok()
@@ -194,16 +211,39 @@ pub fn run(log: &OpLog, spec: &CaseSpec) -> CaseOutcome {
     if let Err(problem) = run_into(log, spec, &mut outcome) {
         outcome.problem = Some(problem.to_string());
     }
+    // The harness's own cleanup is part of the verdict: a mount it left behind would outlive
+    // the campaign.
+    if let Ok(left) = tmpfs::mounts_below(&spec.dir)
+        && let Some(point) = left.first()
+    {
+        outcome.problem.get_or_insert(format!(
+            "the harness left {} mounted after the case",
+            point.display()
+        ));
+    }
     outcome.passed = outcome.problem.is_none() && outcome.converge_ms.is_some();
     outcome
 }
 
 fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(), ChaosError> {
-    let (src, outside, replica) = (
-        spec.dir.join("src"),
-        spec.dir.join("outside"),
-        spec.dir.join("replica"),
-    );
+    let (src, outside) = (spec.dir.join("src"), spec.dir.join("outside"));
+    // Faults that fill the replica's filesystem or make it read-only get it a small one of
+    // its own, with room for the ballast beside the replica. Declared before the syncer and
+    // the daemon, so it is unmounted after they are stopped.
+    let replica_fs = if log
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::Fault(f) if f.needs_replica_fs()))
+    {
+        let dir = spec.dir.join("replica-fs");
+        Some(TmpfsMount::create(&dir, REPLICA_FS_MIB).map_err(ChaosError::io("mount", &dir))?)
+    } else {
+        None
+    };
+    let replica = match &replica_fs {
+        Some(mount) => mount.dir.join("replica"),
+        None => spec.dir.join("replica"),
+    };
     for dir in [&src, &outside, &replica] {
         fs::create_dir_all(dir).map_err(ChaosError::io("create", dir))?;
     }
@@ -224,7 +264,7 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     let mut syncer = start_syncer(spec, &src, &replica, daemon.as_ref())?;
     outcome.syncer_started = true;
     let started = Instant::now();
-    let mut faults = Injector::new(&src);
+    let mut faults = Injector::new(&src, replica_fs.as_ref());
     for op in log.live() {
         faults.tick(&mut syncer, daemon.as_mut())?;
         match op {

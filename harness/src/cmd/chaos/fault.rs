@@ -23,6 +23,13 @@ pub enum Fault {
     /// Kill the rsync daemon (SIGKILL), start it again on the same port after `down_ms`.
     /// Only for daemon targets: a case into a local directory skips it.
     DaemonRestart { down_ms: u32 },
+    /// Fill the replica's filesystem (a small tmpfs of the case's own, written by the syncer
+    /// or by the daemon) to the last byte with a ballast file beside the replica, and free it
+    /// after `full_ms`.
+    DiskFull { full_ms: u32 },
+    /// Remount the replica's filesystem read-only (retried while files are open for
+    /// writing), and read-write again after `ro_ms`.
+    ReadOnly { ro_ms: u32 },
 }
 
 impl Fault {
@@ -31,6 +38,24 @@ impl Fault {
             Fault::Kill9 { .. } => "kill9",
             Fault::Sigstop { .. } => "sigstop",
             Fault::DaemonRestart { .. } => "daemon-restart",
+            Fault::DiskFull { .. } => "disk-full",
+            Fault::ReadOnly { .. } => "read-only",
+        }
+    }
+
+    /// The fault acts on the replica's filesystem, so the case puts the replica on one of its
+    /// own.
+    pub fn needs_replica_fs(&self) -> bool {
+        matches!(self, Fault::DiskFull { .. } | Fault::ReadOnly { .. })
+    }
+
+    /// The `[[fault]]` keys of this kind, in the op-log form's order.
+    fn keys(&self) -> &'static [&'static str] {
+        match self {
+            Fault::Kill9 { .. } | Fault::DaemonRestart { .. } => &["down_ms"],
+            Fault::Sigstop { .. } => &["stop_ms", "flood"],
+            Fault::DiskFull { .. } => &["full_ms"],
+            Fault::ReadOnly { .. } => &["ro_ms"],
         }
     }
 
@@ -38,6 +63,8 @@ impl Fault {
     fn params(&self) -> Vec<u32> {
         match *self {
             Fault::Kill9 { down_ms } | Fault::DaemonRestart { down_ms } => vec![down_ms],
+            Fault::DiskFull { full_ms } => vec![full_ms],
+            Fault::ReadOnly { ro_ms } => vec![ro_ms],
             Fault::Sigstop { stop_ms, flood } => vec![stop_ms, flood],
         }
     }
@@ -48,6 +75,8 @@ impl Fault {
             ("kill9", &[down_ms]) => Some(Fault::Kill9 { down_ms }),
             ("sigstop", &[stop_ms, flood]) => Some(Fault::Sigstop { stop_ms, flood }),
             ("daemon-restart", &[down_ms]) => Some(Fault::DaemonRestart { down_ms }),
+            ("disk-full", &[full_ms]) => Some(Fault::DiskFull { full_ms }),
+            ("read-only", &[ro_ms]) => Some(Fault::ReadOnly { ro_ms }),
             _ => None,
         }
     }
@@ -75,6 +104,8 @@ pub struct FaultFile {
     pub down_ms: Option<u32>,
     pub stop_ms: Option<u32>,
     pub flood: Option<u32>,
+    pub full_ms: Option<u32>,
+    pub ro_ms: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -84,14 +115,16 @@ fn one() -> u32 {
 /// What is wrong with a `[[fault]]` table.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("[[fault]] {index}: unknown kind {kind:?}: give one of kill9, sigstop, daemon-restart")]
+    #[error(
+        "[[fault]] {index}: unknown kind {kind:?}: give one of kill9, sigstop, daemon-restart, disk-full, read-only"
+    )]
     UnknownKind { index: usize, kind: String },
     #[error("[[fault]] {index} ({kind}): {key} does not apply to this kind (it takes {takes})")]
     Foreign {
         index: usize,
         kind: &'static str,
         key: &'static str,
-        takes: &'static str,
+        takes: String,
     },
     #[error("[[fault]] {index}: count 0 injects nothing: give at least 1, or drop the table")]
     NoCount { index: usize },
@@ -107,41 +140,23 @@ pub fn parse(tables: &[FaultFile]) -> Result<Vec<(Fault, u32)>, FaultError> {
             if t.count == 0 {
                 return Err(FaultError::NoCount { index });
             }
-            let foreign = |kind, key, takes| FaultError::Foreign {
-                index,
-                kind,
-                key,
-                takes,
-            };
             let fault = match t.kind.as_str() {
-                "kill9" | "daemon-restart" => {
-                    let kind = if t.kind == "kill9" {
-                        "kill9"
-                    } else {
-                        "daemon-restart"
-                    };
-                    if t.stop_ms.is_some() {
-                        return Err(foreign(kind, "stop_ms", "down_ms"));
-                    }
-                    if t.flood.is_some() {
-                        return Err(foreign(kind, "flood", "down_ms"));
-                    }
-                    let down_ms = t.down_ms.unwrap_or(0);
-                    if kind == "kill9" {
-                        Fault::Kill9 { down_ms }
-                    } else {
-                        Fault::DaemonRestart { down_ms }
-                    }
-                }
-                "sigstop" => {
-                    if t.down_ms.is_some() {
-                        return Err(foreign("sigstop", "down_ms", "stop_ms and flood"));
-                    }
-                    Fault::Sigstop {
-                        stop_ms: t.stop_ms.unwrap_or(1000),
-                        flood: t.flood.unwrap_or(20_000),
-                    }
-                }
+                "kill9" => Fault::Kill9 {
+                    down_ms: t.down_ms.unwrap_or(0),
+                },
+                "daemon-restart" => Fault::DaemonRestart {
+                    down_ms: t.down_ms.unwrap_or(0),
+                },
+                "sigstop" => Fault::Sigstop {
+                    stop_ms: t.stop_ms.unwrap_or(1000),
+                    flood: t.flood.unwrap_or(20_000),
+                },
+                "disk-full" => Fault::DiskFull {
+                    full_ms: t.full_ms.unwrap_or(1000),
+                },
+                "read-only" => Fault::ReadOnly {
+                    ro_ms: t.ro_ms.unwrap_or(1000),
+                },
                 other => {
                     return Err(FaultError::UnknownKind {
                         index,
@@ -149,6 +164,23 @@ pub fn parse(tables: &[FaultFile]) -> Result<Vec<(Fault, u32)>, FaultError> {
                     });
                 }
             };
+            // A key of another kind is refused by name rather than ignored.
+            let given = [
+                ("down_ms", t.down_ms.is_some()),
+                ("stop_ms", t.stop_ms.is_some()),
+                ("flood", t.flood.is_some()),
+                ("full_ms", t.full_ms.is_some()),
+                ("ro_ms", t.ro_ms.is_some()),
+            ];
+            let takes = fault.keys();
+            if let Some(&(key, _)) = given.iter().find(|(k, set)| *set && !takes.contains(k)) {
+                return Err(FaultError::Foreign {
+                    index,
+                    kind: fault.kind(),
+                    key,
+                    takes: takes.join(" and "),
+                });
+            }
             Ok((fault, t.count))
         })
         .collect()
@@ -197,6 +229,8 @@ mod tests {
             down_ms: None,
             stop_ms: None,
             flood: None,
+            full_ms: None,
+            ro_ms: None,
         }
     }
 

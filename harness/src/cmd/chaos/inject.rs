@@ -1,10 +1,11 @@
 //! Carrying out a case's faults (fault.rs) against the live syncer and the rsync daemon, in
 //! the storm's own thread: a fault entry of the op log acts when the storm reaches it, and
-//! what it must undo later (a restart after `down_ms`) is due at a moment `tick`, called
-//! before every operation, checks. Counts what was injected and when the last fault ended,
+//! what it must undo later (a restart after `down_ms`, freeing a full disk, a read-write
+//! remount) is due at a moment `tick`, called before every operation, checks. Counts what was injected and when the last fault ended,
 //! for the case's time to recover.
 
 use std::fs;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use super::case::Running;
 use super::error::ChaosError;
 use super::fault::Fault;
+use crate::host::tmpfs::TmpfsMount;
 use crate::sut::daemon::RsyncDaemon;
 
 /// How long a new flood folder gets before the syncer is stopped, for its inotify watch.
@@ -32,21 +34,33 @@ pub struct Injected {
     pub reconciles: u64,
 }
 
+/// What the replica's filesystem is going through until its fault is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FsFault {
+    Full,
+    ReadOnly,
+}
+
 /// The faults of one case in progress.
 pub struct Injector<'a> {
     src: &'a Path,
+    /// The replica's own filesystem, for the faults that act on it.
+    replica_fs: Option<&'a TmpfsMount>,
     syncer_due: Option<Instant>,
     daemon_due: Option<Instant>,
+    fs_due: Option<(Instant, FsFault)>,
     floods: u32,
     pub done: Injected,
 }
 
 impl<'a> Injector<'a> {
-    pub fn new(src: &'a Path) -> Self {
+    pub fn new(src: &'a Path, replica_fs: Option<&'a TmpfsMount>) -> Self {
         Self {
             src,
+            replica_fs,
             syncer_due: None,
             daemon_due: None,
+            fs_due: None,
             floods: 0,
             done: Injected::default(),
         }
@@ -96,8 +110,49 @@ impl<'a> Injector<'a> {
                 daemon.kill();
                 self.daemon_due = Some(Instant::now() + ms(down_ms));
             }
+            Fault::DiskFull { full_ms } => {
+                let Some(mount) = self.replica_fs else {
+                    self.done.skipped += 1;
+                    return Ok(());
+                };
+                self.undo_fs(mount)?;
+                fill(&ballast(mount)).map_err(ChaosError::io("fill", &mount.dir))?;
+                self.fs_due = Some((Instant::now() + ms(full_ms), FsFault::Full));
+            }
+            Fault::ReadOnly { ro_ms } => {
+                let Some(mount) = self.replica_fs else {
+                    self.done.skipped += 1;
+                    return Ok(());
+                };
+                self.undo_fs(mount)?;
+                let remounted = mount
+                    .remount_read_only()
+                    .map_err(ChaosError::io("remount", &mount.dir))?;
+                if !remounted {
+                    // Files open for writing the whole time: a moment this fault cannot have.
+                    self.done.skipped += 1;
+                    return Ok(());
+                }
+                self.fs_due = Some((Instant::now() + ms(ro_ms), FsFault::ReadOnly));
+            }
         }
         self.done.faults += 1;
+        Ok(())
+    }
+
+    /// Frees the full disk or makes the filesystem writable again, if that is still due.
+    fn undo_fs(&mut self, mount: &TmpfsMount) -> Result<(), ChaosError> {
+        match self.fs_due.take() {
+            None => return Ok(()),
+            Some((_, FsFault::Full)) => {
+                let path = ballast(mount);
+                fs::remove_file(&path).map_err(ChaosError::io("remove", &path))?;
+            }
+            Some((_, FsFault::ReadOnly)) => mount
+                .remount_read_write()
+                .map_err(ChaosError::io("remount", &mount.dir))?,
+        }
+        self.done.last_end = Some(Instant::now());
         Ok(())
     }
 
@@ -118,6 +173,11 @@ impl<'a> Injector<'a> {
             daemon.restart().map_err(ChaosError::Daemon)?;
             self.done.last_end = Some(Instant::now());
         }
+        if let Some(mount) = self.replica_fs
+            && self.fs_due.is_some_and(|(due, _)| due <= now)
+        {
+            self.undo_fs(mount)?;
+        }
         Ok(())
     }
 
@@ -129,6 +189,7 @@ impl<'a> Injector<'a> {
     ) -> Result<(), ChaosError> {
         self.syncer_due = self.syncer_due.map(|_| Instant::now());
         self.daemon_due = self.daemon_due.map(|_| Instant::now());
+        self.fs_due = self.fs_due.map(|(_, fault)| (Instant::now(), fault));
         self.tick(syncer, daemon)
     }
 
@@ -160,6 +221,28 @@ fn flood_files(dir: &Path, n: u32) -> Result<(), ChaosError> {
     for i in 0..n {
         let path = dir.join(format!("f{i}"));
         fs::File::create(&path).map_err(ChaosError::io("create", &path))?;
+    }
+    Ok(())
+}
+
+/// The ballast file beside the replica, on the same filesystem.
+fn ballast(mount: &TmpfsMount) -> PathBuf {
+    mount.dir.join("ballast")
+}
+
+/// Writes `path` until the filesystem has no byte left: big chunks first, then pages, so the
+/// last free page goes too (ENOSPC ends each stage).
+fn fill(path: &Path) -> io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    for chunk in [1 << 20, 4096] {
+        let zeros = vec![0u8; chunk];
+        loop {
+            match file.write_all(&zeros) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::StorageFull => break,
+                Err(e) => return Err(e),
+            }
+        }
     }
     Ok(())
 }

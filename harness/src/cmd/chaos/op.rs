@@ -483,7 +483,9 @@ enum LineError {
     ExtraArguments,
     #[error("expected a fault kind")]
     ExpectedFaultKind,
-    #[error("bad fault {0:?} (kill9 DOWN_MS, sigstop STOP_MS FLOOD or daemon-restart DOWN_MS)")]
+    #[error(
+        "bad fault {0:?} (kill9 DOWN_MS, sigstop STOP_MS FLOOD, daemon-restart DOWN_MS, disk-full FULL_MS or read-only RO_MS)"
+    )]
     BadFault(String),
 }
 
