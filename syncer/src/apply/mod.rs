@@ -20,13 +20,13 @@ use crate::replica::{Outcome, Target, Trouble};
 use crate::scan::Found;
 use crate::stats::{TargetStats, unix_ns};
 
+mod backoff;
 mod escalate;
+use backoff::Backoff;
 use escalate::escalate_repeated_again;
 
-const BACKOFF_FIRST_NS: u64 = 100_000_000;
 /// Paths marked per lock hold when a reconcile reports what it found.
 const MARK_CHUNK: usize = 4096;
-const BACKOFF_MAX_NS: u64 = 10_000_000_000;
 
 pub struct Applier {
     pub queue: Arc<TargetQueue>,
@@ -185,46 +185,56 @@ impl Applier {
         found
     }
 
-    /// The delay before failed work is tried again: exponential from 0.2 s to 10 s. While
-    /// a path is `escalated`, a batch that went through (the widened compare, say) keeps
-    /// the count: the path has not recovered.
-    fn backoff(&self, outcome: &Outcome, failures: &mut u32, escalated: bool) -> u64 {
+    /// The delay before failed work is tried again (backoff.rs), and whether this batch
+    /// ended a spell of failures. While a path is `escalated`, a batch that went through (the
+    /// widened compare, say) keeps the spell going: the path has not recovered.
+    fn backoff(
+        &self,
+        batch: &Batch,
+        outcome: &Outcome,
+        spell: &mut Backoff,
+        escalated: bool,
+    ) -> (u64, bool) {
         if !outcome.backoff && escalated {
-            return 0;
+            return (0, false);
         }
         if !outcome.backoff {
-            if *failures > 0 {
+            // A batch without held-back work proves nothing while failing (on a read-only
+            // replica one that changes nothing goes through): it neither ends the spell nor
+            // lets held-back work go, which would only fail again.
+            let recovered = if batch.retries {
+                spell.succeeded()
+            } else {
+                None
+            };
+            if let Some(failures) = recovered {
                 crate::info!(
                     "{}: recovered after {failures} failed attempts",
                     self.target.name()
                 );
             }
-            *failures = 0;
             self.target_stats()
                 .last_success_unix_ns
                 .store(unix_ns(SystemTime::now()), Relaxed);
-            return 0;
+            return (0, recovered.is_some());
         }
-        *failures += 1;
-        let delay = BACKOFF_FIRST_NS
-            .saturating_mul(1 << (*failures).min(16))
-            .min(BACKOFF_MAX_NS);
-        if *failures == 1 || (delay == BACKOFF_MAX_NS && *failures % 10 == 0) {
+        let retry = spell.failed(self.control.now_ns());
+        if retry.report {
             crate::warn!(
                 "{}: {} paths not applied ({}); retrying with backoff (now {} ms)",
                 self.target.name(),
                 outcome.retry.len() + outcome.failed_rescans.len(),
                 outcome.first_error.as_deref().unwrap_or("transient error"),
-                delay / 1_000_000
+                retry.delay_ns / 1_000_000
             );
         }
-        delay
+        (retry.delay_ns, false)
     }
 
     /// The applier thread's body.
     pub fn run(self) {
         crate::sys::sched::become_worker();
-        let mut failures: u32 = 0;
+        let mut spell = Backoff::default();
         let mut again = HashMap::new();
         let pace = self.target.min_batch_interval().as_nanos() as u64;
         let mut paced_until_ns = 0;
@@ -251,7 +261,7 @@ impl Applier {
                 crate::error!("{why}");
             }
             let escalated = escalate_repeated_again(&batch.paths, &mut outcome, &mut again);
-            let delay = self.backoff(&outcome, &mut failures, escalated);
+            let (delay, recovered) = self.backoff(&batch, &outcome, &mut spell, escalated);
             let now = self.control.now_ns();
             for (changed_since_ns, result) in found {
                 // In chunks, so the reader never waits long for the lock when a reconcile
@@ -268,6 +278,11 @@ impl Applier {
                     .mark_since(result.rescan, mark, &batch, now);
             }
             let mut pending = self.queue.lock();
+            if recovered {
+                // The target works again: what earlier failures held back goes now, not at
+                // the end of its backoff.
+                pending.release_deferred(now);
+            }
             let rescan = Mark::Rescan {
                 changed_since_ns: None,
             };

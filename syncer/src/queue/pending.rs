@@ -45,6 +45,9 @@ pub struct Batch {
     /// When the oldest change among `paths` was marked: work the batch reports back (a
     /// retry, what its compares found) is as old as that, for the sync barrier's sake.
     pub oldest_ns: u64,
+    /// Holds work an earlier failure held back: only such a batch going through shows that
+    /// the target works again (one that changes nothing can pass while it is still down).
+    pub retries: bool,
 }
 
 impl Batch {
@@ -395,6 +398,24 @@ impl Pending {
         }
     }
 
+    /// Makes every path held back by `defer` due now: its target recovered. O(dirty paths),
+    /// once per recovery.
+    pub fn release_deferred(&mut self, now_ns: u64) {
+        let held: Vec<PathKey> = self
+            .dirty
+            .iter()
+            .filter(|(_, entry)| entry.not_before_ns > now_ns)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in held {
+            if let Some(entry) = self.dirty.get_mut(&key) {
+                // Due now, and still known as a retry (`Batch::retries`).
+                entry.not_before_ns = now_ns;
+            }
+            self.schedule(&key, now_ns);
+        }
+    }
+
     /// Records a paired rename: re-keys dirty paths below `from` to `to`, re-marks in-flight
     /// paths below `from` under their new name (an applier may be about to apply `old/f` as a
     /// delete), queues the rename as a barrier and marks `to` so its final state is checked.
@@ -544,9 +565,13 @@ impl Pending {
         self.exclusive_in_flight = exclusive;
         for key in taken {
             self.unready(&key);
-            let (rescan, created, first_ns) = self
-                .remove_dirty(&key)
-                .map_or((None, false, now_ns), |e| (e.rescan, e.created, e.first_ns));
+            let (rescan, created, first_ns) = match self.remove_dirty(&key) {
+                Some(e) => {
+                    batch.retries |= e.not_before_ns > 0;
+                    (e.rescan, e.created, e.first_ns)
+                }
+                None => (None, false, now_ns),
+            };
             batch.oldest_ns = batch.oldest_ns.min(first_ns);
             if let Some(changed_since_ns) = rescan {
                 batch.rescans.push(RescanJob {
@@ -694,6 +719,22 @@ mod tests {
         assert!(!pending.is_idle());
         pending.finish(&batch, vec![], 1, 0);
         assert!(pending.is_idle());
+    }
+
+    #[test]
+    fn work_held_back_by_a_failure_goes_at_once_when_the_target_recovers() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("a"), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        pending.finish(&batch, vec![p("a")], MS, 10_000 * MS);
+        assert!(pending.take_batch(2 * MS).is_none(), "held back");
+        pending.release_deferred(3 * MS);
+        let retried = pending.take_batch(3 * MS).unwrap();
+        assert_eq!(retried.paths, vec![p("a")]);
+        assert!(retried.retries, "a released path is still a retry");
+        pending.finish(&retried, vec![], 4 * MS, 4 * MS);
+        pending.mark(p("b"), Mark::Changed, 5 * MS);
+        assert!(!pending.take_batch(5 * MS).unwrap().retries);
     }
 
     #[test]
