@@ -133,6 +133,12 @@ pub fn classify(result: &RunResult, target: &str) -> Result<(), Failure> {
             detail(),
             where_it_stopped(&result.stderr)
         ))),
+        // Files the receiver could not write for lack of room or a read-only filesystem: it
+        // lasts until someone frees space or remounts, so retrying at once would spin.
+        Some(23) if receiver_storage_error(&result.stderr) => Err(Failure::Transient(format!(
+            "{target}: rsync exit 23, the daemon's filesystem refused writes{}",
+            storage_detail(&result.stderr)
+        ))),
         Some(code @ (23 | 24)) => Err(Failure::Again(format!(
             "{target}: rsync exit {code}, {}{}",
             explain(code),
@@ -178,6 +184,28 @@ fn source_moved_on(stderr: &str) -> bool {
             let l = l.trim_start();
             l.starts_with("file has vanished: ") || l.starts_with("rsync: [sender] ")
         })
+}
+
+/// errno values, as rsync prints them at the end of a message ("... failed: No space left on
+/// device (28)"), that mean the receiving filesystem cannot take writes for now: ENOSPC,
+/// EROFS, EDQUOT, EIO. The number, not the text, since the daemon's locale words the text.
+const STORAGE_ERRNOS: [&str; 4] = ["(28)", "(30)", "(122)", "(5)"];
+
+/// A `[receiver]` line of rsync's stderr that ends in one of `STORAGE_ERRNOS`.
+fn storage_line(stderr: &str) -> Option<&str> {
+    stderr.lines().map(str::trim).find(|l| {
+        l.starts_with("rsync: [receiver] ") && STORAGE_ERRNOS.iter().any(|e| l.ends_with(e))
+    })
+}
+
+fn receiver_storage_error(stderr: &str) -> bool {
+    storage_line(stderr).is_some()
+}
+
+fn storage_detail(stderr: &str) -> String {
+    storage_line(stderr)
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default()
 }
 
 fn stat_number(stdout: &str, label: &str) -> u64 {
@@ -410,6 +438,31 @@ mod tests {
             std::ffi::OsStr::new("RSYNC_PASSWORD"),
             Some(std::ffi::OsStr::new(""))
         )));
+    }
+
+    #[test]
+    fn a_daemon_that_cannot_write_is_retried_with_backoff_not_at_once() {
+        // rsync 3.5's words for a full and a read-only daemon-side filesystem.
+        for line in [
+            r#"rsync: [receiver] mkstemp "d/.s8.Bhyjph" (in backup) failed: No space left on device (28)"#,
+            r#"rsync: [receiver] mkstemp "d/.s9.FfsR3v" (in backup) failed: Read-only file system (30)"#,
+            r#"rsync: [receiver] recv_generator: mkdir "e" (in backup) failed: Disk quota exceeded (122)"#,
+        ] {
+            let stderr = format!(
+                "{line}\nrsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]"
+            );
+            let failure = classify(&result(23, &stderr), "t");
+            assert!(
+                matches!(&failure, Err(Failure::Transient(m)) if m.contains("refused writes") && m.contains(line)),
+                "{failure:?}"
+            );
+        }
+        // A source file that vanished, or a sender's own read error, is retried at once.
+        let vanished = "rsync: [sender] send_files failed to open \"/s/f\": No such file or directory (2)\nrsync error: ... (code 23)";
+        assert!(matches!(
+            classify(&result(23, vanished), "t"),
+            Err(Failure::Again(_))
+        ));
     }
 
     #[test]
