@@ -683,6 +683,9 @@ impl Target for LocalTarget {
         if let Some(backup) = &self.ops.backup {
             backup.begin_batch();
         }
+        // Failed copies always come back as retries, so their leftover temp names go as soon
+        // as the replica takes writes again.
+        self.ops.remove_leftovers();
         let mut outcome = Outcome::default();
         let mut extra = Vec::new();
         let mut renames = batch.renames.iter().peekable();

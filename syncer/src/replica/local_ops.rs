@@ -5,8 +5,8 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
 use nix::sys::stat::{Mode, UtimensatFlags, fchmod, futimens, mkdirat, utimensat};
@@ -25,6 +25,10 @@ use crate::sys::fs::{clone_file, copy_range};
 /// Prefix of the temp names content is written under before the final rename. A crash can
 /// leave them behind; the start-up reconcile removes them (they are not in the source).
 pub const TMP_PREFIX: &str = ".syncer~";
+
+/// Temp names whose removal failed (a replica remounted read-only mid-copy) kept for another
+/// try, at most this many; past that they wait for the next start-up reconcile.
+const LEFTOVERS_MAX: usize = 10_000;
 
 /// What `copy_file` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,9 @@ pub struct Ops {
     pub bandwidth: Bandwidth,
     /// `--backup-dir`: what would be deleted or replaced is moved there instead.
     pub backup: Option<Backup>,
+    /// Temp names a failed copy could not remove, with their directory (an fd, so a rename of
+    /// the directory meanwhile does not lose them): removed by `remove_leftovers`.
+    leftovers: Mutex<Vec<(OwnedFd, OsString)>>,
 }
 
 fn io_err(err: nix::errno::Errno) -> io::Error {
@@ -77,7 +84,38 @@ impl Ops {
             tmp_counter: AtomicU64::new(0),
             bandwidth: Bandwidth::unlimited(),
             backup: None,
+            leftovers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Removes a temp name of ours after a failed copy. When the replica refuses even that
+    /// (read-only, I/O error), the name is kept for `remove_leftovers`: a replica must not
+    /// keep an entry the source never had until the next restart.
+    fn discard_tmp(&self, dir: BorrowedFd<'_>, tmp: &OsStr) {
+        match unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(_) => {
+                let mut leftovers = self.leftovers.lock().unwrap_or_else(|e| e.into_inner());
+                // No fd to spare (EMFILE) or too many kept: the start-up reconcile removes it.
+                if leftovers.len() < LEFTOVERS_MAX
+                    && let Ok(fd) = dir.try_clone_to_owned()
+                {
+                    leftovers.push((fd, tmp.to_os_string()));
+                }
+            }
+        }
+    }
+
+    /// Tries again to remove the temp names failed copies left; called before each batch.
+    /// Those the replica still refuses stay for the next call.
+    pub fn remove_leftovers(&self) {
+        let mut leftovers = self.leftovers.lock().unwrap_or_else(|e| e.into_inner());
+        leftovers.retain(|(dir, tmp)| {
+            !matches!(
+                unlinkat(dir.as_fd(), tmp.as_os_str(), UnlinkatFlags::NoRemoveDir),
+                Ok(()) | Err(nix::errno::Errno::ENOENT)
+            )
+        });
     }
 
     fn tmp_name(&self) -> OsString {
@@ -264,9 +302,8 @@ impl Ops {
                 Ok(Copied::Bytes(copied))
             }
             Err(err) => {
-                // The temp file is ours and useless now; a failure to remove it is left to the
-                // next start-up reconcile, which deletes leftovers.
-                let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+                // The temp file is ours and useless now.
+                self.discard_tmp(dst_dir, &tmp);
                 Err(err)
             }
         }
@@ -293,10 +330,8 @@ impl Ops {
             AtFlags::empty(),
         )
         .map_err(io_err)?;
-        self.commit(dst_dir, &tmp, name, stats).inspect_err(|_| {
-            // Best effort: a leftover temp name is removed by the next start-up reconcile.
-            let _ = unlinkat(dst_dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
-        })?;
+        self.commit(dst_dir, &tmp, name, stats)
+            .inspect_err(|_| self.discard_tmp(dst_dir, &tmp))?;
         stats.ops.link.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -470,10 +505,7 @@ impl Ops {
             self.set_mtime(dst_dir, tmp, meta)?;
             self.commit(dst_dir, tmp, name, stats)
         };
-        finish().inspect_err(|_| {
-            // Best effort: a leftover temp entry is removed by the next start-up reconcile.
-            let _ = unlinkat(dst_dir, tmp, UnlinkatFlags::NoRemoveDir);
-        })
+        finish().inspect_err(|_| self.discard_tmp(dst_dir, tmp))
     }
 
     /// Replicates a FIFO (named pipe) as a FIFO: mode, owner (as root) and mtime.
@@ -508,7 +540,8 @@ impl Ops {
             Mode::from_bits_truncate(meta.mode),
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
-        .map_err(io_err)?;
+        .map_err(io_err)
+        .inspect_err(|_| self.discard_tmp(dst_dir, &tmp))?;
         self.place_special(dst_dir, &tmp, name, meta, stats)?;
         stats.ops.copy.fetch_add(1, Relaxed);
         Ok(())
@@ -604,5 +637,62 @@ fn read_write(src: &OwnedFd, dst: &OwnedFd, limit: Option<&Bandwidth>) -> io::Re
         std::io::Write::write_all(&mut writer, &buf[..n])?;
         total += n as u64;
         limit.spend(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn mount(args: &[&str], dir: &std::path::Path) -> bool {
+        Command::new("mount")
+            .args(args)
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Found by the read-only fault scenario: a copy that failed when the replica went
+    /// read-only left its temp file there until the next restart.
+    #[test]
+    fn a_temp_name_the_replica_refused_to_remove_goes_once_it_takes_writes_again() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP: mounting a tmpfs needs root");
+            return;
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("replica");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"], &dir));
+        let _unmount = scopeguard(&dir);
+        let ops = Ops::new(false, Arc::new(DeleteBudget::new(None)), "t".into());
+        let tmp = ops.tmp_name();
+        std::fs::write(dir.join(&tmp), b"half a copy").unwrap();
+        let fd = std::fs::File::open(&dir).unwrap();
+        assert!(mount(&["-o", "remount,ro"], &dir));
+        ops.discard_tmp(fd.as_fd(), &tmp);
+        ops.remove_leftovers();
+        assert!(
+            dir.join(&tmp).exists(),
+            "read-only: still there, still kept"
+        );
+        assert!(mount(&["-o", "remount,rw"], &dir));
+        ops.remove_leftovers();
+        assert!(
+            !dir.join(&tmp).exists(),
+            "removed once the replica takes writes"
+        );
+    }
+
+    /// Unmounts `dir` when dropped, also when an assertion fails.
+    fn scopeguard(dir: &std::path::Path) -> impl Drop + '_ {
+        struct Unmount<'a>(&'a std::path::Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg(self.0).status();
+            }
+        }
+        Unmount(dir)
     }
 }
