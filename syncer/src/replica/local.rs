@@ -123,10 +123,18 @@ impl LocalTarget {
     }
 
     /// Opens the replica directory `rel`, creating missing ancestors that are directories in
-    /// the source. Errors with ENOENT when the source has no such directory any more.
+    /// the source, and replacing what stands in their place in the replica (a file, a
+    /// symlink). Errors with ENOENT when the source has no such directory any more.
     fn ensure_target_dir(&self, rel: &Path, stats: &TargetStats) -> io::Result<OwnedFd> {
         match open_dir_beneath(self.root.as_fd(), rel) {
-            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+            // ENOTDIR, ELOOP: an ancestor in the replica is no directory, where the source has
+            // one (a rename that failed left the old file under the name, say). Taken for a
+            // gone source ancestor, the batch's files below were dropped as vanished.
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) => {}
             other => return other,
         }
         let (parent, name) =

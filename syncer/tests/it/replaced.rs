@@ -180,3 +180,22 @@ fn exchange_of_two_directories_replicates() {
     write(&s.src.join("p/d2/sub/deeper"), b"deeper");
     exchanged(&s, &syncer, "p/d2", "d1");
 }
+
+/// Read-only chaos seed 8: a rename the read-only replica refused left a file under a name the
+/// source had made a directory, and a batch held files below that directory but not the
+/// directory itself. The replica's file there was taken for a gone source directory and the
+/// files were dropped. Stood in for here by putting the file into the replica by hand.
+#[test]
+fn files_below_a_directory_the_replica_has_as_a_file_arrive() {
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fs::create_dir(s.src.join("f2")).unwrap();
+    write(&s.src.join("f2/old"), b"old");
+    let mut syncer = s.syncer(&[]);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    fs::remove_dir_all(s.dst.join("f2")).unwrap();
+    write(&s.dst.join("f2"), b"a stale file");
+    write(&s.src.join("f2/new"), b"new");
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    syncer.stop();
+}
