@@ -24,7 +24,7 @@ use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
 use crate::exclude::ExcludeSet;
 use crate::guard::{DeleteBudget, DeleteRefused};
 use crate::links::resolve::{self, Group};
-use crate::queue::pending::Batch;
+use crate::queue::pending::{Batch, RescanJob};
 use crate::scan::Compare;
 use crate::scan::Found;
 use crate::source::SourceTree;
@@ -168,6 +168,17 @@ impl LocalTarget {
             open_dir_beneath(self.root.as_fd(), parent)
                 .is_ok_and(|dir| stat_at(dir.as_fd(), name).is_ok_and(|m| m.is_some()))
         })
+    }
+
+    /// Whether the replica has a directory at `rel` where the source has none (gone, or
+    /// another kind now).
+    fn replica_dir_source_lacks(&self, rel: &Path) -> bool {
+        let replica_dir = split(rel).is_some_and(|(parent, name)| {
+            open_dir_beneath(self.root.as_fd(), parent).is_ok_and(|dir| {
+                stat_at(dir.as_fd(), name).is_ok_and(|m| m.is_some_and(|m| m.kind == Kind::Dir))
+            })
+        });
+        replica_dir && self.source_kind(rel) != Some(Kind::Dir)
     }
 
     /// Settles `rel` by its state in this batch; a directory (or a renamed one's name) is
@@ -656,7 +667,18 @@ impl LocalTarget {
             outcome.retry.push(rel.to_path_buf());
             outcome.refused.get_or_insert_with(|| refused.to_string());
         } else if is_transient(err) {
-            outcome.retry.push(rel.to_path_buf());
+            if self.replica_dir_source_lacks(rel) {
+                // A directory whose removal (or replacement) failed. By its retry the source
+                // may hold a new directory under that name, and a plain mark on a directory
+                // compares only its metadata: the retry compares it whole, or the old
+                // directory's entries stay in the new one.
+                outcome.failed_rescans.push(RescanJob {
+                    subtree: rel.to_path_buf(),
+                    changed_since_ns: None,
+                });
+            } else {
+                outcome.retry.push(rel.to_path_buf());
+            }
             outcome.backoff = true;
             outcome
                 .first_error

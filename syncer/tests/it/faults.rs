@@ -29,13 +29,18 @@ impl Tmpfs {
     }
 
     fn resize(&self, size: &str) {
+        self.remount(&format!("size={size}"));
+    }
+
+    /// `ro` or `rw`, or a new size.
+    fn remount(&self, options: &str) {
         let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
+            .args(["-o", &format!("remount,{options}")])
             .arg(&self.0)
             .status()
             .unwrap()
             .success();
-        assert!(ok);
+        assert!(ok, "mount -o remount,{options} {}", self.0.display());
     }
 }
 
@@ -72,6 +77,43 @@ fn full_target_disk_is_reported_retried_and_converges() {
     mount.resize("8m");
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     assert!(syncer.log().contains("recovered"), "{}", syncer.log());
+    syncer.stop();
+    drop(mount);
+}
+
+/// Read-only chaos seed 9: `rm -rf current` while the replica was read-only, `mkdir current`
+/// before it took writes again. The failed removal came back as a plain mark, which on a
+/// directory compares only its metadata, so the old directory's entries stayed in the new one.
+#[test]
+fn a_directory_removed_while_the_replica_is_read_only_and_made_again_is_compared_whole() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let mount = Tmpfs::mount(&s.dst, "8m");
+    fs::create_dir_all(s.src.join("current/sub")).unwrap();
+    write(&s.src.join("current/a"), b"old a");
+    write(&s.src.join("current/sub/b"), b"old b");
+    let mut syncer = s.syncer(&[]);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    mount.remount("ro");
+    fs::remove_dir_all(s.src.join("current")).unwrap();
+    assert!(
+        wait_until(CONVERGE, || syncer.log().contains("Read-only file system")),
+        "no read-only report; stderr:\n{}",
+        syncer.log()
+    );
+    // Made again only after the first retries, whose compare of `current` (its children's
+    // events, gone with it, ask for one) found nothing but the directory itself: from then on
+    // the failed removal came back as a plain mark.
+    std::thread::sleep(Duration::from_millis(1000));
+    fs::create_dir(s.src.join("current")).unwrap();
+    // Long enough for a retry of the removal to meet the new directory.
+    std::thread::sleep(Duration::from_millis(1500));
+    mount.remount("rw");
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     syncer.stop();
     drop(mount);
 }
