@@ -33,6 +33,10 @@ pub struct Found {
     /// Directories that vanished during the walk (renamed or deleted): compare them again
     /// under whatever name they have by then.
     pub rescan: Vec<PathBuf>,
+    /// Directories the walk could not enter (EACCES in the source or the replica), left as
+    /// they are: compared when they are marked next (`Pending::denied`), so one unreadable
+    /// folder neither fails the whole compare nor loses what lies below it.
+    pub denied: Vec<PathBuf>,
 }
 
 pub struct Compare<'a> {
@@ -45,6 +49,7 @@ pub struct Compare<'a> {
     progress: &'a AtomicU64,
     dirty: Mutex<Vec<PathBuf>>,
     vanished: Mutex<Vec<PathBuf>>,
+    denied: Mutex<Vec<PathBuf>>,
     first_error: Mutex<Option<io::Error>>,
     /// Files with more than one name on either side.
     linked: Mutex<Vec<LinkSeen>>,
@@ -135,6 +140,7 @@ impl<'a> Compare<'a> {
             progress,
             dirty: Mutex::new(Vec::new()),
             vanished: Mutex::new(Vec::new()),
+            denied: Mutex::new(Vec::new()),
             first_error: Mutex::new(None),
             linked: Mutex::new(Vec::new()),
         }
@@ -197,6 +203,7 @@ impl<'a> Compare<'a> {
                 .vanished
                 .into_inner()
                 .unwrap_or_else(|e| e.into_inner()),
+            denied: self.denied.into_inner().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
@@ -205,6 +212,18 @@ impl<'a> Compare<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(path);
+    }
+
+    /// A directory the walk could not enter: reported once per walk, left for later.
+    fn deny(&self, rel: PathBuf, err: &io::Error) {
+        crate::warn!(
+            "{:?} cannot be compared: {err} (fix the permissions; it is compared again on its next change)",
+            rel
+        );
+        self.denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rel);
     }
 
     fn fail(&self, err: io::Error) {
@@ -236,14 +255,21 @@ impl<'a> Compare<'a> {
                     .push(rel);
                 return;
             }
+            Err(err) if is_denied(&err) => return self.deny(rel, &err),
             Err(err) => return self.fail(err),
         };
         let entries = match list_dir(&sdir) {
             Ok(entries) => entries,
+            Err(err) if is_denied(&err) => return self.deny(rel, &err),
             Err(err) => return self.fail(err),
         };
         let tdir = if target_present {
-            open_dir_beneath(self.target_root, &rel).ok()
+            match open_dir_beneath(self.target_root, &rel) {
+                Ok(dir) => Some(dir),
+                // The replica's copy took the source's mode 000 while the source had it.
+                Err(err) if is_denied(&err) => return self.deny(rel, &err),
+                Err(_) => None,
+            }
         } else {
             None
         };
@@ -305,10 +331,16 @@ impl<'a> Compare<'a> {
                         }
                     }
                 }
+                Err(err) if is_denied(&err) => self.deny(rel, &err),
                 Err(err) => self.fail(err),
             }
         }
     }
+}
+
+/// A permission error: the directory is not for this syncer to read now.
+fn is_denied(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EACCES)
 }
 
 /// Regular files below `subtree` whose source ctime is at or after `since_ns` (none without

@@ -273,9 +273,9 @@ impl Applier {
                         .mark_since(chunk.to_vec(), Mark::Changed, &batch, now);
                 }
                 let mark = Mark::Rescan { changed_since_ns };
-                self.queue
-                    .lock()
-                    .mark_since(result.rescan, mark, &batch, now);
+                let mut pending = self.queue.lock();
+                pending.mark_since(result.rescan, mark, &batch, now);
+                pending.denied(&batch, result.denied, now);
             }
             let mut pending = self.queue.lock();
             if recovered {
@@ -295,6 +295,7 @@ impl Applier {
                 pending.defer(&path[0], now + delay);
             }
             pending.vanished(&batch, outcome.vanished, now);
+            pending.denied(&batch, outcome.denied, now);
             pending.finish(&batch, outcome.retry, now, now + delay);
             self.acknowledge_barriers(&mut pending);
             self.publish(&pending);

@@ -28,6 +28,9 @@ use crate::sys::inotify::*;
 /// is 512 KiB; 1 MiB drains it in one read(), and a 1 MiB reader measured
 /// ≥ 250k events/s with no overflow at the default queue.
 const READ_BUFFER: usize = 1 << 20;
+/// Most unreadable directories remembered (see `unreadable`).
+const UNREADABLE_MAX: usize = 10_000;
+
 /// How long an IN_MOVED_FROM waits for its IN_MOVED_TO. Both are queued by the same rename(2)
 /// but not atomically, so a read can fall between them; 20 ms is far above that gap.
 const PAIR_WINDOW: Duration = Duration::from_millis(20);
@@ -57,6 +60,11 @@ pub struct InotifyBackend {
     /// after their IN_CREATE was queued (the path of the event is already stale): (parent
     /// wd, name), tried again under the parent's current path once the queue is drained.
     missed: Mutex<Vec<(i32, std::ffi::OsString)>>,
+    /// Directories this syncer may not read, so could not watch (inotify needs read
+    /// permission; only a syncer that is no root meets this): (parent wd, name), tried again
+    /// when their parent's attributes or their own change (the chmod that gives the
+    /// permission back). At most `UNREADABLE_MAX`.
+    unreadable: Mutex<Vec<(i32, std::ffi::OsString)>>,
     /// Barrier cookies read while a move was still unpaired (see `release_barriers`).
     held_barriers: Mutex<Vec<std::ffi::OsString>>,
 }
@@ -85,6 +93,7 @@ impl InotifyBackend {
             limit_hit: AtomicBool::new(false),
             unwatched: AtomicU64::new(0),
             missed: Mutex::new(Vec::new()),
+            unreadable: Mutex::new(Vec::new()),
             held_barriers: Mutex::new(Vec::new()),
         })
     }
@@ -136,7 +145,12 @@ impl InotifyBackend {
                 // Not there any more under this path (the watch limit leaves it there).
                 Ok(false) if self.source.open_dir(&dir).is_err() => self.note_missed(&dir, table),
                 Ok(false) => {}
-                Err(err) => crate::warn!("cannot watch {:?}: {err}", self.source.abs.join(&dir)),
+                Err(err) => {
+                    crate::warn!("cannot watch {:?}: {err}", self.source.abs.join(&dir));
+                    if err.raw_os_error() == Some(libc::EACCES) {
+                        self.note_unreadable(&dir, table);
+                    }
+                }
             }
             let Ok(fd) = self.source.open_dir(&dir) else {
                 continue;
@@ -170,6 +184,58 @@ impl InotifyBackend {
         if let Some(wd) = table.wd_of(parent) {
             let mut missed = self.missed.lock().unwrap_or_else(|e| e.into_inner());
             missed.push((wd, name.to_os_string()));
+        }
+    }
+
+    /// Remembers a directory whose watch the permissions refused, by its parent's watch (which
+    /// a rename of an ancestor leaves as it is).
+    fn note_unreadable(&self, dir: &Path, table: &WatchTable) {
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            return;
+        };
+        let Some(wd) = table.wd_of(parent) else {
+            return;
+        };
+        let mut unreadable = self.unreadable.lock().unwrap_or_else(|e| e.into_inner());
+        if unreadable.len() < UNREADABLE_MAX
+            && !unreadable.iter().any(|(w, n)| *w == wd && n == name)
+        {
+            unreadable.push((wd, name.to_os_string()));
+        }
+    }
+
+    /// Tries again the unreadable directories in the directory watched by `parent` (only
+    /// `name`, if given): watched and scanned now, and compared whole, since what happened
+    /// inside them went unseen. One still refused is noted again.
+    fn retry_unreadable(
+        &self,
+        parent: i32,
+        name: Option<&OsStr>,
+        table: &mut WatchTable,
+        changes: &mut Vec<Change>,
+    ) {
+        let due: Vec<std::ffi::OsString> = {
+            let mut unreadable = self.unreadable.lock().unwrap_or_else(|e| e.into_inner());
+            let mut due = Vec::new();
+            unreadable.retain(|(w, n)| {
+                let hit = *w == parent && name.is_none_or(|name| name == n);
+                if hit {
+                    due.push(n.clone());
+                }
+                !hit
+            });
+            due
+        };
+        let Some(dir) = table.dir_path(parent).map(Path::to_path_buf) else {
+            return;
+        };
+        for name in due {
+            if table.child(parent, &name).is_some() {
+                continue;
+            }
+            let path = dir.join(&name);
+            self.watch_then_scan(path.clone(), table, changes);
+            changes.push(Change::Mark(path, COMPARE_WHOLE));
         }
     }
 
@@ -340,6 +406,7 @@ impl InotifyBackend {
                 );
             } else if ev.mask & IN_ATTRIB != 0 {
                 changes.push(Change::Mark(dir.to_path_buf(), Mark::Changed));
+                self.retry_unreadable(ev.wd, None, table, changes);
             }
             return;
         }
@@ -413,6 +480,15 @@ impl InotifyBackend {
         } else if ev.mask & IN_CREATE != 0 && is_dir {
             self.watch_then_scan(path.clone(), table, changes);
             changes.push(Change::Mark(path, Mark::Changed));
+        } else if ev.mask & IN_ATTRIB != 0 && is_dir && table.child(ev.wd, name).is_none() {
+            // A directory without a watch whose permissions may have just come back: an
+            // unprivileged syncer cannot watch a directory it may not read, and what happened
+            // inside meanwhile went unseen. Watched and scanned now, and compared whole.
+            self.retry_unreadable(ev.wd, Some(name), table, changes);
+            if table.child(ev.wd, name).is_none() {
+                self.watch_then_scan(path.clone(), table, changes);
+                changes.push(Change::Mark(path, COMPARE_WHOLE));
+            }
         } else if ev.mask & (IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE) != 0 {
             changes.push(Change::Mark(path, Mark::Changed));
         } else if ev.mask & IN_CREATE != 0 {

@@ -150,6 +150,9 @@ pub struct Pending {
     /// Paths an applier left alone because a source ancestor was gone, until when they are
     /// kept (see `vanished`).
     vanished: Vec<(PathBuf, u64)>,
+    /// Directories a target could not enter (EACCES), compared whole at their next mark:
+    /// see `denied`.
+    denied: BTreeMap<PathKey, ()>,
     /// Sync barriers (`syncer wait`) not passed yet: their cookie and when they were queued.
     barriers: Vec<(OsString, u64)>,
     timing: Timing,
@@ -160,6 +163,10 @@ pub struct Pending {
 const VANISHED_KEEP_NS: u64 = 5_000_000_000;
 /// Most vanished paths kept (an `rm -rf` of a big tree reports every path below it).
 const VANISHED_MAX: usize = 4096;
+
+/// Most denied directories kept: each costs a compare of its subtree only when it is marked
+/// again, so a tree with many unreadable folders loses nothing but this memory.
+const DENIED_MAX: usize = 10_000;
 
 /// The more conservative of two ctime guards (the earlier time re-copies more).
 fn merge_guard(a: Option<Option<i128>>, b: Option<Option<i128>>) -> Option<Option<i128>> {
@@ -255,6 +262,15 @@ impl Pending {
     }
 
     fn mark_key(&mut self, key: PathKey, mark: Mark, now_ns: u64) {
+        if !self.denied.is_empty()
+            && !matches!(mark, Mark::Rescan { .. })
+            && self.denied.remove(&key).is_some()
+        {
+            let rescan = Mark::Rescan {
+                changed_since_ns: None,
+            };
+            self.mark_key(key.clone(), rescan, now_ns);
+        }
         let modified_only = matches!(
             mark,
             Mark::Modified
@@ -510,6 +526,15 @@ impl Pending {
             moved.push(key);
             self.mark(path, Mark::Changed, now_ns);
         }
+        // Denied directories below `from` are known under `to` as well. The old names stay
+        // too: an exchange comes as two renames, and a stale name costs at most one compare.
+        for old in keys_under(&self.denied, &rename.from) {
+            if self.denied.len() >= DENIED_MAX {
+                break;
+            }
+            let new = rekey(old.path(), &rename.from, &rename.to);
+            self.denied.insert(PathKey::from(new.as_path()), ());
+        }
         self.last_moved = if exchange { Vec::new() } else { moved };
         self.last_merged = if exchange { Vec::new() } else { landed_on_mark };
         self.mark(rename.to.clone(), Mark::Changed, now_ns);
@@ -639,6 +664,25 @@ impl Pending {
         }
     }
 
+    /// Directories an in-flight `batch`'s applier could not enter (named as when it was
+    /// taken). What failed below one waits for no event of its own: the directory's next mark
+    /// (the chmod that gives its permissions back raises one) compares it whole. One marked
+    /// since the batch was taken may have its permissions back already: compared at once.
+    pub fn denied(&mut self, batch: &Batch, dirs: Vec<PathBuf>, now_ns: u64) {
+        for dir in dirs {
+            let dir = self.renamed_since(dir, batch.rename_seq);
+            let key = PathKey::from(dir.as_path());
+            if self.dirty.contains_key(&key) {
+                let rescan = Mark::Rescan {
+                    changed_since_ns: None,
+                };
+                self.mark_key(key, rescan, now_ns);
+            } else if self.denied.len() < DENIED_MAX {
+                self.denied.insert(key, ());
+            }
+        }
+    }
+
     /// Ends a batch: its paths leave the in-flight set; `retry` paths (named as when the batch
     /// was taken) come back dirty, not before `retry_at_ns`. Paths marked again while in
     /// flight are already dirty again.
@@ -719,6 +763,68 @@ mod tests {
         assert!(!pending.is_idle());
         pending.finish(&batch, vec![], 1, 0);
         assert!(pending.is_idle());
+    }
+
+    #[test]
+    fn a_directory_that_could_not_be_entered_is_compared_whole_at_its_next_mark() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("d/f"), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        pending.denied(&batch, vec![p("d")], MS);
+        pending.finish(&batch, vec![], MS, MS);
+        assert!(
+            pending.take_batch(2 * MS).is_none(),
+            "nothing to do until d changes"
+        );
+        pending.mark(p("d/g"), Mark::Changed, 3 * MS);
+        let other = pending.take_batch(3 * MS).unwrap();
+        assert!(other.rescans.is_empty(), "only a mark of d itself");
+        pending.finish(&other, vec![], 4 * MS, 4 * MS);
+        // chmod d: its mark asks for a compare of the whole directory, once.
+        pending.mark(p("d"), Mark::Changed, 5 * MS);
+        let batch = pending.take_batch(5 * MS).unwrap();
+        assert_eq!(batch.rescans.len(), 1);
+        assert_eq!(batch.rescans[0].subtree, p("d"));
+        pending.finish(&batch, vec![], 6 * MS, 6 * MS);
+        pending.mark(p("d"), Mark::Changed, 7 * MS);
+        assert!(
+            pending.take_batch(7 * MS).unwrap().rescans.is_empty(),
+            "once"
+        );
+    }
+
+    #[test]
+    fn a_denied_directory_renamed_is_known_under_its_new_name() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("d/f"), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        pending.denied(&batch, vec![p("d/sub")], MS);
+        pending.finish(&batch, vec![], MS, MS);
+        let rename = Rename {
+            from: p("d"),
+            to: p("e"),
+            is_dir: true,
+        };
+        pending.rename(rename, 2 * MS);
+        let renamed = pending.take_batch(2 * MS).unwrap();
+        pending.finish(&renamed, vec![], 3 * MS, 3 * MS);
+        pending.mark(p("e/sub"), Mark::Changed, 4 * MS);
+        let batch = pending.take_batch(4 * MS).unwrap();
+        assert_eq!(batch.rescans.len(), 1);
+        assert_eq!(batch.rescans[0].subtree, p("e/sub"));
+    }
+
+    #[test]
+    fn a_denied_directory_marked_while_its_batch_ran_is_compared_at_once() {
+        let mut pending = Pending::new(Timing::default());
+        pending.mark(p("d/f"), Mark::Changed, 0);
+        let batch = pending.take_batch(0).unwrap();
+        pending.mark(p("d"), Mark::Changed, MS);
+        pending.denied(&batch, vec![p("d")], MS);
+        pending.finish(&batch, vec![], MS, MS);
+        let next = pending.take_batch(2 * MS).unwrap();
+        assert_eq!(next.rescans.len(), 1);
+        assert_eq!(next.rescans[0].subtree, p("d"));
     }
 
     #[test]

@@ -170,6 +170,47 @@ impl LocalTarget {
         })
     }
 
+    /// The highest directory above `rel` that this syncer cannot enter, in the source or in
+    /// the replica (whose copy took the source's mode while the source had it).
+    fn blocking_dir(&self, rel: &Path) -> Option<PathBuf> {
+        let parent = rel.parent()?;
+        let mut at = PathBuf::new();
+        let refuses =
+            |r: io::Result<OwnedFd>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EACCES));
+        for part in parent.components() {
+            at.push(part);
+            if refuses(self.source.open_dir(&at))
+                || refuses(open_dir_beneath(self.root.as_fd(), &at))
+            {
+                return Some(at);
+            }
+        }
+        None
+    }
+
+    /// Whether the source's entry at `rel` opens for reading now (or is gone: a retry
+    /// settles that too).
+    fn source_opens(&self, rel: &Path) -> bool {
+        let Some((parent, name)) = split(rel) else {
+            return true;
+        };
+        let Ok(dir) = self.source.open_dir(parent) else {
+            return false;
+        };
+        match nix::fcntl::openat(
+            dir.as_fd(),
+            name,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(_) => true,
+            Err(err) => err != nix::errno::Errno::EACCES && err != nix::errno::Errno::EPERM,
+        }
+    }
+
     /// Whether the replica has a directory at `rel` where the source has none (gone, or
     /// another kind now).
     fn replica_dir_source_lacks(&self, rel: &Path) -> bool {
@@ -685,7 +726,15 @@ impl LocalTarget {
                 .get_or_insert_with(|| format!("{:?}: {err}", rel));
             stats.retries.fetch_add(1, Relaxed);
         } else if matches!(err.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
-            // Permission problems wait for the next event on the path (a chmod sends one).
+            // Permission problems wait for the next event on the path (a chmod sends one), or,
+            // below a directory that cannot be entered, for that directory's: no event comes
+            // for the path itself when the directory's permissions come back. If nothing
+            // blocks it any more (they came back while the batch ran), it goes again now.
+            match self.blocking_dir(rel) {
+                Some(dir) => outcome.denied.push(dir),
+                None if self.source_opens(rel) => outcome.retry.push(rel.to_path_buf()),
+                None => {}
+            }
             self.report_once(rel, &format!("cannot be replicated: {err} (fix the permissions; it is retried on its next change)"));
         } else if is_ancestor_gone(err) {
             outcome.retry.push(rel.to_path_buf());

@@ -146,6 +146,17 @@ impl Ops {
             return Ok(());
         }
         if meta.kind == Kind::Dir {
+            if !self.as_root && meta.mode & 0o700 != 0o700 {
+                // A copy of a source mode that shuts its owner out (000, or no write): this
+                // syncer, no root, could neither list nor empty it. It goes anyway.
+                nix::sys::stat::fchmodat(
+                    dir,
+                    name,
+                    Mode::from_bits_truncate(meta.mode | 0o700),
+                    nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+                )
+                .or_else(ignore_enoent)?;
+            }
             match openat(
                 dir,
                 name,
@@ -410,15 +421,35 @@ impl Ops {
                 m.mode != meta.mode || (self.as_root && (m.uid, m.gid) != (meta.uid, meta.gid))
             });
         if needs_meta {
-            let dir = openat(
+            let mode = Mode::from_bits_truncate(meta.mode);
+            let dir = match openat(
                 dst_dir,
                 name,
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
-            )
-            .map_err(io_err)?;
+            ) {
+                Ok(dir) => dir,
+                // The replica's copy took a source mode that shuts out its owner too (000), and
+                // this syncer is no root: it cannot open what it must chmod back, but it may
+                // chmod it by name (without following a symlink, which it was a moment ago
+                // not; chown is root's anyway).
+                Err(nix::errno::Errno::EACCES) if !self.as_root => {
+                    nix::sys::stat::fchmodat(
+                        dst_dir,
+                        name,
+                        mode,
+                        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+                    )
+                    .map_err(io_err)?;
+                    if !created {
+                        stats.ops.meta.fetch_add(1, Relaxed);
+                    }
+                    return Ok(created);
+                }
+                Err(err) => return Err(io_err(err)),
+            };
             self.set_owner(dir.as_fd(), meta)?;
-            fchmod(dir.as_fd(), Mode::from_bits_truncate(meta.mode)).map_err(io_err)?;
+            fchmod(dir.as_fd(), mode).map_err(io_err)?;
             if !created {
                 stats.ops.meta.fetch_add(1, Relaxed);
             }

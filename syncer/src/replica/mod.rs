@@ -61,6 +61,9 @@ pub struct Outcome {
     /// Paths left alone because a source ancestor was gone: it may have been renamed after
     /// the event was read, and the rename, read later, says where they went.
     pub vanished: Vec<PathBuf>,
+    /// Directories the target could not enter (EACCES, in the source or the replica): what
+    /// failed below them is compared when they are marked next (see `Pending::denied`).
+    pub denied: Vec<PathBuf>,
 }
 
 /// Why a target could not do something.
@@ -90,6 +93,7 @@ impl Outcome {
             self.refused = other.refused;
         }
         self.vanished.extend(other.vanished);
+        self.denied.extend(other.denied);
     }
 }
 

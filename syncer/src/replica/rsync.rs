@@ -620,7 +620,7 @@ impl RsyncTarget {
     fn settle_non_dir(&self, subtree: &Path) -> Result<Found, Trouble> {
         let only_dirty = || Found {
             dirty: vec![subtree.to_path_buf()],
-            rescan: Vec::new(),
+            ..Found::default()
         };
         let listed = match self.check(subtree) {
             Checked::Missing => {
@@ -630,8 +630,8 @@ impl RsyncTarget {
             }
             Checked::Present(Kind::Dir, _) => {
                 return Ok(Found {
-                    dirty: Vec::new(),
                     rescan: vec![subtree.to_path_buf()],
+                    ..Found::default()
                 });
             }
             // Its other names go with it, and only a batch sends them.
@@ -648,11 +648,11 @@ impl RsyncTarget {
         self.judge(&result)?;
         let again_a_dir = matches!(self.check(subtree), Checked::Present(Kind::Dir, _));
         Ok(Found {
-            dirty: Vec::new(),
             rescan: again_a_dir
                 .then(|| subtree.to_path_buf())
                 .into_iter()
                 .collect(),
+            ..Found::default()
         })
     }
 
@@ -1302,7 +1302,7 @@ impl Target for RsyncTarget {
         );
         Ok(Found {
             dirty,
-            rescan: Vec::new(),
+            ..Found::default()
         })
     }
 }

@@ -118,6 +118,148 @@ fn a_directory_removed_while_the_replica_is_read_only_and_made_again_is_compared
     drop(mount);
 }
 
+/// A syncer that file modes bind: as root it would read any file, so this one runs as
+/// `nobody`, with inotify (fanotify needs root). Its scratch folder, replica and state become
+/// nobody's.
+fn unprivileged_syncer(s: &Scratch) -> Syncer {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in [&s.dst, &s.state] {
+        fs::create_dir_all(dir).unwrap();
+    }
+    for path in [s.dir.path(), &s.dst, &s.state] {
+        nix::unistd::chown(path, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    }
+    let mut command = Command::new(syncer_bin());
+    command
+        .args(["--backend", "inotify", "--state-dir"])
+        .arg(&s.state)
+        .arg("--status")
+        .arg(&s.status)
+        .arg(&s.src)
+        .arg(&s.dst)
+        .uid(nobody.uid.as_raw())
+        .gid(nobody.gid.as_raw());
+    let stderr = s.dir.path().join("stderr");
+    Syncer::spawn_command(command, &s.status, stderr).wait_ready()
+}
+
+/// Source-perm chaos: a directory whose permissions were taken while a file in it changed.
+/// The copy failed (EACCES), and when the permissions came back the event was the
+/// directory's, not the file's: the file must come along then.
+#[test]
+fn a_file_changed_in_a_directory_the_syncer_could_not_enter_arrives_once_it_can() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("skipped: running the syncer as another user needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fs::create_dir(s.src.join("d")).unwrap();
+    write(&s.src.join("d/f"), b"one");
+    let mut syncer = unprivileged_syncer(&s);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    let mode = |m| fs::Permissions::from_mode(m);
+    fs::set_permissions(s.src.join("d"), mode(0o000)).unwrap();
+    write(&s.src.join("d/f"), b"two, written by root meanwhile");
+    assert!(
+        wait_until(CONVERGE, || syncer.log().contains("Permission denied")),
+        "no permission report; stderr:\n{}",
+        syncer.log()
+    );
+    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    syncer.stop();
+}
+
+/// Source-perm chaos: a directory moved in while unreadable cannot be watched by a syncer
+/// that is no root (inotify needs read permission), and its later changes went unseen after
+/// its permissions came back.
+#[test]
+fn a_directory_moved_in_unreadable_is_watched_once_it_can_be_read() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("skipped: running the syncer as another user needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let outside = s.dir.path().join("outside");
+    fs::create_dir_all(outside.join("d")).unwrap();
+    write(&outside.join("d/f"), b"moved in");
+    let mut syncer = unprivileged_syncer(&s);
+    let mode = |m| fs::Permissions::from_mode(m);
+    fs::set_permissions(outside.join("d"), mode(0o000)).unwrap();
+    fs::rename(outside.join("d"), s.src.join("d")).unwrap();
+    assert!(
+        wait_until(CONVERGE, || syncer.log().contains("cannot watch")),
+        "no watch failure reported; stderr:\n{}",
+        syncer.log()
+    );
+    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    write(&s.src.join("d/later"), b"written once it could be watched");
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    syncer.stop();
+}
+
+/// Source-perm chaos seed 20: a directory made inside one whose permissions were taken
+/// could not be watched (inotify needs search permission on the way), and after the parent's
+/// permissions came back, files made in it went unseen.
+#[test]
+fn a_directory_made_inside_an_unreadable_one_is_watched_once_it_can_be_read() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("skipped: running the syncer as another user needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fs::create_dir(s.src.join("d")).unwrap();
+    let mut syncer = unprivileged_syncer(&s);
+    let mode = |m| fs::Permissions::from_mode(m);
+    fs::set_permissions(s.src.join("d"), mode(0o000)).unwrap();
+    fs::create_dir(s.src.join("d/sub")).unwrap();
+    assert!(
+        wait_until(CONVERGE, || syncer.log().contains("cannot watch")),
+        "no watch failure reported; stderr:\n{}",
+        syncer.log()
+    );
+    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    write(
+        &s.src.join("d/sub/later"),
+        b"written once it could be watched",
+    );
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    syncer.stop();
+}
+
+/// Source-perm chaos: a replica directory that took the source's mode 000 (its owner, the
+/// syncer, shut out too) could not be emptied when the source removed the directory.
+#[test]
+fn a_replica_directory_with_mode_000_is_removed_with_its_entries() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("skipped: running the syncer as another user needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fs::create_dir_all(s.src.join("d/sub")).unwrap();
+    write(&s.src.join("d/sub/f"), b"f");
+    let mut syncer = unprivileged_syncer(&s);
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    fs::set_permissions(s.src.join("d/sub"), fs::Permissions::from_mode(0o000)).unwrap();
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    fs::remove_dir_all(s.src.join("d")).unwrap();
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    syncer.stop();
+}
+
 /// The first entry below `root` that is the secret (by name or content), if any. Walked by
 /// directory fds, never through a symlink: the syncer swaps a replica directory for a symlink
 /// to the secrets while this runs, and a walk by path would list the secrets through it (that
