@@ -43,6 +43,8 @@ HARNESS_SYNCER_BIN="$bin_dir/syncer" \
 echo "== random-operation storms (harness chaos)" >&2
 cargo build --release -p syncer -p harness
 chaos_out="$(mktemp -d -t harness-chaos-XXXXXX)"
+# Others may enter (not list) it: source-perm cases run their syncer as user nobody.
+chmod 711 "$chaos_out"
 trap 'rm -rf "$smoke_out" "$chaos_out"; scripts/restore-sysctls.sh "$SYNCER_SYSCTL_SAVE_DIR"' EXIT
 chaos() {
   HARNESS_SYNCER_BIN="$target_dir/release/syncer" "$target_dir/release/harness" chaos \
@@ -53,9 +55,10 @@ chaos --seeds "${HARNESS_CHAOS_SEEDS:-40}" --target local --out "$chaos_out/loca
 chaos --seeds "${HARNESS_CHAOS_RSYNC_SEEDS:-10}" --target rsync --out "$chaos_out/rsync"
 echo "== chaos: $((SECONDS - started)) s" >&2
 
-# Fault scenarios (scenarios/faults/: the storm with SIGKILLed and SIGSTOPped syncers and a
-# SIGKILLed daemon): every case must converge with nothing lost. After each, nothing the
-# harness started may be left running or lying in its work dir. HARNESS_FAULT_SEEDS changes
+# Fault scenarios (scenarios/faults/: the storm with SIGKILLed and SIGSTOPped syncers, a
+# SIGKILLed daemon, a full or read-only replica disk, unreadable source entries): every case
+# must converge with nothing lost. After each, nothing the harness started may be left
+# running or lying in its work dir. HARNESS_FAULT_SEEDS changes
 # the budget.
 echo "== fault scenarios (harness chaos scenarios/faults/)" >&2
 started=$SECONDS

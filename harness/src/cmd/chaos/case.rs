@@ -63,6 +63,10 @@ pub struct CaseOutcome {
 /// at most (a few MiB), small enough that filling it takes milliseconds.
 const REPLICA_FS_MIB: u64 = 64;
 
+/// Who runs the syncer in cases whose faults need one that file modes bind (`source-perm`):
+/// a user every system has.
+const UNPRIVILEGED_USER: &str = "nobody";
+
 const READY_LIMIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(25);
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -159,18 +163,72 @@ fn ready(status: &Path) -> bool {
         .is_some_and(|v| v["ready"] == true)
 }
 
+/// The user an unprivileged syncer runs as.
+fn unprivileged_user() -> Result<nix::unistd::User, ChaosError> {
+    nix::unistd::User::from_name(UNPRIVILEGED_USER)
+        .ok()
+        .flatten()
+        .ok_or(ChaosError::NoUser(UNPRIVILEGED_USER))
+}
+
+/// Lets `user` reach and write what the syncer writes: the case folder (its status file), its
+/// state folder and a local replica. Every ancestor must let others enter.
+fn open_case_to(
+    user: &nix::unistd::User,
+    dir: &Path,
+    writable: &[&Path],
+) -> Result<(), ChaosError> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = fs::metadata(ancestor)
+            .map_err(ChaosError::io("stat", ancestor))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(ChaosError::Unreachable {
+                user: UNPRIVILEGED_USER,
+                dir: ancestor.to_path_buf(),
+            });
+        }
+    }
+    for path in std::iter::once(dir).chain(writable.iter().copied()) {
+        nix::unistd::chown(path, Some(user.uid), Some(user.gid))
+            .map_err(|e| ChaosError::io("chown", path)(std::io::Error::from(e)))?;
+    }
+    Ok(())
+}
+
 fn start_syncer(
     spec: &CaseSpec,
     src: &Path,
     replica: &Path,
     daemon: Option<&RsyncDaemon>,
+    user: Option<&nix::unistd::User>,
 ) -> Result<Running, ChaosError> {
+    use std::os::unix::process::CommandExt;
     let status = spec.dir.join("status.json");
     let state = spec.dir.join("state");
     fs::create_dir_all(&state).map_err(ChaosError::io("create", &state))?;
+    if let Some(user) = user {
+        let mut writable = vec![state.as_path()];
+        if daemon.is_none() {
+            writable.push(replica);
+        }
+        open_case_to(user, &spec.dir, &writable)?;
+    }
     let log = fs::File::create(spec.dir.join("syncer.log"))
         .map_err(ChaosError::file("create the syncer log"))?;
-    let mut cmd = Command::new(&spec.syncer);
+    // An unprivileged syncer runs from a copy in its case folder: the build's own folder may
+    // lie where other users cannot reach it (below a home directory, say).
+    let program = match user {
+        Some(_) => {
+            let copy = spec.dir.join("syncer");
+            fs::copy(&spec.syncer, &copy).map_err(ChaosError::io("copy", &spec.syncer))?;
+            copy
+        }
+        None => spec.syncer.clone(),
+    };
+    let mut cmd = Command::new(&program);
     cmd.arg("--backend")
         .arg(spec.backend.to_string())
         .arg("--status")
@@ -183,6 +241,10 @@ fn start_syncer(
         Some(d) => cmd.arg(d.url(MODULE)).env("RSYNC_PASSWORD", PASSWORD),
         None => cmd.arg(replica),
     };
+    if let Some(user) = user {
+        // std drops the supplementary groups too when it changes the uid as root.
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));
@@ -240,6 +302,19 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     } else {
         None
     };
+    // Faults on the source's permissions need a syncer they bind: root reads any file.
+    let user = if log
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::Fault(f) if f.needs_unprivileged_syncer()))
+    {
+        if spec.backend == Backend::Fanotify {
+            return Err(ChaosError::UnprivilegedFanotify);
+        }
+        Some(unprivileged_user()?)
+    } else {
+        None
+    };
     let replica = match &replica_fs {
         Some(mount) => mount.dir.join("replica"),
         None => spec.dir.join("replica"),
@@ -261,7 +336,7 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
                 .map_err(ChaosError::Daemon)?,
         ),
     };
-    let mut syncer = start_syncer(spec, &src, &replica, daemon.as_ref())?;
+    let mut syncer = start_syncer(spec, &src, &replica, daemon.as_ref(), user.as_ref())?;
     outcome.syncer_started = true;
     let started = Instant::now();
     let mut faults = Injector::new(&src, replica_fs.as_ref());
@@ -279,7 +354,8 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     // syncer sends every name of a linked file to the daemon in one `-H` run.
     let opts = CompareOptions {
         munged_links_ok: daemon.is_some(),
-        owners: nix::unistd::geteuid().is_root(),
+        // An unprivileged syncer cannot give its copies the source's owners.
+        owners: nix::unistd::geteuid().is_root() && user.is_none(),
         ignore_links: false,
     };
     let deadline = storm_end + spec.converge;

@@ -85,6 +85,18 @@ pub enum ChaosError {
         path: PathBuf,
         source: super::fault::FaultError,
     },
+    #[error(
+        "source-perm faults need an unprivileged syncer, and --backend fanotify needs root: run them with --backend inotify"
+    )]
+    UnprivilegedFanotify,
+    #[error(
+        "the unprivileged syncer ({user}) cannot enter {}: give --workdir a folder every user may enter (chmod o+x on it and its parents)", dir.display()
+    )]
+    Unreachable { user: &'static str, dir: PathBuf },
+    #[error(
+        "no user {0} on this machine: the unprivileged syncer of source-perm cases runs as it (add it with useradd)"
+    )]
+    NoUser(&'static str),
     /// Ctrl-C; the text says how to go on.
     #[error("{0}")]
     Interrupted(&'static str),

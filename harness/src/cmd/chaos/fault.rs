@@ -30,6 +30,15 @@ pub enum Fault {
     /// Remount the replica's filesystem read-only (retried while files are open for
     /// writing), and read-write again after `ro_ms`.
     ReadOnly { ro_ms: u32 },
+    /// Take every permission from `entries` source entries (files and directories, drawn
+    /// with the seed `pick` from the tree as it is then: mode 000) and give them back after
+    /// `deny_ms`. The case runs its syncer unprivileged (root reads whatever the mode), and
+    /// the storm, as root, goes on changing them meanwhile.
+    SourcePerm {
+        deny_ms: u32,
+        entries: u32,
+        pick: u32,
+    },
 }
 
 impl Fault {
@@ -40,6 +49,7 @@ impl Fault {
             Fault::DaemonRestart { .. } => "daemon-restart",
             Fault::DiskFull { .. } => "disk-full",
             Fault::ReadOnly { .. } => "read-only",
+            Fault::SourcePerm { .. } => "source-perm",
         }
     }
 
@@ -49,6 +59,26 @@ impl Fault {
         matches!(self, Fault::DiskFull { .. } | Fault::ReadOnly { .. })
     }
 
+    /// The fault only means something to a syncer that file modes bind: the case runs it as
+    /// an unprivileged user.
+    pub fn needs_unprivileged_syncer(&self) -> bool {
+        matches!(self, Fault::SourcePerm { .. })
+    }
+
+    /// This placement's own draw, for the kinds that choose what they act on.
+    fn with_pick(self, rng: &mut Rng) -> Fault {
+        match self {
+            Fault::SourcePerm {
+                deny_ms, entries, ..
+            } => Fault::SourcePerm {
+                deny_ms,
+                entries,
+                pick: rng.below(1 << 31) as u32,
+            },
+            other => other,
+        }
+    }
+
     /// The `[[fault]]` keys of this kind, in the op-log form's order.
     fn keys(&self) -> &'static [&'static str] {
         match self {
@@ -56,6 +86,7 @@ impl Fault {
             Fault::Sigstop { .. } => &["stop_ms", "flood"],
             Fault::DiskFull { .. } => &["full_ms"],
             Fault::ReadOnly { .. } => &["ro_ms"],
+            Fault::SourcePerm { .. } => &["deny_ms", "entries"],
         }
     }
 
@@ -66,6 +97,11 @@ impl Fault {
             Fault::DiskFull { full_ms } => vec![full_ms],
             Fault::ReadOnly { ro_ms } => vec![ro_ms],
             Fault::Sigstop { stop_ms, flood } => vec![stop_ms, flood],
+            Fault::SourcePerm {
+                deny_ms,
+                entries,
+                pick,
+            } => vec![deny_ms, entries, pick],
         }
     }
 
@@ -77,6 +113,11 @@ impl Fault {
             ("daemon-restart", &[down_ms]) => Some(Fault::DaemonRestart { down_ms }),
             ("disk-full", &[full_ms]) => Some(Fault::DiskFull { full_ms }),
             ("read-only", &[ro_ms]) => Some(Fault::ReadOnly { ro_ms }),
+            ("source-perm", &[deny_ms, entries, pick]) => Some(Fault::SourcePerm {
+                deny_ms,
+                entries,
+                pick,
+            }),
             _ => None,
         }
     }
@@ -106,6 +147,8 @@ pub struct FaultFile {
     pub flood: Option<u32>,
     pub full_ms: Option<u32>,
     pub ro_ms: Option<u32>,
+    pub deny_ms: Option<u32>,
+    pub entries: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -116,7 +159,7 @@ fn one() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
     #[error(
-        "[[fault]] {index}: unknown kind {kind:?}: give one of kill9, sigstop, daemon-restart, disk-full, read-only"
+        "[[fault]] {index}: unknown kind {kind:?}: give one of kill9, sigstop, daemon-restart, disk-full, read-only, source-perm"
     )]
     UnknownKind { index: usize, kind: String },
     #[error("[[fault]] {index} ({kind}): {key} does not apply to this kind (it takes {takes})")]
@@ -157,6 +200,12 @@ pub fn parse(tables: &[FaultFile]) -> Result<Vec<(Fault, u32)>, FaultError> {
                 "read-only" => Fault::ReadOnly {
                     ro_ms: t.ro_ms.unwrap_or(1000),
                 },
+                // `pick` is drawn for each fault where it is placed.
+                "source-perm" => Fault::SourcePerm {
+                    deny_ms: t.deny_ms.unwrap_or(1000),
+                    entries: t.entries.unwrap_or(3),
+                    pick: 0,
+                },
                 other => {
                     return Err(FaultError::UnknownKind {
                         index,
@@ -171,6 +220,8 @@ pub fn parse(tables: &[FaultFile]) -> Result<Vec<(Fault, u32)>, FaultError> {
                 ("flood", t.flood.is_some()),
                 ("full_ms", t.full_ms.is_some()),
                 ("ro_ms", t.ro_ms.is_some()),
+                ("deny_ms", t.deny_ms.is_some()),
+                ("entries", t.entries.is_some()),
             ];
             let takes = fault.keys();
             if let Some(&(key, _)) = given.iter().find(|(k, set)| *set && !takes.contains(k)) {
@@ -205,7 +256,7 @@ pub fn place(log: &mut OpLog, faults: &[(Fault, u32)], seed: u64) {
             for _ in 0..16 {
                 let k = first + rng.below((live.len() - first) as u64) as usize;
                 if !at.iter().any(|&(i, _)| i == live[k]) {
-                    at.push((live[k], fault));
+                    at.push((live[k], fault.with_pick(&mut rng)));
                     break;
                 }
             }
@@ -231,6 +282,8 @@ mod tests {
             flood: None,
             full_ms: None,
             ro_ms: None,
+            deny_ms: None,
+            entries: None,
         }
     }
 
@@ -286,6 +339,14 @@ mod tests {
         let faults = [
             (Fault::Kill9 { down_ms: 0 }, 5),
             (Fault::DaemonRestart { down_ms: 300 }, 1),
+            (
+                Fault::SourcePerm {
+                    deny_ms: 1500,
+                    entries: 3,
+                    pick: 0,
+                },
+                2,
+            ),
         ];
         let mut one = base.clone();
         place(&mut one, &faults, 7);
@@ -299,10 +360,21 @@ mod tests {
             .filter(|(_, op)| matches!(op, Op::Fault(_)))
             .map(|(i, _)| i)
             .collect();
-        assert_eq!(placed.len(), 6);
+        assert_eq!(placed.len(), 8);
+        // Each source-perm fault draws its own pick where it is placed.
+        let picks: Vec<u32> = one
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Fault(Fault::SourcePerm { pick, .. }) => Some(*pick),
+                _ => None,
+            })
+            .collect();
+        assert!(picks.len() == 2 && picks[0] != picks[1], "{picks:?}");
         assert!(placed.iter().all(|&i| i > one.setup), "{placed:?}");
         let text = one.render("test");
         assert!(text.contains("fault kill9 0\n") && text.contains("fault daemon-restart 300\n"));
+        assert!(text.contains("fault source-perm 1500 3 "), "{text}");
         assert_eq!(OpLog::parse(&text).unwrap(), one);
     }
 }

@@ -6,15 +6,21 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
 
 use super::case::Running;
 use super::error::ChaosError;
 use super::fault::Fault;
 use crate::host::tmpfs::TmpfsMount;
+use crate::storm::ops::Rng;
 use crate::sut::daemon::RsyncDaemon;
 
 /// How long a new flood folder gets before the syncer is stopped, for its inotify watch.
@@ -49,6 +55,9 @@ pub struct Injector<'a> {
     syncer_due: Option<Instant>,
     daemon_due: Option<Instant>,
     fs_due: Option<(Instant, FsFault)>,
+    /// Source entries whose permissions are taken, each with its mode to give back; held
+    /// open (O_PATH), so a rename by the storm meanwhile does not lose one.
+    perm_due: Option<(Instant, Vec<(OwnedFd, u32)>)>,
     floods: u32,
     pub done: Injected,
 }
@@ -61,6 +70,7 @@ impl<'a> Injector<'a> {
             syncer_due: None,
             daemon_due: None,
             fs_due: None,
+            perm_due: None,
             floods: 0,
             done: Injected::default(),
         }
@@ -135,6 +145,19 @@ impl<'a> Injector<'a> {
                 }
                 self.fs_due = Some((Instant::now() + ms(ro_ms), FsFault::ReadOnly));
             }
+            Fault::SourcePerm {
+                deny_ms,
+                entries,
+                pick,
+            } => {
+                self.undo_perm()?;
+                let denied = deny(self.src, entries, pick)?;
+                if denied.is_empty() {
+                    self.done.skipped += 1;
+                    return Ok(());
+                }
+                self.perm_due = Some((Instant::now() + ms(deny_ms), denied));
+            }
         }
         self.done.faults += 1;
         Ok(())
@@ -151,6 +174,20 @@ impl<'a> Injector<'a> {
             Some((_, FsFault::ReadOnly)) => mount
                 .remount_read_write()
                 .map_err(ChaosError::io("remount", &mount.dir))?,
+        }
+        self.done.last_end = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Gives the denied source entries their modes back, if that is still due.
+    fn undo_perm(&mut self) -> Result<(), ChaosError> {
+        let Some((_, denied)) = self.perm_due.take() else {
+            return Ok(());
+        };
+        for (fd, mode) in denied {
+            let path = fd_path(&fd);
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(ChaosError::io("chmod", &path))?;
         }
         self.done.last_end = Some(Instant::now());
         Ok(())
@@ -178,6 +215,9 @@ impl<'a> Injector<'a> {
         {
             self.undo_fs(mount)?;
         }
+        if self.perm_due.as_ref().is_some_and(|(due, _)| *due <= now) {
+            self.undo_perm()?;
+        }
         Ok(())
     }
 
@@ -190,6 +230,9 @@ impl<'a> Injector<'a> {
         self.syncer_due = self.syncer_due.map(|_| Instant::now());
         self.daemon_due = self.daemon_due.map(|_| Instant::now());
         self.fs_due = self.fs_due.map(|(_, fault)| (Instant::now(), fault));
+        if let Some((due, _)) = &mut self.perm_due {
+            *due = Instant::now();
+        }
         self.tick(syncer, daemon)
     }
 
@@ -223,6 +266,57 @@ fn flood_files(dir: &Path, n: u32) -> Result<(), ChaosError> {
         fs::File::create(&path).map_err(ChaosError::io("create", &path))?;
     }
     Ok(())
+}
+
+/// Takes every permission from `entries` entries of SOURCE (files and directories, not
+/// symlinks, whose mode is their target's), drawn with `pick` from the tree's sorted walk, so
+/// a replay denies the same ones. Returns each, held open, with the mode to give back.
+fn deny(src: &Path, entries: u32, pick: u32) -> Result<Vec<(OwnedFd, u32)>, ChaosError> {
+    let mut all = Vec::new();
+    walk(src, &mut all).map_err(ChaosError::io("walk", src))?;
+    all.sort();
+    let mut rng = Rng::new(u64::from(pick));
+    let mut denied = Vec::new();
+    for _ in 0..entries.min(all.len() as u32) {
+        let path = all.swap_remove(rng.below(all.len() as u64) as usize);
+        let meta = fs::symlink_metadata(&path).map_err(ChaosError::io("stat", &path))?;
+        let fd = nix::fcntl::open(
+            &path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ChaosError::io("open", &path)(io::Error::from(e)))?;
+        let held = fd_path(&fd);
+        fs::set_permissions(&held, fs::Permissions::from_mode(0o000))
+            .map_err(ChaosError::io("chmod", &path))?;
+        denied.push((fd, meta.permissions().mode() & 0o7777));
+    }
+    Ok(denied)
+}
+
+/// Files and directories below `dir` (not the flood folders, whose thousands of files would
+/// crowd out the storm's own).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            if entry.file_name().as_bytes().starts_with(b"flood-") {
+                continue;
+            }
+            walk(&path, out)?;
+            out.push(path);
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A name for the entry `fd` holds, whatever it is called now.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// The ballast file beside the replica, on the same filesystem.

@@ -16,6 +16,7 @@ pub mod op;
 pub mod report;
 pub mod shrink;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -56,6 +57,10 @@ pub fn main(args: &ChaosArgs, stop: &AtomicBool) -> Result<bool, ChaosError> {
         .prefix("harness-chaos-")
         .tempdir_in(&parent)
         .map_err(ChaosError::io("make a work dir in", &parent))?;
+    // Others may enter it (not list it): the unprivileged syncer of source-perm cases must
+    // reach its case folder.
+    std::fs::set_permissions(workdir.path(), std::fs::Permissions::from_mode(0o711))
+        .map_err(ChaosError::io("chmod", workdir.path()))?;
     if args.print_ops {
         let log = campaign::op_log(&config, config.seeds.0, workdir.path())?;
         print!("{}", log.render(&format!("seed {}", config.seeds.0)));
