@@ -96,7 +96,7 @@ impl Running {
     pub fn respawn(&mut self) -> Result<(), ChaosError> {
         // Gone already is fine: the old process is dead.
         let _ = fs::remove_file(&self.status);
-        self.child = self.command.spawn().map_err(ChaosError::io(
+        self.child = spawn(&mut self.command).map_err(ChaosError::io(
             "restart",
             Path::new(self.command.get_program()),
         ))?;
@@ -161,6 +161,24 @@ fn ready(status: &Path) -> bool {
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .is_some_and(|v| v["ready"] == true)
+}
+
+/// Starts `cmd`. A syncer copied into its case folder a moment ago can be busy (ETXTBSY):
+/// a process another case forked meanwhile holds the copy's write descriptor until it execs,
+/// so that is tried again for a while.
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match cmd.spawn() {
+            Err(err)
+                if err.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The user an unprivileged syncer runs as.
@@ -248,7 +266,7 @@ fn start_syncer(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));
-    let child = cmd.spawn().map_err(ChaosError::io("start", &spec.syncer))?;
+    let child = spawn(&mut cmd).map_err(ChaosError::io("start", &program))?;
     let mut running = Running {
         child,
         command: cmd,
