@@ -121,6 +121,10 @@ enum Checked {
     Missing,
     /// An ancestor is a symlink or not a directory: never list (its own entry settles it).
     Skip,
+    /// This syncer may not enter the source directory named (EACCES; only a syncer that is
+    /// no root meets this): nothing below it can be listed now, and its own entry, a bare
+    /// directory, settles none of it. Compared whole at its next mark (`Pending::denied`).
+    Denied(PathBuf),
 }
 
 impl RsyncTarget {
@@ -196,6 +200,9 @@ impl RsyncTarget {
         let dir = match self.source.open_dir(parent) {
             Ok(dir) => dir,
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Checked::Missing,
+            Err(err) if err.raw_os_error() == Some(libc::EACCES) => {
+                return Checked::Denied(self.first_denied(parent));
+            }
             Err(_) => return Checked::Skip,
         };
         match stat_at(dir.as_fd(), name) {
@@ -204,6 +211,19 @@ impl RsyncTarget {
             Err(err) if is_ancestor_gone(&err) => Checked::Skip,
             Err(_) => Checked::Present(Kind::Other, None),
         }
+    }
+
+    /// The highest directory of `dir` (itself included) this syncer may not enter.
+    fn first_denied(&self, dir: &Path) -> PathBuf {
+        let mut at = PathBuf::new();
+        for part in dir.components() {
+            at.push(part);
+            if matches!(self.source.open_dir(&at), Err(e) if e.raw_os_error() == Some(libc::EACCES))
+            {
+                return at;
+            }
+        }
+        dir.to_path_buf()
     }
 
     /// Options every run shares. The password travels in RSYNC_PASSWORD or the file, never
@@ -577,7 +597,7 @@ impl RsyncTarget {
                     Checked::Present(Kind::Dir, _) => Ancestor::Dir,
                     Checked::Present(..) => Ancestor::NotDir,
                     Checked::Missing => Ancestor::Missing,
-                    Checked::Skip => Ancestor::Unknown,
+                    Checked::Skip | Checked::Denied(_) => Ancestor::Unknown,
                 })
         })
     }
@@ -640,6 +660,12 @@ impl RsyncTarget {
             }
             Checked::Present(..) => subtree.to_path_buf(),
             Checked::Skip => return Ok(only_dirty()),
+            Checked::Denied(dir) => {
+                return Ok(Found {
+                    denied: vec![dir],
+                    ..Found::default()
+                });
+            }
         };
         let result = self
             .run_list(&[listed], ListKind::Changed)
@@ -1183,6 +1209,7 @@ impl Target for RsyncTarget {
                     missing.push(path.clone());
                 }
                 Checked::Skip => {}
+                Checked::Denied(dir) => outcome.denied.push(dir),
             }
         }
         // A path listed as missing that exists again (re-created) is simply present.

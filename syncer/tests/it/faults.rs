@@ -122,6 +122,12 @@ fn a_directory_removed_while_the_replica_is_read_only_and_made_again_is_compared
 /// `nobody`, with inotify (fanotify needs root). Its scratch folder, replica and state become
 /// nobody's.
 fn unprivileged_syncer(s: &Scratch) -> Syncer {
+    unprivileged_syncer_to(s, s.dst.as_os_str())
+}
+
+/// The same into `target` (a directory or an rsync URL; the password comes from the
+/// environment, as the password file is root's).
+fn unprivileged_syncer_to(s: &Scratch, target: &std::ffi::OsStr) -> Syncer {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
@@ -139,7 +145,8 @@ fn unprivileged_syncer(s: &Scratch) -> Syncer {
         .arg("--status")
         .arg(&s.status)
         .arg(&s.src)
-        .arg(&s.dst)
+        .arg(target)
+        .env("RSYNC_PASSWORD", crate::daemon::PASSWORD)
         .uid(nobody.uid.as_raw())
         .gid(nobody.gid.as_raw());
     let stderr = s.dir.path().join("stderr");
@@ -235,6 +242,48 @@ fn a_directory_made_inside_an_unreadable_one_is_watched_once_it_can_be_read() {
         b"written once it could be watched",
     );
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    syncer.stop();
+}
+
+/// Source-perm chaos seed 37, into a daemon: entries renamed out of a directory the syncer
+/// could not enter were taken for entries below a non-directory, whose own entry settles
+/// them, and their deletes never reached the daemon.
+#[test]
+fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_read() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("skipped: running the syncer as another user needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    let daemon = crate::daemon::Daemon::start(&s.dir.path().join("daemon"));
+    fs::create_dir(s.src.join("d")).unwrap();
+    write(&s.src.join("d/a"), b"a");
+    write(&s.src.join("d/b"), b"b");
+    let mut syncer = unprivileged_syncer_to(&s, std::ffi::OsStr::new(&daemon.url()));
+    let converges = |syncer: &Syncer| {
+        assert_converges_by(
+            compare_daemon_replica,
+            &s.src,
+            &daemon.module,
+            CONVERGE,
+            syncer,
+        )
+    };
+    converges(&syncer);
+    let mode = |m| fs::Permissions::from_mode(m);
+    fs::set_permissions(s.src.join("d"), mode(0o000)).unwrap();
+    fs::rename(s.src.join("d/a"), s.src.join("a")).unwrap();
+    fs::remove_file(s.src.join("d/b")).unwrap();
+    // The batch that carried the rename ran while `d` was shut.
+    assert!(
+        wait_until(CONVERGE, || daemon.module.join("a").exists()),
+        "the renamed file never reached the daemon; stderr:\n{}",
+        syncer.log()
+    );
+    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    converges(&syncer);
     syncer.stop();
 }
 
