@@ -171,7 +171,8 @@ impl LocalTarget {
     }
 
     /// The highest directory above `rel` that this syncer cannot enter, in the source or in
-    /// the replica (whose copy took the source's mode while the source had it).
+    /// the replica (whose copy took the source's mode while the source had it), or else its
+    /// parent when the replica's copy of it takes no writes from this syncer.
     fn blocking_dir(&self, rel: &Path) -> Option<PathBuf> {
         let parent = rel.parent()?;
         let mut at = PathBuf::new();
@@ -185,7 +186,16 @@ impl LocalTarget {
                 return Some(at);
             }
         }
-        None
+        // A replica directory whose copied mode denies its owner writes (0555): a syncer that
+        // is no root can add nothing to it until the source's mode changes.
+        let unwritable = !self.ops.as_root
+            && split(rel).is_some_and(|(parent, _)| {
+                open_dir_beneath(self.root.as_fd(), parent)
+                    .ok()
+                    .and_then(|dir| stat_fd(dir.as_fd()).ok())
+                    .is_some_and(|meta| meta.mode & 0o200 == 0)
+            });
+        unwritable.then(|| parent.to_path_buf())
     }
 
     /// Whether the source's entry at `rel` opens for reading now (or is gone: a retry

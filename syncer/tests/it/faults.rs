@@ -287,6 +287,39 @@ fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_rea
     syncer.stop();
 }
 
+/// A source directory its owner may not write (0555): the replica's copy takes that mode, and
+/// a syncer that is no root cannot put files in it. Reported once, not retried round after
+/// round; the files arrive when the directory's mode lets its owner write again.
+#[test]
+fn files_in_a_directory_its_owner_may_not_write_wait_for_its_mode_to_change() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("skipped: running the syncer as another user needs root");
+        return;
+    }
+    let _k = shared_kernel();
+    let s = Scratch::new();
+    fs::create_dir(s.src.join("ro")).unwrap();
+    write(&s.src.join("ro/f"), b"f");
+    let mode = |m| fs::Permissions::from_mode(m);
+    fs::set_permissions(s.src.join("ro"), mode(0o555)).unwrap();
+    let mut syncer = unprivileged_syncer(&s);
+    assert!(
+        syncer.log().contains("cannot be replicated"),
+        "{}",
+        syncer.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !syncer.log().contains("retrying with backoff"),
+        "a failure only a chmod can end is retried round after round:\n{}",
+        syncer.log()
+    );
+    fs::set_permissions(s.src.join("ro"), mode(0o755)).unwrap();
+    assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
+    syncer.stop();
+}
+
 /// Source-perm chaos: a replica directory that took the source's mode 000 (its owner, the
 /// syncer, shut out too) could not be emptied when the source removed the directory.
 #[test]
