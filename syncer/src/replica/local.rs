@@ -482,7 +482,7 @@ impl LocalTarget {
             match self.ops.copy_file(sdir.as_fd(), tdir.as_fd(), name, stats) {
                 Ok(Copied::Bytes(_) | Copied::Gone) => {}
                 // No longer a regular file: check it again by its current state.
-                Ok(Copied::NotAFile) => outcome.retry.push(parent.join(name)),
+                Ok(Copied::NotAFile | Copied::Rewritten) => outcome.retry.push(parent.join(name)),
                 Err(err) => self.record_error(&parent.join(name), &err, &mut outcome, stats),
             }
         }
@@ -665,7 +665,7 @@ impl LocalTarget {
                     }
                 }
                 Ok(Copied::Gone) => {}
-                Ok(Copied::NotAFile) => outcome.retry.push(rel.clone()),
+                Ok(Copied::NotAFile | Copied::Rewritten) => outcome.retry.push(rel.clone()),
                 Err(err) => self.record_error(rel, &err, &mut outcome, stats),
             }
         }

@@ -39,6 +39,9 @@ pub enum Copied {
     Gone,
     /// No longer a regular file in the source (its event settles it).
     NotAFile,
+    /// Rewritten while it was read: the copy could mix two versions, so none was made (its
+    /// retry copies the version it finds then).
+    Rewritten,
 }
 
 pub struct Ops {
@@ -296,6 +299,9 @@ impl Ops {
         )
         .map_err(io_err)?;
         let result = self.fill(&src, &dst, meta.size).and_then(|copied| {
+            if rewritten_meanwhile(&meta, &stat_fd(src.as_fd())?) {
+                return Ok(None);
+            }
             self.set_owner(dst.as_fd(), &meta)?;
             fchmod(dst.as_fd(), Mode::from_bits_truncate(meta.mode)).map_err(io_err)?;
             futimens(dst.as_fd(), &TimeSpec::UTIME_OMIT, &timespec(meta.mtime)).map_err(io_err)?;
@@ -304,10 +310,14 @@ impl Ops {
             }
             drop(dst);
             self.commit(dst_dir, &tmp, name, stats)?;
-            Ok(copied)
+            Ok(Some(copied))
         });
         match result {
-            Ok(copied) => {
+            Ok(None) => {
+                self.discard_tmp(dst_dir, &tmp);
+                Ok(Copied::Rewritten)
+            }
+            Ok(Some(copied)) => {
                 stats.ops.copy.fetch_add(1, Relaxed);
                 stats.bytes_copied.fetch_add(copied, Relaxed);
                 Ok(Copied::Bytes(copied))
@@ -581,6 +591,15 @@ impl Ops {
 
 /// Whether two regular files in `dir` hold the same bytes with the same mode and mtime
 /// (read only when size, mode and mtime already agree).
+/// Whether a file changed while it was copied in a way that can leave the copy a mix of two
+/// versions: written at the same size (a rewrite in place), or cut shorter. A file that only
+/// grew (a log being appended to) is taken as copied: what was read is a prefix the file had,
+/// and its next event copies the rest; so a rewrite that also grows it can still mix.
+fn rewritten_meanwhile(before: &Meta, after: &Meta) -> bool {
+    let changed = (after.mtime, after.ctime) != (before.mtime, before.ctime);
+    changed && after.size <= before.size
+}
+
 fn same_file_content(dir: BorrowedFd<'_>, a: &OsStr, b: &OsStr) -> io::Result<bool> {
     use std::io::Read;
     let (Some(ma), Some(mb)) = (stat_at(dir, a)?, stat_at(dir, b)?) else {

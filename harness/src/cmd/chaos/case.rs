@@ -357,7 +357,7 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     let mut syncer = start_syncer(spec, &src, &replica, daemon.as_ref(), user.as_ref())?;
     outcome.syncer_started = true;
     let started = Instant::now();
-    let mut faults = Injector::new(&src, replica_fs.as_ref());
+    let mut faults = Injector::new(&src, &replica, replica_fs.as_ref());
     for op in log.live() {
         faults.tick(&mut syncer, daemon.as_mut())?;
         match op {
@@ -396,6 +396,11 @@ fn run_into(log: &OpLog, spec: &CaseSpec, outcome: &mut CaseOutcome) -> Result<(
     }
     faults.count_lives(&syncer);
     let done = faults.done;
+    if let Some(torn) = &done.torn {
+        outcome.problem = Some(format!(
+            "the replica held a torn copy, two versions of a file mixed: {torn}"
+        ));
+    }
     (outcome.faults, outcome.overflows, outcome.reconciles) =
         (done.faults, done.overflows, done.reconciles);
     let stopped = syncer.stop();

@@ -39,6 +39,15 @@ pub enum Fault {
         entries: u32,
         pick: u32,
     },
+    /// For `rewrite_ms`, rewrite `files` files of `size_kib` KiB in place, one version after
+    /// another (same size; every 4 KiB block names its version), while the syncer copies
+    /// them; at each quiet moment (0.1 s after a round) the replica's copies are read: each
+    /// must be one version whole, never a mix of two.
+    RewriteDuringCopy {
+        rewrite_ms: u32,
+        files: u32,
+        size_kib: u32,
+    },
 }
 
 impl Fault {
@@ -50,6 +59,7 @@ impl Fault {
             Fault::DiskFull { .. } => "disk-full",
             Fault::ReadOnly { .. } => "read-only",
             Fault::SourcePerm { .. } => "source-perm",
+            Fault::RewriteDuringCopy { .. } => "rewrite-during-copy",
         }
     }
 
@@ -87,6 +97,7 @@ impl Fault {
             Fault::DiskFull { .. } => &["full_ms"],
             Fault::ReadOnly { .. } => &["ro_ms"],
             Fault::SourcePerm { .. } => &["deny_ms", "entries"],
+            Fault::RewriteDuringCopy { .. } => &["rewrite_ms", "files", "size_kib"],
         }
     }
 
@@ -102,6 +113,11 @@ impl Fault {
                 entries,
                 pick,
             } => vec![deny_ms, entries, pick],
+            Fault::RewriteDuringCopy {
+                rewrite_ms,
+                files,
+                size_kib,
+            } => vec![rewrite_ms, files, size_kib],
         }
     }
 
@@ -118,6 +134,13 @@ impl Fault {
                 entries,
                 pick,
             }),
+            ("rewrite-during-copy", &[rewrite_ms, files, size_kib]) => {
+                Some(Fault::RewriteDuringCopy {
+                    rewrite_ms,
+                    files,
+                    size_kib,
+                })
+            }
             _ => None,
         }
     }
@@ -149,6 +172,9 @@ pub struct FaultFile {
     pub ro_ms: Option<u32>,
     pub deny_ms: Option<u32>,
     pub entries: Option<u32>,
+    pub rewrite_ms: Option<u32>,
+    pub files: Option<u32>,
+    pub size_kib: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -159,7 +185,7 @@ fn one() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
     #[error(
-        "[[fault]] {index}: unknown kind {kind:?}: give one of kill9, sigstop, daemon-restart, disk-full, read-only, source-perm"
+        "[[fault]] {index}: unknown kind {kind:?}: give one of kill9, sigstop, daemon-restart, disk-full, read-only, source-perm, rewrite-during-copy"
     )]
     UnknownKind { index: usize, kind: String },
     #[error("[[fault]] {index} ({kind}): {key} does not apply to this kind (it takes {takes})")]
@@ -206,6 +232,11 @@ pub fn parse(tables: &[FaultFile]) -> Result<Vec<(Fault, u32)>, FaultError> {
                     entries: t.entries.unwrap_or(3),
                     pick: 0,
                 },
+                "rewrite-during-copy" => Fault::RewriteDuringCopy {
+                    rewrite_ms: t.rewrite_ms.unwrap_or(1000),
+                    files: t.files.unwrap_or(4),
+                    size_kib: t.size_kib.unwrap_or(4096),
+                },
                 other => {
                     return Err(FaultError::UnknownKind {
                         index,
@@ -222,6 +253,9 @@ pub fn parse(tables: &[FaultFile]) -> Result<Vec<(Fault, u32)>, FaultError> {
                 ("ro_ms", t.ro_ms.is_some()),
                 ("deny_ms", t.deny_ms.is_some()),
                 ("entries", t.entries.is_some()),
+                ("rewrite_ms", t.rewrite_ms.is_some()),
+                ("files", t.files.is_some()),
+                ("size_kib", t.size_kib.is_some()),
             ];
             let takes = fault.keys();
             if let Some(&(key, _)) = given.iter().find(|(k, set)| *set && !takes.contains(k)) {
@@ -284,6 +318,9 @@ mod tests {
             ro_ms: None,
             deny_ms: None,
             entries: None,
+            rewrite_ms: None,
+            files: None,
+            size_kib: None,
         }
     }
 

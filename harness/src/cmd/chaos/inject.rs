@@ -38,6 +38,8 @@ pub struct Injected {
     /// The syncer's overflow and reconcile counters, summed over its lives.
     pub overflows: u64,
     pub reconciles: u64,
+    /// The first replica copy found holding two versions of a rewritten file at once.
+    pub torn: Option<String>,
 }
 
 /// What the replica's filesystem is going through until its fault is undone.
@@ -50,6 +52,8 @@ enum FsFault {
 /// The faults of one case in progress.
 pub struct Injector<'a> {
     src: &'a Path,
+    /// The replica directory (the daemon's module for daemon targets), read for torn copies.
+    replica: &'a Path,
     /// The replica's own filesystem, for the faults that act on it.
     replica_fs: Option<&'a TmpfsMount>,
     syncer_due: Option<Instant>,
@@ -59,19 +63,22 @@ pub struct Injector<'a> {
     /// open (O_PATH), so a rename by the storm meanwhile does not lose one.
     perm_due: Option<(Instant, Vec<(OwnedFd, u32)>)>,
     floods: u32,
+    rewrites: u32,
     pub done: Injected,
 }
 
 impl<'a> Injector<'a> {
-    pub fn new(src: &'a Path, replica_fs: Option<&'a TmpfsMount>) -> Self {
+    pub fn new(src: &'a Path, replica: &'a Path, replica_fs: Option<&'a TmpfsMount>) -> Self {
         Self {
             src,
+            replica,
             replica_fs,
             syncer_due: None,
             daemon_due: None,
             fs_due: None,
             perm_due: None,
             floods: 0,
+            rewrites: 0,
             done: Injected::default(),
         }
     }
@@ -158,6 +165,11 @@ impl<'a> Injector<'a> {
                 }
                 self.perm_due = Some((Instant::now() + ms(deny_ms), denied));
             }
+            Fault::RewriteDuringCopy {
+                rewrite_ms,
+                files,
+                size_kib,
+            } => self.rewrite_during_copy(rewrite_ms, files, size_kib)?,
         }
         self.done.faults += 1;
         Ok(())
@@ -250,6 +262,51 @@ impl<'a> Injector<'a> {
         Ok(())
     }
 
+    /// Rewrites `files` files in a folder of their own (`rewrite-K/`) in place, version after
+    /// version, for `rewrite_ms`, reading the replica's copies at each quiet moment (a pause
+    /// after each round).
+    fn rewrite_during_copy(
+        &mut self,
+        rewrite_ms: u32,
+        files: u32,
+        size_kib: u32,
+    ) -> Result<(), ChaosError> {
+        self.rewrites += 1;
+        let rel = PathBuf::from(format!("rewrite-{}", self.rewrites));
+        let dir = self.src.join(&rel);
+        fs::create_dir(&dir).map_err(ChaosError::io("create", &dir))?;
+        let blocks = u64::from(size_kib / 4).max(1);
+        let names: Vec<String> = (0..files).map(|i| format!("f{i}")).collect();
+        for name in &names {
+            let path = dir.join(name);
+            write_version(&path, 0, blocks).map_err(ChaosError::io("write", &path))?;
+        }
+        // Time for the first copies, so later rounds rewrite files being copied.
+        std::thread::sleep(WATCH_GRACE);
+        let end = Instant::now() + ms(rewrite_ms);
+        let mut version = 0;
+        while Instant::now() < end {
+            version += 1;
+            for name in &names {
+                let path = dir.join(name);
+                write_version(&path, version, blocks).map_err(ChaosError::io("write", &path))?;
+            }
+            // A quiet moment: a copy the syncer took while a version was half written is
+            // replaced by now (the close that ended the version asks for it).
+            std::thread::sleep(QUIET);
+            for name in &names {
+                let copy = self.replica.join(&rel).join(name);
+                if let Some(mix) = mixed_versions(&copy) {
+                    self.done
+                        .torn
+                        .get_or_insert(format!("{}: {mix}", rel.join(name).display()));
+                }
+            }
+        }
+        self.done.last_end = Some(Instant::now());
+        Ok(())
+    }
+
     /// A folder of its own for the next flood: `flood-K`.
     fn flood_dir(&mut self) -> Result<PathBuf, ChaosError> {
         self.floods += 1;
@@ -317,6 +374,54 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
 /// A name for the entry `fd` holds, whatever it is called now.
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// How long the rewriter pauses before it reads the replica's copies.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// One 4 KiB block of a rewritten file: its version and its index, then filler of the
+/// version's own.
+const BLOCK: usize = 4096;
+
+/// Writes version `version` of a rewritten file over the old one in place (no truncation:
+/// every version has the same size), in 64 KiB writes, so a reader can meet a mix.
+fn write_version(path: &Path, version: u64, blocks: u64) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let mut chunk = Vec::with_capacity(16 * BLOCK);
+    for index in 0..blocks {
+        let mut block = [(version as u8).wrapping_mul(31).wrapping_add(7); BLOCK];
+        block[..8].copy_from_slice(&version.to_le_bytes());
+        block[8..16].copy_from_slice(&index.to_le_bytes());
+        chunk.extend_from_slice(&block);
+        if chunk.len() == 16 * BLOCK || index + 1 == blocks {
+            file.write_all(&chunk)?;
+            chunk.clear();
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a replica copy of a rewritten file, if it mixes versions (or blocks):
+/// None for a whole version, a missing copy, or one cut short (an rsync run writing a new file
+/// in place; the final compare sees that).
+fn mixed_versions(copy: &Path) -> Option<String> {
+    let bytes = fs::read(copy).ok()?;
+    let version = |block: &[u8]| u64::from_le_bytes(block[..8].try_into().unwrap_or_default());
+    let first = bytes.get(..BLOCK).map(version)?;
+    for (index, block) in bytes.chunks_exact(BLOCK).enumerate() {
+        let at = u64::from_le_bytes(block[8..16].try_into().unwrap_or_default());
+        if version(block) != first || at != index as u64 {
+            return Some(format!(
+                "block {index} holds version {} (block {at}), block 0 version {first}",
+                version(block)
+            ));
+        }
+    }
+    None
 }
 
 /// The ballast file beside the replica, on the same filesystem.

@@ -484,7 +484,7 @@ enum LineError {
     #[error("expected a fault kind")]
     ExpectedFaultKind,
     #[error(
-        "bad fault {0:?} (kill9 DOWN_MS, sigstop STOP_MS FLOOD, daemon-restart DOWN_MS, disk-full FULL_MS, read-only RO_MS or source-perm DENY_MS ENTRIES PICK)"
+        "bad fault {0:?} (kill9 DOWN_MS, sigstop STOP_MS FLOOD, daemon-restart DOWN_MS, disk-full FULL_MS, read-only RO_MS, source-perm DENY_MS ENTRIES PICK or rewrite-during-copy REWRITE_MS FILES SIZE_KIB)"
     )]
     BadFault(String),
 }
