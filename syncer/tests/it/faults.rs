@@ -118,6 +118,21 @@ fn a_directory_removed_while_the_replica_is_read_only_and_made_again_is_compared
     drop(mount);
 }
 
+/// Whether this run may start a syncer as another user (it takes root); says so when not.
+fn can_run_unprivileged() -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!("skipped: running the syncer as another user needs root");
+    }
+    root
+}
+
+/// Sets the permission bits of `path`.
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
 /// A syncer that file modes bind: as root it would read any file, so this one runs as
 /// `nobody`, with inotify (fanotify needs root). Its scratch folder, replica and state become
 /// nobody's.
@@ -128,10 +143,9 @@ fn unprivileged_syncer(s: &Scratch) -> Syncer {
 /// The same into `target` (a directory or an rsync URL; the password comes from the
 /// environment, as the password file is root's).
 fn unprivileged_syncer_to(s: &Scratch, target: &std::ffi::OsStr) -> Syncer {
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    chmod(s.dir.path(), 0o755);
     for dir in [&s.dst, &s.state] {
         fs::create_dir_all(dir).unwrap();
     }
@@ -158,9 +172,7 @@ fn unprivileged_syncer_to(s: &Scratch, target: &std::ffi::OsStr) -> Syncer {
 /// directory's, not the file's: the file must come along then.
 #[test]
 fn a_file_changed_in_a_directory_the_syncer_could_not_enter_arrives_once_it_can() {
-    use std::os::unix::fs::PermissionsExt;
-    if !is_root() {
-        eprintln!("skipped: running the syncer as another user needs root");
+    if !can_run_unprivileged() {
         return;
     }
     let _k = shared_kernel();
@@ -169,15 +181,14 @@ fn a_file_changed_in_a_directory_the_syncer_could_not_enter_arrives_once_it_can(
     write(&s.src.join("d/f"), b"one");
     let mut syncer = unprivileged_syncer(&s);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
-    let mode = |m| fs::Permissions::from_mode(m);
-    fs::set_permissions(s.src.join("d"), mode(0o000)).unwrap();
+    chmod(&s.src.join("d"), 0o000);
     write(&s.src.join("d/f"), b"two, written by root meanwhile");
     assert!(
         wait_until(CONVERGE, || syncer.log().contains("Permission denied")),
         "no permission report; stderr:\n{}",
         syncer.log()
     );
-    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    chmod(&s.src.join("d"), 0o755);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     syncer.stop();
 }
@@ -187,9 +198,7 @@ fn a_file_changed_in_a_directory_the_syncer_could_not_enter_arrives_once_it_can(
 /// its permissions came back.
 #[test]
 fn a_directory_moved_in_unreadable_is_watched_once_it_can_be_read() {
-    use std::os::unix::fs::PermissionsExt;
-    if !is_root() {
-        eprintln!("skipped: running the syncer as another user needs root");
+    if !can_run_unprivileged() {
         return;
     }
     let _k = shared_kernel();
@@ -198,15 +207,14 @@ fn a_directory_moved_in_unreadable_is_watched_once_it_can_be_read() {
     fs::create_dir_all(outside.join("d")).unwrap();
     write(&outside.join("d/f"), b"moved in");
     let mut syncer = unprivileged_syncer(&s);
-    let mode = |m| fs::Permissions::from_mode(m);
-    fs::set_permissions(outside.join("d"), mode(0o000)).unwrap();
+    chmod(&outside.join("d"), 0o000);
     fs::rename(outside.join("d"), s.src.join("d")).unwrap();
     assert!(
         wait_until(CONVERGE, || syncer.log().contains("cannot watch")),
         "no watch failure reported; stderr:\n{}",
         syncer.log()
     );
-    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    chmod(&s.src.join("d"), 0o755);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     write(&s.src.join("d/later"), b"written once it could be watched");
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
@@ -218,24 +226,21 @@ fn a_directory_moved_in_unreadable_is_watched_once_it_can_be_read() {
 /// permissions came back, files made in it went unseen.
 #[test]
 fn a_directory_made_inside_an_unreadable_one_is_watched_once_it_can_be_read() {
-    use std::os::unix::fs::PermissionsExt;
-    if !is_root() {
-        eprintln!("skipped: running the syncer as another user needs root");
+    if !can_run_unprivileged() {
         return;
     }
     let _k = shared_kernel();
     let s = Scratch::new();
     fs::create_dir(s.src.join("d")).unwrap();
     let mut syncer = unprivileged_syncer(&s);
-    let mode = |m| fs::Permissions::from_mode(m);
-    fs::set_permissions(s.src.join("d"), mode(0o000)).unwrap();
+    chmod(&s.src.join("d"), 0o000);
     fs::create_dir(s.src.join("d/sub")).unwrap();
     assert!(
         wait_until(CONVERGE, || syncer.log().contains("cannot watch")),
         "no watch failure reported; stderr:\n{}",
         syncer.log()
     );
-    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    chmod(&s.src.join("d"), 0o755);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     write(
         &s.src.join("d/sub/later"),
@@ -250,9 +255,7 @@ fn a_directory_made_inside_an_unreadable_one_is_watched_once_it_can_be_read() {
 /// them, and their deletes never reached the daemon.
 #[test]
 fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_read() {
-    use std::os::unix::fs::PermissionsExt;
-    if !is_root() {
-        eprintln!("skipped: running the syncer as another user needs root");
+    if !can_run_unprivileged() {
         return;
     }
     let _k = shared_kernel();
@@ -272,8 +275,7 @@ fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_rea
         )
     };
     converges(&syncer);
-    let mode = |m| fs::Permissions::from_mode(m);
-    fs::set_permissions(s.src.join("d"), mode(0o000)).unwrap();
+    chmod(&s.src.join("d"), 0o000);
     fs::rename(s.src.join("d/a"), s.src.join("a")).unwrap();
     fs::remove_file(s.src.join("d/b")).unwrap();
     // The batch that carried the rename ran while `d` was shut.
@@ -282,7 +284,7 @@ fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_rea
         "the renamed file never reached the daemon; stderr:\n{}",
         syncer.log()
     );
-    fs::set_permissions(s.src.join("d"), mode(0o755)).unwrap();
+    chmod(&s.src.join("d"), 0o755);
     converges(&syncer);
     syncer.stop();
 }
@@ -292,17 +294,14 @@ fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_rea
 /// round; the files arrive when the directory's mode lets its owner write again.
 #[test]
 fn files_in_a_directory_its_owner_may_not_write_wait_for_its_mode_to_change() {
-    use std::os::unix::fs::PermissionsExt;
-    if !is_root() {
-        eprintln!("skipped: running the syncer as another user needs root");
+    if !can_run_unprivileged() {
         return;
     }
     let _k = shared_kernel();
     let s = Scratch::new();
     fs::create_dir(s.src.join("ro")).unwrap();
     write(&s.src.join("ro/f"), b"f");
-    let mode = |m| fs::Permissions::from_mode(m);
-    fs::set_permissions(s.src.join("ro"), mode(0o555)).unwrap();
+    chmod(&s.src.join("ro"), 0o555);
     let mut syncer = unprivileged_syncer(&s);
     assert!(
         syncer.log().contains("cannot be replicated"),
@@ -315,7 +314,7 @@ fn files_in_a_directory_its_owner_may_not_write_wait_for_its_mode_to_change() {
         "a failure only a chmod can end is retried round after round:\n{}",
         syncer.log()
     );
-    fs::set_permissions(s.src.join("ro"), mode(0o755)).unwrap();
+    chmod(&s.src.join("ro"), 0o755);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     syncer.stop();
 }
@@ -324,9 +323,7 @@ fn files_in_a_directory_its_owner_may_not_write_wait_for_its_mode_to_change() {
 /// syncer, shut out too) could not be emptied when the source removed the directory.
 #[test]
 fn a_replica_directory_with_mode_000_is_removed_with_its_entries() {
-    use std::os::unix::fs::PermissionsExt;
-    if !is_root() {
-        eprintln!("skipped: running the syncer as another user needs root");
+    if !can_run_unprivileged() {
         return;
     }
     let _k = shared_kernel();
@@ -335,7 +332,7 @@ fn a_replica_directory_with_mode_000_is_removed_with_its_entries() {
     write(&s.src.join("d/sub/f"), b"f");
     let mut syncer = unprivileged_syncer(&s);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
-    fs::set_permissions(s.src.join("d/sub"), fs::Permissions::from_mode(0o000)).unwrap();
+    chmod(&s.src.join("d/sub"), 0o000);
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
     fs::remove_dir_all(s.src.join("d")).unwrap();
     assert_converges(&s.src, &s.dst, CONVERGE, &syncer);
