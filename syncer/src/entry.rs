@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{SFlag, fstatat};
@@ -140,6 +140,25 @@ fn kind_of(t: nix::dir::Type) -> Kind {
 /// Splits a relative path into its parent and last component ("" has no name).
 pub fn split(rel: &Path) -> Option<(&Path, &OsStr)> {
     Some((rel.parent()?, rel.file_name()?))
+}
+
+/// A permission error (EACCES): the entry is not for this syncer to read now (only a syncer
+/// that is no root meets this).
+pub fn is_denied(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EACCES)
+}
+
+/// The highest directory of `dir` (itself included) that `open` refuses with EACCES, walking
+/// down from the top.
+pub fn first_denied(dir: &Path, open: impl Fn(&Path) -> io::Result<()>) -> Option<PathBuf> {
+    let mut at = PathBuf::new();
+    for part in dir.components() {
+        at.push(part);
+        if matches!(open(&at), Err(e) if is_denied(&e)) {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// True for errors meaning "an ancestor of this path is gone or no longer a directory": the

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use crate::entry::{Kind, Meta, is_ancestor_gone, list_dir, split, stat_at};
+use crate::entry::{Kind, Meta, is_ancestor_gone, is_denied, list_dir, split, stat_at};
 use crate::exclude::Excludes;
 use crate::links::Ino;
 use crate::source::SourceTree;
@@ -336,11 +336,6 @@ impl<'a> Compare<'a> {
             }
         }
     }
-}
-
-/// A permission error: the directory is not for this syncer to read now.
-fn is_denied(err: &io::Error) -> bool {
-    err.raw_os_error() == Some(libc::EACCES)
 }
 
 /// Regular files below `subtree` whose source ctime is at or after `since_ns` (none without

@@ -20,7 +20,9 @@ use super::backup::Backup;
 use super::local_ops::{Copied, Ops};
 use super::{Outcome, Target, TargetOptions, Trouble, is_transient};
 use crate::change::Rename;
-use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at, stat_fd};
+use crate::entry::{
+    Kind, Meta, first_denied, is_ancestor_gone, is_denied, split, stat_at, stat_fd,
+};
 use crate::exclude::ExcludeSet;
 use crate::guard::{DeleteBudget, DeleteRefused};
 use crate::links::resolve::{self, Group};
@@ -175,16 +177,13 @@ impl LocalTarget {
     /// parent when the replica's copy of it takes no writes from this syncer.
     fn blocking_dir(&self, rel: &Path) -> Option<PathBuf> {
         let parent = rel.parent()?;
-        let mut at = PathBuf::new();
-        let refuses =
-            |r: io::Result<OwnedFd>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EACCES));
-        for part in parent.components() {
-            at.push(part);
-            if refuses(self.source.open_dir(&at))
-                || refuses(open_dir_beneath(self.root.as_fd(), &at))
-            {
-                return Some(at);
-            }
+        // Refused on either side: the source's refusal first, as the walk always looked.
+        let open = |at: &Path| match self.source.open_dir(at) {
+            Err(err) if is_denied(&err) => Err(err),
+            _ => open_dir_beneath(self.root.as_fd(), at).map(drop),
+        };
+        if let Some(dir) = first_denied(parent, open) {
+            return Some(dir);
         }
         // A replica directory whose copied mode denies its owner writes (0555): a syncer that
         // is no root can add nothing to it until the source's mode changes.

@@ -37,7 +37,7 @@ use super::rsync_plan::{
 use super::rsync_run::{Failure, RunResult, Started, classify, finish, run, spawn};
 use super::rsync_url::RsyncUrl;
 use super::{Outcome, Target, TargetOptions, Trouble};
-use crate::entry::{Kind, Meta, is_ancestor_gone, split, stat_at};
+use crate::entry::{Kind, Meta, first_denied, is_ancestor_gone, is_denied, split, stat_at};
 use crate::exclude::ExcludeSet;
 use crate::guard::{DeleteBudget, DeleteRefused};
 use crate::links::resolve;
@@ -200,8 +200,9 @@ impl RsyncTarget {
         let dir = match self.source.open_dir(parent) {
             Ok(dir) => dir,
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Checked::Missing,
-            Err(err) if err.raw_os_error() == Some(libc::EACCES) => {
-                return Checked::Denied(self.first_denied(parent));
+            Err(err) if is_denied(&err) => {
+                let open = |at: &Path| self.source.open_dir(at).map(drop);
+                return Checked::Denied(first_denied(parent, open).unwrap_or(parent.to_path_buf()));
             }
             Err(_) => return Checked::Skip,
         };
@@ -211,19 +212,6 @@ impl RsyncTarget {
             Err(err) if is_ancestor_gone(&err) => Checked::Skip,
             Err(_) => Checked::Present(Kind::Other, None),
         }
-    }
-
-    /// The highest directory of `dir` (itself included) this syncer may not enter.
-    fn first_denied(&self, dir: &Path) -> PathBuf {
-        let mut at = PathBuf::new();
-        for part in dir.components() {
-            at.push(part);
-            if matches!(self.source.open_dir(&at), Err(e) if e.raw_os_error() == Some(libc::EACCES))
-            {
-                return at;
-            }
-        }
-        dir.to_path_buf()
     }
 
     /// Options every run shares. The password travels in RSYNC_PASSWORD or the file, never

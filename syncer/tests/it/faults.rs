@@ -265,16 +265,7 @@ fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_rea
     write(&s.src.join("d/a"), b"a");
     write(&s.src.join("d/b"), b"b");
     let mut syncer = unprivileged_syncer_to(&s, std::ffi::OsStr::new(&daemon.url()));
-    let converges = |syncer: &Syncer| {
-        assert_converges_by(
-            compare_daemon_replica,
-            &s.src,
-            &daemon.module,
-            CONVERGE,
-            syncer,
-        )
-    };
-    converges(&syncer);
+    crate::rsync::converges(&s, &daemon, &syncer);
     chmod(&s.src.join("d"), 0o000);
     fs::rename(s.src.join("d/a"), s.src.join("a")).unwrap();
     fs::remove_file(s.src.join("d/b")).unwrap();
@@ -285,7 +276,7 @@ fn entries_gone_from_an_unreadable_directory_leave_the_daemon_once_it_can_be_rea
         syncer.log()
     );
     chmod(&s.src.join("d"), 0o755);
-    converges(&syncer);
+    crate::rsync::converges(&s, &daemon, &syncer);
     syncer.stop();
 }
 

@@ -25,7 +25,8 @@ fn start(s: &Scratch, daemons: &[&Daemon], local: bool, options: &[&str]) -> Syn
     Syncer::spawn_to(&s.src, &targets, &s.state, &s.status, &all).wait_ready()
 }
 
-fn converges(s: &Scratch, daemon: &Daemon, syncer: &Syncer) {
+/// Waits until the daemon's replica equals the source (symlinks munged by the daemon).
+pub fn converges(s: &Scratch, daemon: &Daemon, syncer: &Syncer) {
     assert_converges_by(
         compare_daemon_replica,
         &s.src,
