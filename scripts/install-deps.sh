@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the harness need, only when they are missing:
 # rsync (daemon target and baselines), inotify-tools (the classic script's inotifywait),
-# lsyncd (baseline), e2fsprogs (loop-mounted ext4 sources in the delete-guard tests). Safe to run again; needs root (or sudo) only when something is missing.
+# lsyncd (baseline), e2fsprogs (loop-mounted ext4 sources in the delete-guard tests), nftables (loss and
+# partitions inside the network namespaces of the net fault scenarios). Safe to run again; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,7 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v inotifywait >/dev/null 2>&1 || need+=(inotify-tools)
 command -v lsyncd >/dev/null 2>&1 || need+=(lsyncd)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -92,3 +92,56 @@ fn a_killed_syncer_and_a_killed_daemon_lose_nothing() {
         assert!(summary.contains("faults per case"), "{summary}");
     }
 }
+
+/// `rsync -r SRC/ URL` with the daemon's password; true when it succeeded.
+fn push(src: &Path, url: &str, password_file: &Path, timeout_s: u32) -> bool {
+    Command::new("rsync")
+        .arg("-r")
+        .arg(format!("--timeout={timeout_s}"))
+        .arg(format!("--contimeout={timeout_s}"))
+        .arg(format!("--password-file={}", password_file.display()))
+        .arg(format!("{}/", src.display()))
+        .arg(url)
+        .output()
+        .expect("rsync runs")
+        .status
+        .success()
+}
+
+#[test]
+fn a_replica_host_in_a_namespace_is_reached_cut_off_healed_and_leaves_nothing_behind() {
+    use harness::host::netns::{NetNs, Rules};
+    use harness::sut::daemon::{MODULE, RsyncDaemon};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, replica) = (dir.path().join("src"), dir.path().join("replica"));
+    for d in [&src, &replica] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(src.join("a"), "one").expect("write");
+    let ns = NetNs::create().expect("a namespace (root, iproute2, util-linux)");
+    let link = format!("/sys/class/net/hx{}h", ns.slot);
+    let daemon = RsyncDaemon::start_in(&ns, &dir.path().join("d"), &replica, &dir.path().join("f"))
+        .expect("a daemon inside");
+    let url = daemon.url(MODULE);
+    assert!(url.contains(&ns.ns_addr.to_string()), "{url}");
+    assert!(push(&src, &url, &daemon.password_file, 5), "reached");
+    assert_eq!(std::fs::read_to_string(replica.join("a")).unwrap(), "one");
+
+    ns.set_rules(Rules::Partition).expect("nft");
+    std::fs::write(src.join("b"), "two").expect("write");
+    assert!(!push(&src, &url, &daemon.password_file, 2), "cut off");
+    assert!(!replica.join("b").exists());
+    ns.set_rules(Rules::Loss(5)).expect("nft");
+    ns.set_rules(Rules::Open).expect("nft");
+    assert!(push(&src, &url, &daemon.password_file, 5), "healed");
+    assert!(replica.join("b").exists());
+
+    let pid = daemon.pid().expect("running");
+    drop(daemon);
+    ns.close().expect("nothing left of the namespace");
+    assert!(!Path::new(&link).exists(), "{link} left behind");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the daemon outlived its namespace"
+    );
+}
